@@ -1,0 +1,151 @@
+"""Command line: ``python -m llm_workflows {faq,route,orchestrate,demo} [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import textwrap
+
+from . import clients, lesson
+from .documents import read_documents
+from .errors import WorkflowError
+from .faq import DEFAULT_CONCURRENCY, FAQResult, build_faq
+from .orchestration import DEFAULT_SIGNATURE, CustomerReply, process_customer_message
+from .records import calls_table
+from .routing import Routed, route_many
+
+PROG = "llm-workflows"
+
+
+def _wrap(text: str, indent: str) -> str:
+    return "\n".join(
+        textwrap.fill(line, 88, initial_indent=indent, subsequent_indent=indent) if line else ""
+        for line in text.splitlines()
+    )
+
+
+def show_faq(result: FAQResult) -> str:
+    lines = [f"FAQ: {len(result.items)} questions answered"]
+    for number, item in enumerate(result.items, 1):
+        lines += [f"\n{number}. {item.question}", _wrap(item.answer, "   ")]
+        lines.append(f"   Sources: {', '.join(item.sources) or '(none)'}")
+        if item.unknown_sources:
+            lines.append(f"   Dropped (not a document title): {', '.join(item.unknown_sources)}")
+    for failure in result.failures:
+        lines.append(f"\nFAILED: {failure.question}\n   {failure.error}")
+    return "\n".join(lines)
+
+
+def show_routed(routed: Routed) -> str:
+    intent = routed.intent or f"unrecognised label {routed.label!r} -> fallback route"
+    return f"Query: {routed.query}\nIntent: {intent}\nResponse:\n{_wrap(routed.response, '  ')}"
+
+
+def show_reply(reply: CustomerReply) -> str:
+    lines = ["Tasks from the orchestrator:"]
+    lines += [f"  - {json.dumps(t.to_dict(), ensure_ascii=False)}" for t in reply.tasks]
+    lines += ["Workers:", *(f"  {a}" for a in reply.actions)]
+    if reply.problems:
+        lines += ["Problems:", *(f"  - {p}" for p in reply.problems)]
+    lines += ["Email to the customer:", reply.email or "(none)"]
+    return "\n".join(lines)
+
+
+def _calls(calls) -> str:
+    return "Calls:\n" + calls_table(calls)
+
+
+async def _faq(args) -> tuple[dict, str, list[str]]:
+    documents = read_documents(args.source) if args.source else lesson.WEBPAGES
+    result = await build_faq(documents, concurrency=args.concurrency)
+    errors = [
+        f"{len(result.failures)} of {len(result.failures) + len(result.items)} questions failed"
+    ]
+    text = show_faq(result) + "\n\n" + _calls(result.calls)
+    return result.to_dict(), text, errors if result.failures else []
+
+
+async def _route(args) -> tuple[dict, str, list[str]]:
+    outcomes = await route_many(args.queries)
+    routed = [o for o in outcomes if isinstance(o, Routed)]
+    errors = [str(o) for o in outcomes if isinstance(o, WorkflowError)]
+    text = "\n\n".join(show_routed(r) for r in routed)
+    text += "\n\n" + _calls([c for r in routed for c in r.calls])
+    data = {
+        "results": [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in outcomes]
+    }
+    return data, text, errors
+
+
+async def _orchestrate(args) -> tuple[dict, str, list[str]]:
+    reply = await process_customer_message(args.query, signature=args.signature)
+    errors = [] if reply.email else ["no email was written (see Problems above)"]
+    return reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors
+
+
+async def _demo(args) -> tuple[dict, str, list[str]]:
+    parts, data, errors = [], {}, []
+    for title, run, sub in [
+        ("1. FAQ chain", _faq, argparse.Namespace(source=None, concurrency=DEFAULT_CONCURRENCY)),
+        ("2. Routing", _route, argparse.Namespace(queries=lesson.ROUTING_QUERIES)),
+        (
+            "3. Orchestrator-worker",
+            _orchestrate,
+            argparse.Namespace(query=lesson.CUSTOMER_MESSAGE, signature=args.signature),
+        ),
+    ]:
+        part_data, text, part_errors = await run(sub)
+        parts.append(f"{'=' * 88}\n{title}\n{'=' * 88}\n{text}")
+        data[title.split(". ", 1)[1]] = part_data
+        errors += part_errors
+    return data, "\n\n".join(parts), errors
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Prompt chaining, routing and orchestrator-worker workflows. "
+        "With no OPENAI_API_KEY, recorded responses are replayed.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    faq = sub.add_parser("faq", parents=[common], help="build an FAQ from documents")
+    faq.add_argument(
+        "--source", nargs="+", metavar="FILE", help="text/markdown files (default: the lesson's)"
+    )
+    faq.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N")
+    faq.set_defaults(run=_faq)
+    route = sub.add_parser("route", parents=[common], help="classify and answer queries")
+    route.add_argument("queries", nargs="+", metavar="QUERY")
+    route.set_defaults(run=_route)
+    orch = sub.add_parser("orchestrate", parents=[common], help="answer one customer message")
+    orch.add_argument("query", metavar="QUERY")
+    orch.add_argument("--signature", default=DEFAULT_SIGNATURE)
+    orch.set_defaults(run=_orchestrate)
+    demo = sub.add_parser("demo", parents=[common], help="all three on the lesson's inputs")
+    demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "concurrency", 1) < 1:
+        print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        data, text, errors = asyncio.run(args.run(args))
+    except (WorkflowError, ValueError, OSError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        clients.reset()
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text)
+    for error in errors:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+    return 1 if errors else 0

@@ -1,0 +1,252 @@
+"""Configuration, API key lookup and the shared OpenAI clients, in one place.
+
+Nothing here runs at import time: settings are read, and the sync and async clients are
+made, on first use; the same pair is then reused (keep-alive connections) by every call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import openai
+from dotenv import dotenv_values, find_dotenv
+
+from .errors import ConfigurationError
+
+MODES = ("live", "replay", "record")
+KEY_NAME = "OPENAI_API_KEY"
+DEFAULT_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class KeyLookup:
+    """Where the API key was found. ``source`` names the place, never the key."""
+
+    key: str | None = field(repr=False)
+    source: str | None
+    hints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str
+    key: KeyLookup
+    base_url: str | None
+    timeout: float
+    max_retries: int
+    recordings: str | None  # an extra recordings file (read in replay, appended in record)
+    mode_was_chosen: bool  # False when the mode fell back to replay because no key was found
+
+    def describe(self) -> str:
+        """One or two lines on what the clients will do; safe to print (no key, no secret)."""
+        where = f" at {self.base_url}" if self.base_url else ""
+        if self.mode == "replay":
+            why = "" if self.mode_was_chosen else " because no OpenAI API key was found"
+            text = (
+                f"Mode: replay{why}. Every model reply comes from the recordings shipped "
+                "with llm_workflows; set OPENAI_API_KEY to run live."
+            )
+        elif self.mode == "record":
+            text = f"Mode: record. Calling the API{where} and saving each reply as it arrives."
+        else:
+            text = f"Mode: live. Calling the API{where} with the key from the {self.key.source}."
+        return "\n".join([text, *self.key.hints])
+
+
+def _dotenv() -> dict[str, str]:
+    path = find_dotenv(usecwd=True)
+    if not path:
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v}
+
+
+def _colab_key() -> KeyLookup:
+    """Read the key from Colab Secrets; outside Colab the import fails and this is skipped."""
+    try:
+        from google.colab import userdata  # type: ignore[import-not-found]
+    except ImportError:
+        return KeyLookup(None, None)
+    errors = {
+        "SecretNotFoundError": "Colab: no secret named OPENAI_API_KEY; add it in the key icon "
+        "(Secrets) panel on the left, then re-run this cell.",
+        "NotebookAccessError": "Colab: the OPENAI_API_KEY secret exists but this notebook may "
+        "not read it; switch on 'Notebook access' for it in the Secrets panel.",
+        "TimeoutException": "Colab: reading the OPENAI_API_KEY secret timed out; answer the "
+        "access prompt that Colab shows, then re-run this cell.",
+    }
+    try:
+        key = userdata.get(KEY_NAME)
+    except Exception as error:  # the userdata error classes differ between Colab releases
+        hint = errors.get(type(error).__name__, f"Colab: could not read the secret ({error}).")
+        return KeyLookup(None, None, (hint,))
+    return KeyLookup(key or None, "Colab secret OPENAI_API_KEY" if key else None)
+
+
+def find_api_key(dotenv: dict[str, str] | None = None) -> KeyLookup:
+    """Look for the key in the environment, then a .env file, then Colab Secrets."""
+    if os.environ.get(KEY_NAME):
+        return KeyLookup(os.environ[KEY_NAME], "environment variable OPENAI_API_KEY")
+    dotenv = _dotenv() if dotenv is None else dotenv
+    if dotenv.get(KEY_NAME):
+        return KeyLookup(dotenv[KEY_NAME], ".env file")
+    return _colab_key()
+
+
+def _number(name: str, raw: str | None, default: float, kind: type) -> float:
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(
+            "settings", f"{name}={raw!r} is not a number", f"set it to e.g. {default}"
+        ) from None
+    if value < 0:
+        raise ConfigurationError("settings", f"{name} must not be negative (got {raw})")
+    return value
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, falling back to a .env file for each one."""
+    dotenv = _dotenv()
+
+    def get(name: str) -> str | None:
+        return os.environ.get(name) or dotenv.get(name) or None
+
+    key = find_api_key(dotenv)
+    mode = (get("LLM_WORKFLOWS_MODE") or "").strip().lower()
+    if mode and mode not in MODES:
+        raise ConfigurationError(
+            "settings", f"LLM_WORKFLOWS_MODE={mode!r} is not a mode", "use live, replay or record"
+        )
+    chosen = bool(mode)
+    if not mode:
+        mode = "live" if key.key else "replay"
+    if mode in ("live", "record") and not key.key:
+        raise ConfigurationError(
+            "settings",
+            f"{mode} mode needs an OpenAI API key and none was found "
+            "(looked in the OPENAI_API_KEY environment variable, a .env file, Colab secrets)",
+            "set OPENAI_API_KEY, or unset LLM_WORKFLOWS_MODE to replay the recordings",
+        )
+    return Settings(
+        mode=mode,
+        key=key,
+        base_url=get("OPENAI_BASE_URL"),
+        timeout=_number(
+            "LLM_WORKFLOWS_TIMEOUT", get("LLM_WORKFLOWS_TIMEOUT"), DEFAULT_TIMEOUT_SECONDS, float
+        ),
+        max_retries=int(
+            _number(
+                "LLM_WORKFLOWS_MAX_RETRIES",
+                get("LLM_WORKFLOWS_MAX_RETRIES"),
+                DEFAULT_MAX_RETRIES,
+                int,
+            )
+        ),
+        recordings=get("LLM_WORKFLOWS_RECORDINGS"),
+        mode_was_chosen=chosen,
+    )
+
+
+def http_module() -> ModuleType:
+    """The HTTP library the installed openai uses: httpx (openai 2.x) or httpx2 (3.x)."""
+    for cls in openai.DefaultHttpxClient.__mro__:
+        root = cls.__module__.split(".")[0]
+        if root in ("httpx", "httpx2"):
+            return importlib.import_module(root)
+    raise RuntimeError("cannot tell which HTTP library openai uses")  # pragma: no cover
+
+
+class _State:
+    settings: Settings | None = None
+    client: openai.OpenAI | None = None
+    aclient: openai.AsyncOpenAI | None = None
+    announced = False
+
+
+_state = _State()
+
+
+def settings() -> Settings:
+    """The settings of this process, read once."""
+    if _state.settings is None:
+        _state.settings = load_settings()
+    return _state.settings
+
+
+def setup() -> Settings:
+    """Read the settings now and return them, so a caller can print ``describe()`` itself.
+
+    The notebook calls this in its first cells: the mode is then shown on stdout, and the
+    one-line notice that the CLI prints on stderr is not repeated.
+    """
+    _state.announced = True
+    return settings()
+
+
+def _announce(current: Settings) -> None:
+    if not _state.announced and current.mode == "replay" and not current.mode_was_chosen:
+        print(f"llm-workflows: {current.describe()}", file=sys.stderr)
+    _state.announced = True
+
+
+def _make(cls: type, http_client_cls: type, current: Settings):
+    from . import replay  # replay imports this module
+
+    kwargs = {
+        "timeout": current.timeout,
+        "max_retries": current.max_retries,
+        "base_url": current.base_url,
+    }
+    is_async = cls is openai.AsyncOpenAI
+    if current.mode == "replay":
+        transport = replay.replay_transport(http_module(), replay.store(current.recordings))
+        return cls(api_key="replay", http_client=http_client_cls(transport=transport), **kwargs)
+    if current.mode == "record":
+        # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
+        target = current.recordings or str(replay.packaged_path())
+        transport = replay.recording_transport(
+            http_module(), replay.store(target), asynchronous=is_async
+        )
+        return cls(
+            api_key=current.key.key, http_client=http_client_cls(transport=transport), **kwargs
+        )
+    return cls(api_key=current.key.key, **kwargs)
+
+
+def get_client() -> openai.OpenAI:
+    """The process's synchronous client, made on first use."""
+    if _state.client is None:
+        current = settings()
+        _announce(current)
+        _state.client = _make(openai.OpenAI, openai.DefaultHttpxClient, current)
+    return _state.client
+
+
+def get_async_client() -> openai.AsyncOpenAI:
+    """The process's asynchronous client, made on first use."""
+    if _state.aclient is None:
+        current = settings()
+        _announce(current)
+        _state.aclient = _make(openai.AsyncOpenAI, openai.DefaultAsyncHttpxClient, current)
+    return _state.aclient
+
+
+def use_clients(
+    client: openai.OpenAI | None = None, aclient: openai.AsyncOpenAI | None = None
+) -> None:
+    """Install ready-made clients (tests, benchmarks, or a client you configured yourself)."""
+    _state.client, _state.aclient = client, aclient
+    _state.announced = True
+
+
+def reset() -> None:
+    """Forget settings and clients, so the next call reads the environment again."""
+    _state.settings = _state.client = _state.aclient = None
+    _state.announced = False

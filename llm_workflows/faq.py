@@ -1,0 +1,327 @@
+"""FAQ from documents: one big call, and the chain generate questions -> answer -> find sources.
+
+The chain's per-question steps do not depend on each other, so ``build_faq`` runs them
+concurrently under a bounded limit; ``concurrency=1`` is the sequential version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import prompts
+from .documents import Document, combine
+from .errors import ModelOutputError, WorkflowError
+from .llm import achat, chat
+from .parsing import describe, find_list, load_json
+from .records import CallRecord
+
+MODEL = "gpt-4.1-nano"
+JSON_MODE = {"type": "json_object"}
+DEFAULT_CONCURRENCY = 16  # the lesson's 10 questions at once; far below any rate limit
+
+SINGLE_CALL = "single call"
+GENERATE_QUESTIONS = "generate questions"
+ANSWER = "answer"
+FIND_SOURCES = "find sources"
+
+
+# --- Section 1: one big call -------------------------------------------------------------
+
+
+def single_call_faq(
+    documents: list[Document], *, model: str = MODEL, calls: list[CallRecord] | None = None
+) -> str:
+    """Ask for the whole FAQ (questions, answers, sources) in one JSON-mode call; the raw reply."""
+    messages = [
+        {"role": "system", "content": prompts.FAQ_SYSTEM},
+        {
+            "role": "user",
+            "content": prompts.SINGLE_CALL_FAQ.format(combined_content=combine(documents)),
+        },
+    ]
+    return chat(SINGLE_CALL, messages, model=model, response_format=JSON_MODE, calls=calls)
+
+
+def check_single_call(reply: str, documents: list[Document], expected: int = 10) -> list[str]:
+    """Every instruction of the single-call prompt that the reply breaks, one line each."""
+    try:
+        data = json.loads(reply)
+    except json.JSONDecodeError as error:
+        return [f"the reply is not JSON at all ({error.msg})"]
+    problems = []
+    if not isinstance(data, list):
+        problems.append(f"asked for a JSON array, got {describe(data)}")
+    items, _ = find_list(data, "faqs")
+    if items is None:
+        return [*problems, "no list of FAQ items found in the reply"]
+    if len(items) != expected:
+        problems.append(f"asked for exactly {expected} FAQs, got {len(items)}")
+    titles = {d.title for d in documents}
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            problems.append(f"item {number} is {describe(item)}, not an object")
+            continue
+        missing = [k for k in ("question", "answer", "sources") if k not in item]
+        if missing:
+            problems.append(f"item {number} lacks {', '.join(missing)}")
+        sources = item.get("sources")
+        if not isinstance(sources, list):
+            continue
+        unknown = [s for s in sources if s not in titles]
+        if unknown:
+            problems.append(f"item {number} cites sources that are not document titles: {unknown}")
+    return problems
+
+
+# --- Section 2: the chain, one step at a time --------------------------------------------
+
+
+def _questions_messages(documents: list[Document]) -> list[dict]:
+    user = prompts.GENERATE_QUESTIONS.format(combined_content=combine(documents))
+    return [
+        {"role": "system", "content": prompts.GENERATE_QUESTIONS_SYSTEM},
+        {"role": "user", "content": user},
+    ]
+
+
+def parse_questions(reply: str) -> list[str]:
+    """The questions in a reply: ``{"questions": [...]}``, a bare array, or one list under another key."""
+    data = load_json(reply, GENERATE_QUESTIONS, 'an object {"questions": [...]}')
+    questions, _ = find_list(data, "questions")
+    if questions is None:
+        raise ModelOutputError(
+            GENERATE_QUESTIONS,
+            f'expected an object {{"questions": [...]}}, got {describe(data)}',
+            "retry the step",
+            raw=reply,
+        )
+    questions = [q.strip() for q in questions if isinstance(q, str) and q.strip()]
+    if not questions:
+        raise ModelOutputError(GENERATE_QUESTIONS, "the reply holds no questions", raw=reply)
+    return questions
+
+
+def generate_questions(
+    documents: list[Document], *, model: str = MODEL, calls: list[CallRecord] | None = None
+) -> list[str]:
+    """Step 1: a list of questions a reader of the documents might ask."""
+    reply = chat(
+        GENERATE_QUESTIONS,
+        _questions_messages(documents),
+        model=model,
+        response_format=JSON_MODE,
+        calls=calls,
+    )
+    return parse_questions(reply)
+
+
+async def agenerate_questions(
+    documents: list[Document], *, model: str = MODEL, calls: list[CallRecord] | None = None
+) -> list[str]:
+    """Async :func:`generate_questions`."""
+    reply = await achat(
+        GENERATE_QUESTIONS,
+        _questions_messages(documents),
+        model=model,
+        response_format=JSON_MODE,
+        calls=calls,
+    )
+    return parse_questions(reply)
+
+
+def _answer_messages(question: str, documents: list[Document]) -> list[dict]:
+    user = prompts.ANSWER_QUESTION.format(question=question, combined_content=combine(documents))
+    return [
+        {"role": "system", "content": prompts.ANSWER_QUESTION_SYSTEM},
+        {"role": "user", "content": user},
+    ]
+
+
+def answer_question(
+    question: str,
+    documents: list[Document],
+    *,
+    model: str = MODEL,
+    calls: list[CallRecord] | None = None,
+) -> str:
+    """Step 2: answer one question from the documents only."""
+    reply = chat(ANSWER, _answer_messages(question, documents), model=model, calls=calls)
+    return reply.strip()
+
+
+async def aanswer_question(
+    question: str,
+    documents: list[Document],
+    *,
+    model: str = MODEL,
+    calls: list[CallRecord] | None = None,
+) -> str:
+    """Async :func:`answer_question`."""
+    reply = await achat(ANSWER, _answer_messages(question, documents), model=model, calls=calls)
+    return reply.strip()
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The document titles an answer came from; ``unknown`` are cited names that are no title."""
+
+    titles: list[str]
+    unknown: list[str] = field(default_factory=list)
+
+
+def _sources_messages(question: str, answer: str, documents: list[Document]) -> list[dict]:
+    user = prompts.FIND_SOURCES.format(
+        question=question, answer=answer, combined_content=combine(documents)
+    )
+    return [
+        {"role": "system", "content": prompts.FIND_SOURCES_SYSTEM},
+        {"role": "user", "content": user},
+    ]
+
+
+def parse_sources(reply: str, documents: list[Document]) -> Sources:
+    """Keep the cited titles that name a document (ignoring case and spaces); report the rest."""
+    data = load_json(reply, FIND_SOURCES, 'an object {"sources": [...]}')
+    cited, _ = find_list(data, "sources")
+    if cited is None:
+        raise ModelOutputError(
+            FIND_SOURCES,
+            f'expected an object {{"sources": [...]}}, got {describe(data)}',
+            "retry the step",
+            raw=reply,
+        )
+    by_name = {" ".join(d.title.lower().split()): d.title for d in documents}
+    titles, unknown = [], []
+    for name in cited:
+        title = by_name.get(" ".join(str(name).lower().split()))
+        if title is None:
+            unknown.append(str(name))
+        elif title not in titles:
+            titles.append(title)
+    return Sources(titles, unknown)
+
+
+def find_sources(
+    question: str,
+    answer: str,
+    documents: list[Document],
+    *,
+    model: str = MODEL,
+    calls: list[CallRecord] | None = None,
+) -> Sources:
+    """Step 3: which documents the answer came from."""
+    reply = chat(
+        FIND_SOURCES,
+        _sources_messages(question, answer, documents),
+        model=model,
+        response_format=JSON_MODE,
+        calls=calls,
+    )
+    return parse_sources(reply, documents)
+
+
+async def afind_sources(
+    question: str,
+    answer: str,
+    documents: list[Document],
+    *,
+    model: str = MODEL,
+    calls: list[CallRecord] | None = None,
+) -> Sources:
+    """Async :func:`find_sources`."""
+    reply = await achat(
+        FIND_SOURCES,
+        _sources_messages(question, answer, documents),
+        model=model,
+        response_format=JSON_MODE,
+        calls=calls,
+    )
+    return parse_sources(reply, documents)
+
+
+# --- Section 2: the whole chain ----------------------------------------------------------
+
+
+@dataclass
+class FAQItem:
+    question: str
+    answer: str
+    sources: list[str]
+    unknown_sources: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FAQFailure:
+    """A question whose answer or sources failed; the answer is kept if it was made."""
+
+    question: str
+    error: str
+    answer: str | None = None
+
+
+@dataclass
+class FAQResult:
+    items: list[FAQItem]
+    failures: list[FAQFailure]
+    calls: list[CallRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": [asdict(i) for i in self.items],
+            "failures": [asdict(f) for f in self.failures],
+            "calls": [c.to_dict() for c in self.calls],
+        }
+
+
+Progress = Callable[[int, int], None]  # (questions done, questions in all)
+
+
+async def build_faq(
+    documents: list[Document],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    model: str = MODEL,
+    on_progress: Progress | None = None,
+) -> FAQResult:
+    """Generate questions, then answer each and find its sources, ``concurrency`` at a time.
+
+    A question whose step fails becomes a :class:`FAQFailure`; the other questions go on.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
+    if not documents:
+        raise ValueError("build_faq needs at least one document")
+    calls: list[CallRecord] = []
+    questions = await agenerate_questions(documents, model=model, calls=calls)
+    limit = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(question: str) -> FAQItem | FAQFailure:
+        nonlocal done
+        answer = None
+        async with limit:
+            try:
+                answer = await aanswer_question(question, documents, model=model, calls=calls)
+                sources = await afind_sources(question, answer, documents, model=model, calls=calls)
+                result: FAQItem | FAQFailure = FAQItem(
+                    question, answer, sources.titles, sources.unknown
+                )
+            except WorkflowError as error:
+                result = FAQFailure(question, str(error), answer)
+        done += 1
+        if on_progress:
+            on_progress(done, len(questions))
+        return result
+
+    if on_progress:
+        on_progress(0, len(questions))
+    results = await asyncio.gather(*(one(q) for q in questions))
+    return FAQResult(
+        items=[r for r in results if isinstance(r, FAQItem)],
+        failures=[r for r in results if isinstance(r, FAQFailure)],
+        calls=calls,
+    )

@@ -1,0 +1,157 @@
+"""One Chat Completions call, sync or async: timed, recorded, checked, with clear errors.
+
+The openai client already retries connection errors, timeouts, 429 and 5xx
+(``max_retries``, honouring ``retry-after``); what it finally raises is turned here into
+one WorkflowError line that names the step and says what to do.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import openai
+
+from . import clients
+from .errors import ModelOutputError, WorkflowError
+from .records import CallRecord
+from .replay import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
+
+Messages = list[dict[str, str]]
+
+
+def _request(step: str, model: str, messages: Messages, response_format: dict | None) -> dict:
+    kwargs: dict[str, Any] = {"model": model, "messages": messages}
+    if response_format is not None:
+        kwargs["response_format"] = response_format
+    kwargs["extra_headers"] = {STEP_HEADER: step}
+    return kwargs
+
+
+def _api_error(step: str, error: openai.OpenAIError) -> WorkflowError:
+    current = clients.settings()
+    retries = f"after {current.max_retries} retries"
+    if isinstance(error, openai.NotFoundError) and getattr(error, "code", None) == MISS_CODE:
+        return WorkflowError(
+            step,
+            "no recorded response for this request (replay mode)",
+            "set OPENAI_API_KEY and LLM_WORKFLOWS_MODE=record to record it",
+        )
+    if isinstance(error, openai.AuthenticationError):
+        return WorkflowError(
+            step,
+            f"the API rejected the key (401) from the {current.key.source or 'configuration'}",
+            "check OPENAI_API_KEY (and OPENAI_BASE_URL if you use another server)",
+        )
+    if isinstance(error, openai.PermissionDeniedError):
+        return WorkflowError(
+            step, "access denied (403)", "check the key's project and model access"
+        )
+    if isinstance(error, openai.RateLimitError):
+        if getattr(error, "code", None) == "insufficient_quota":
+            return WorkflowError(
+                step,
+                "the account has no credits left (429 insufficient_quota)",
+                "add credits on the OpenAI billing page, then retry",
+            )
+        return WorkflowError(
+            step,
+            f"rate limited (429) {retries}",
+            "wait a minute and retry, or lower the concurrency",
+        )
+    if isinstance(error, openai.InternalServerError):
+        return WorkflowError(
+            step, f"the server failed ({error.status_code}) {retries}", "try again in a few minutes"
+        )
+    if isinstance(error, openai.APITimeoutError):
+        return WorkflowError(
+            step,
+            f"no answer within {current.timeout:g} s {retries}",
+            "retry, or raise LLM_WORKFLOWS_TIMEOUT",
+        )
+    if isinstance(error, openai.APIConnectionError):
+        where = current.base_url or "the OpenAI API"
+        return WorkflowError(
+            step,
+            f"could not connect to {where} {retries}",
+            "check your network connection and OPENAI_BASE_URL",
+        )
+    if isinstance(error, openai.NotFoundError):
+        return WorkflowError(step, f"not found (404): {error.message}", "check the model name")
+    if isinstance(error, openai.APIStatusError):
+        return WorkflowError(
+            step, f"the API refused the request ({error.status_code}): {error.message}"
+        )
+    return WorkflowError(step, f"{type(error).__name__}: {error}")
+
+
+def _finish(step: str, raw, seconds: float, calls: list[CallRecord] | None) -> str:
+    """Record the call, then check that the reply is usable text."""
+    completion = raw.parse()
+    usage = completion.usage
+    record = CallRecord(
+        step=step,
+        model=completion.model,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        seconds=seconds,
+        source=raw.headers.get(PROVENANCE_HEADER, "live"),
+    )
+    if calls is not None:
+        calls.append(record)
+    if not completion.choices:
+        raise ModelOutputError(step, "the reply has no choices", "retry the step")
+    choice = completion.choices[0]
+    text = choice.message.content or ""
+    if getattr(choice.message, "refusal", None):
+        raise ModelOutputError(
+            step, f"the model refused: {choice.message.refusal}", "rephrase the input", raw=text
+        )
+    if choice.finish_reason == "length":
+        raise ModelOutputError(
+            step,
+            "the reply was cut off at the token limit (finish_reason=length)",
+            "shorten the input or allow more output tokens",
+            raw=text,
+        )
+    if not text.strip():
+        raise ModelOutputError(step, "the model returned an empty reply", "retry the step")
+    return text
+
+
+def chat(
+    step: str,
+    messages: Messages,
+    *,
+    model: str,
+    response_format: dict | None = None,
+    calls: list[CallRecord] | None = None,
+) -> str:
+    """Send one chat completion with the shared sync client and return the reply's text."""
+    request = _request(step, model, messages, response_format)
+    client = clients.get_client()
+    start = time.perf_counter()
+    try:
+        raw = client.chat.completions.with_raw_response.create(**request)
+    except openai.OpenAIError as error:
+        raise _api_error(step, error) from error
+    return _finish(step, raw, time.perf_counter() - start, calls)
+
+
+async def achat(
+    step: str,
+    messages: Messages,
+    *,
+    model: str,
+    response_format: dict | None = None,
+    calls: list[CallRecord] | None = None,
+) -> str:
+    """The async twin of :func:`chat`, with the shared async client."""
+    request = _request(step, model, messages, response_format)
+    client = clients.get_async_client()
+    start = time.perf_counter()
+    try:
+        raw = await client.chat.completions.with_raw_response.create(**request)
+    except openai.OpenAIError as error:
+        raise _api_error(step, error) from error
+    return _finish(step, raw, time.perf_counter() - start, calls)

@@ -1,0 +1,119 @@
+"""What each LLM call cost: tokens, seconds and an estimated price, plus a table of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+# USD per 1M tokens (input, output) at the models' launch on 2025-04-14. Update as prices change.
+PRICES_AS_OF = "2025-04-14"
+PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+}
+
+
+def _base_model(model: str) -> str:
+    """'gpt-4.1-nano-2025-04-14' -> 'gpt-4.1-nano' (responses name the dated snapshot)."""
+    for name in PRICES_PER_MILLION:
+        if model == name or model.startswith(name + "-20"):
+            return name
+    return model
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One LLM call. Tokens are the API's usage numbers (None if the server sent none)."""
+
+    step: str
+    model: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    seconds: float
+    source: str = "live"  # live, or where a replayed reply came from: brief, authored, live
+
+    @property
+    def cost_usd(self) -> float | None:
+        """Estimated price from PRICES_PER_MILLION, or None for an unknown model or usage."""
+        price = PRICES_PER_MILLION.get(_base_model(self.model))
+        if price is None or self.prompt_tokens is None or self.completion_tokens is None:
+            return None
+        return (self.prompt_tokens * price[0] + self.completion_tokens * price[1]) / 1_000_000
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "cost_usd": self.cost_usd}
+
+
+@dataclass(frozen=True)
+class Totals:
+    calls: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    seconds: float
+    cost_usd: float | None
+
+
+def _sum(values: list) -> int | float | None:
+    return None if any(v is None for v in values) else sum(values)
+
+
+def totals(calls: Iterable[CallRecord]) -> Totals:
+    """Sum a list of calls. Seconds add up call time, not wall time (calls may overlap)."""
+    calls = list(calls)
+    return Totals(
+        calls=len(calls),
+        prompt_tokens=_sum([c.prompt_tokens for c in calls]),
+        completion_tokens=_sum([c.completion_tokens for c in calls]),
+        seconds=sum(c.seconds for c in calls),
+        cost_usd=_sum([c.cost_usd for c in calls]),
+    )
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def calls_table(calls: Iterable[CallRecord], seconds: bool = True) -> str:
+    """A plain-text table with one row per step (calls, tokens, seconds, cost) and a total.
+
+    ``reply`` says where the replies came from: ``live``, or for replayed calls the
+    recording's provenance (``brief``: the lesson brief's output; ``authored``: by hand).
+
+    ``seconds=False`` leaves the time column out, for output that must not change between runs.
+    """
+    calls = list(calls)
+    steps: dict[tuple[str, str], list[CallRecord]] = {}
+    for call in calls:
+        steps.setdefault((call.step, call.model), []).append(call)
+    header = ["step", "model", "reply", "calls", "prompt tok", "completion tok", "cost $"]
+    if seconds:
+        header.insert(6, "seconds")
+    groups = [
+        (step, model, "+".join(sorted({c.source for c in g})), g)
+        for (step, model), g in steps.items()
+    ]
+    rows = []
+    for step, model, source, group in [*groups, ("total", "", "", calls)]:
+        t = totals(group)
+        row = [
+            step,
+            model,
+            source,
+            str(t.calls),
+            _fmt(t.prompt_tokens, ","),
+            _fmt(t.completion_tokens, ","),
+            _fmt(t.cost_usd, ".6f"),
+        ]
+        if seconds:
+            row.insert(6, f"{t.seconds:.2f}")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 3 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])])

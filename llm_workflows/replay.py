@@ -1,0 +1,168 @@
+"""Recorded Chat Completions responses, replayed or recorded through the real openai clients.
+
+A recording is one JSON line: the request body, the response body, and where the response
+came from (``provenance``). Requests are matched on a canonical hash of the whole request
+body (model, messages, response_format and every other parameter). Headers are never
+stored, so neither is the API key.
+
+Replay plugs a ``MockTransport`` of httpx or httpx2 (whichever the installed openai uses)
+into the real ``OpenAI``/``AsyncOpenAI`` clients, so the client's own request building,
+response parsing and error handling all run as they do live.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+STEP_HEADER = "X-LLM-Workflows-Step"  # sent by our calls so a miss can name its step
+PROVENANCE_HEADER = "X-LLM-Workflows-Provenance"  # set on replayed responses
+MISS_CODE = "no_recording"
+PACKAGED = "chat_completions.jsonl"
+
+
+def request_key(body: dict[str, Any]) -> str:
+    """The canonical hash of a Chat Completions request body."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class Recording:
+    key: str
+    request: dict[str, Any]
+    response: dict[str, Any]
+    provenance: dict[str, Any]
+
+    def to_line(self) -> str:
+        return json.dumps(
+            {
+                "key": self.key,
+                "provenance": self.provenance,
+                "request": self.request,
+                "response": self.response,
+            },
+            ensure_ascii=False,
+        )
+
+
+class Store:
+    """Recordings read from the packaged file and an optional extra file; later lines win."""
+
+    def __init__(self, extra: str | Path | None = None, packaged: bool = True):
+        self.extra = Path(extra) if extra else None
+        self._lock = threading.Lock()
+        self._by_key: dict[str, Recording] = {}
+        if packaged:
+            with resources.files(__package__).joinpath("recordings", PACKAGED).open() as f:
+                self._load(f)
+        if self.extra and self.extra.exists():
+            with self.extra.open(encoding="utf-8") as f:
+                self._load(f)
+
+    def _load(self, lines) -> None:
+        for line in lines:
+            if line.strip():
+                item = json.loads(line)
+                self._by_key[item["key"]] = Recording(**item)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def get(self, body: dict[str, Any]) -> Recording | None:
+        return self._by_key.get(request_key(body))
+
+    def add(self, request: dict[str, Any], response: dict[str, Any], provenance: dict) -> None:
+        """Keep a new recording and append it to the extra file at once (not at exit)."""
+        if self.extra is None:
+            raise RuntimeError("record mode needs a recordings file to append to")
+        recording = Recording(request_key(request), request, response, provenance)
+        with self._lock:
+            self._by_key[recording.key] = recording
+            self.extra.parent.mkdir(parents=True, exist_ok=True)
+            with self.extra.open("a", encoding="utf-8") as f:
+                f.write(recording.to_line() + "\n")
+
+
+_stores: dict[str | None, Store] = {}
+
+
+def packaged_path() -> Path:
+    """Where the shipped recordings live (inside the installed package)."""
+    return Path(str(resources.files(__package__).joinpath("recordings", PACKAGED)))
+
+
+def store(extra: str | None = None) -> Store:
+    """The process's store for this extra file, loaded once and shared by both clients."""
+    if extra not in _stores:
+        _stores[extra] = Store(extra)
+    return _stores[extra]
+
+
+def _is_chat_completion(request) -> bool:
+    return request.method == "POST" and request.url.path.endswith("/chat/completions")
+
+
+def replay_transport(http: ModuleType, recordings: Store):
+    """A MockTransport (of httpx or httpx2) that answers from ``recordings``."""
+
+    def handle(request):
+        if not _is_chat_completion(request):
+            return http.Response(404, json=_error(f"replay has no {request.url.path} endpoint"))
+        body = json.loads(request.content)
+        found = recordings.get(body)
+        if found is None:
+            step = request.headers.get(STEP_HEADER, "this step")
+            return http.Response(404, json=_error(f"no recorded response for {step}", MISS_CODE))
+        headers = {PROVENANCE_HEADER: found.provenance.get("source", "unknown")}
+        return http.Response(200, json=found.response, headers=headers)
+
+    return http.MockTransport(handle)
+
+
+def _error(message: str, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": "replay", "code": code, "param": None}}
+
+
+def _provenance(response: dict) -> dict:
+    return {
+        "source": "live",
+        "date": dt.date.today().isoformat(),
+        "model": response.get("model"),
+    }
+
+
+def recording_transport(http: ModuleType, recordings: Store, asynchronous: bool):
+    """A transport that forwards to the network and records every successful chat completion."""
+
+    def keep(request, response) -> None:
+        if _is_chat_completion(request) and response.status_code == 200:
+            payload = response.json()
+            recordings.add(json.loads(request.content), payload, _provenance(payload))
+
+    if asynchronous:
+
+        class AsyncRecording(http.AsyncHTTPTransport):
+            async def handle_async_request(self, request):
+                response = await super().handle_async_request(request)
+                await response.aread()
+                keep(request, response)
+                return response
+
+        return AsyncRecording()
+
+    class Recording_(http.HTTPTransport):
+        def handle_request(self, request):
+            response = super().handle_request(request)
+            response.read()
+            keep(request, response)
+            return response
+
+    return Recording_()

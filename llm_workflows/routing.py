@@ -1,0 +1,148 @@
+"""Routing: classify a query's intent with one LLM call, then answer it with that intent's prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import asdict, dataclass, field
+
+from . import prompts
+from .errors import WorkflowError
+from .llm import achat, chat
+from .records import CallRecord
+
+MODEL = "gpt-4.1-mini"
+TECHNICAL_SUPPORT = "Technical Support"
+BILLING_INQUIRY = "Billing Inquiry"
+GENERAL_QUESTION = "General Question"
+INTENTS = (TECHNICAL_SUPPORT, BILLING_INQUIRY, GENERAL_QUESTION)
+FALLBACK = "fallback"  # the route of a label we do not know
+
+CLASSIFY = "classify intent"
+HANDLE = "handle query"
+
+
+def normalize_intent(label: str) -> str | None:
+    """Map a classifier's reply to one of INTENTS, or None if it names none (or several).
+
+    Tolerates case, quotes, markdown emphasis, trailing punctuation and words around the
+    label ("Category: **billing inquiry**." -> "Billing Inquiry").
+    """
+    text = re.sub(r"[*_`\"'“”‘’]", " ", label).strip().lower()
+    text = " ".join(re.sub(r"[^\w\s-]", " ", text).split())
+    exact = [i for i in INTENTS if text == i.lower()]
+    if exact:
+        return exact[0]
+    found = [i for i in INTENTS if re.search(rf"\b{i.lower()}\b", text)]
+    return found[0] if len(found) == 1 else None
+
+
+def _check_query(step: str, user_query: str) -> str:
+    if not isinstance(user_query, str) or not user_query.strip():
+        raise WorkflowError(step, "the query is empty", "pass the customer's message as text")
+    return user_query.strip()
+
+
+def _classify_messages(user_query: str) -> list[dict]:
+    return [
+        {"role": "system", "content": prompts.CLASSIFY_SYSTEM},
+        {"role": "user", "content": prompts.CLASSIFY_INTENT.format(user_query=user_query)},
+    ]
+
+
+def classify_intent(
+    user_query: str, *, model: str = MODEL, calls: list[CallRecord] | None = None
+) -> str:
+    """Step 1: the classifier's label for the query, as the model wrote it (stripped)."""
+    user_query = _check_query(CLASSIFY, user_query)
+    return chat(CLASSIFY, _classify_messages(user_query), model=model, calls=calls).strip()
+
+
+async def aclassify_intent(
+    user_query: str, *, model: str = MODEL, calls: list[CallRecord] | None = None
+) -> str:
+    """Async :func:`classify_intent`."""
+    user_query = _check_query(CLASSIFY, user_query)
+    reply = await achat(CLASSIFY, _classify_messages(user_query), model=model, calls=calls)
+    return reply.strip()
+
+
+def choose_prompt(user_query: str, intent: str | None) -> tuple[str, str]:
+    """Step 2: the route for an intent and its prompt, formatted once. Unknown -> fallback."""
+    if intent == TECHNICAL_SUPPORT:
+        return TECHNICAL_SUPPORT, prompts.TECHNICAL_SUPPORT.format(user_query=user_query)
+    elif intent == BILLING_INQUIRY:
+        return BILLING_INQUIRY, prompts.BILLING_INQUIRY.format(user_query=user_query)
+    elif intent == GENERAL_QUESTION:
+        return GENERAL_QUESTION, prompts.GENERAL_QUESTION.format(user_query=user_query)
+    else:
+        # Out of scope or unreadable: ask the customer to rephrase rather than guess.
+        return FALLBACK, prompts.GENERAL_QUESTION.format(user_query=user_query)
+
+
+def handle_query(
+    user_query: str,
+    intent: str | None,
+    *,
+    model: str = MODEL,
+    calls: list[CallRecord] | None = None,
+) -> str:
+    """Step 3: answer the query with the prompt of its route."""
+    user_query = _check_query(HANDLE, user_query)
+    _, prompt = choose_prompt(user_query, normalize_intent(intent or ""))
+    return chat(HANDLE, [{"role": "system", "content": prompt}], model=model, calls=calls)
+
+
+@dataclass
+class Routed:
+    """One routed query: the raw label, the intent it maps to, the route taken, the reply."""
+
+    query: str
+    label: str
+    intent: str | None
+    route: str
+    response: str
+    calls: list[CallRecord] = field(default_factory=list)
+
+    @property
+    def used_fallback(self) -> bool:
+        return self.route == FALLBACK
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["calls"] = [c.to_dict() for c in self.calls]
+        return data
+
+
+async def route(user_query: str, *, model: str = MODEL) -> Routed:
+    """Classify, normalise the label, choose the route and answer: the whole routing workflow."""
+    calls: list[CallRecord] = []
+    query = _check_query(CLASSIFY, user_query)
+    label = await aclassify_intent(query, model=model, calls=calls)
+    intent = normalize_intent(label)
+    route_name, prompt = choose_prompt(query, intent)
+    response = await achat(
+        HANDLE, [{"role": "system", "content": prompt}], model=model, calls=calls
+    )
+    return Routed(query, label, intent, route_name, response, calls)
+
+
+async def route_many(
+    queries: list[str], *, concurrency: int = 16, model: str = MODEL
+) -> list[Routed | WorkflowError]:
+    """Route many queries concurrently, at most ``concurrency`` at a time, in input order.
+
+    A query that fails gives its WorkflowError in its place; the others are still routed.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(query: str) -> Routed | WorkflowError:
+        async with limit:
+            try:
+                return await route(query, model=model)
+            except WorkflowError as error:
+                return error
+
+    return list(await asyncio.gather(*(one(q) for q in queries)))
