@@ -180,6 +180,11 @@ def settings() -> Settings:
     return _state.settings
 
 
+def key_source() -> str | None:
+    """Where the key of the current settings came from, if they were read."""
+    return _state.settings.key.source if _state.settings else None
+
+
 def setup() -> Settings:
     """Read the settings now and return them, so a caller can print ``describe()`` itself.
 

@@ -28,9 +28,9 @@ def _request(step: str, model: str, messages: Messages, response_format: dict | 
     return kwargs
 
 
-def _api_error(step: str, error: openai.OpenAIError) -> WorkflowError:
-    current = clients.settings()
-    retries = f"after {current.max_retries} retries"
+def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
+    """One line for what the client finally raised, after its own retries."""
+    retries = f"after {client.max_retries} retries"
     if isinstance(error, openai.NotFoundError) and getattr(error, "code", None) == MISS_CODE:
         return WorkflowError(
             step,
@@ -38,9 +38,10 @@ def _api_error(step: str, error: openai.OpenAIError) -> WorkflowError:
             "set OPENAI_API_KEY and LLM_WORKFLOWS_MODE=record to record it",
         )
     if isinstance(error, openai.AuthenticationError):
+        source = clients.key_source()
         return WorkflowError(
             step,
-            f"the API rejected the key (401) from the {current.key.source or 'configuration'}",
+            "the API rejected the key (401)" + (f" from the {source}" if source else ""),
             "check OPENAI_API_KEY (and OPENAI_BASE_URL if you use another server)",
         )
     if isinstance(error, openai.PermissionDeniedError):
@@ -66,14 +67,13 @@ def _api_error(step: str, error: openai.OpenAIError) -> WorkflowError:
     if isinstance(error, openai.APITimeoutError):
         return WorkflowError(
             step,
-            f"no answer within {current.timeout:g} s {retries}",
+            f"no answer within {_seconds(client.timeout)} {retries}",
             "retry, or raise LLM_WORKFLOWS_TIMEOUT",
         )
     if isinstance(error, openai.APIConnectionError):
-        where = current.base_url or "the OpenAI API"
         return WorkflowError(
             step,
-            f"could not connect to {where} {retries}",
+            f"could not connect to {client.base_url} {retries}",
             "check your network connection and OPENAI_BASE_URL",
         )
     if isinstance(error, openai.NotFoundError):
@@ -83,6 +83,11 @@ def _api_error(step: str, error: openai.OpenAIError) -> WorkflowError:
             step, f"the API refused the request ({error.status_code}): {error.message}"
         )
     return WorkflowError(step, f"{type(error).__name__}: {error}")
+
+
+def _seconds(timeout) -> str:
+    read = getattr(timeout, "read", timeout)  # a float, or an httpx Timeout
+    return f"{read:g} s" if isinstance(read, (int, float)) else "the timeout"
 
 
 def _finish(step: str, raw, seconds: float, calls: list[CallRecord] | None) -> str:
@@ -134,7 +139,7 @@ def chat(
     try:
         raw = client.chat.completions.with_raw_response.create(**request)
     except openai.OpenAIError as error:
-        raise _api_error(step, error) from error
+        raise _api_error(step, error, client) from error
     return _finish(step, raw, time.perf_counter() - start, calls)
 
 
@@ -153,5 +158,5 @@ async def achat(
     try:
         raw = await client.chat.completions.with_raw_response.create(**request)
     except openai.OpenAIError as error:
-        raise _api_error(step, error) from error
+        raise _api_error(step, error, client) from error
     return _finish(step, raw, time.perf_counter() - start, calls)

@@ -1,0 +1,86 @@
+"""Fake HTTP for tests: the real openai clients over a MockTransport of httpx or httpx2.
+
+``script(handler)`` installs a sync and an async client whose every request goes to
+``handler(request) -> response``; ``completion(...)`` builds a Chat Completions body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import openai
+
+from llm_workflows import clients
+from llm_workflows.replay import STEP_HEADER
+
+http = clients.http_module()  # httpx for openai 2.x, httpx2 for 3.x
+
+
+def completion(
+    content: str | None,
+    *,
+    model: str = "gpt-4.1-mini",
+    finish_reason: str = "stop",
+    refusal: str | None = None,
+    usage: tuple[int, int] | None = (10, 5),
+) -> dict:
+    """A Chat Completions response body with one choice."""
+    body = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
+    }
+    if usage:
+        body["usage"] = {
+            "prompt_tokens": usage[0],
+            "completion_tokens": usage[1],
+            "total_tokens": sum(usage),
+        }
+    return body
+
+
+def reply(content: str | None, status: int = 200, headers: dict | None = None, **kwargs):
+    """An HTTP response carrying ``completion(content, **kwargs)``."""
+    return http.Response(status, json=completion(content, **kwargs), headers=headers)
+
+
+def error(status: int, message: str = "error", code: str | None = None, headers=None):
+    """An HTTP error response shaped like the OpenAI API's."""
+    body = {"error": {"message": message, "type": "test", "code": code, "param": None}}
+    return http.Response(status, json=body, headers=headers)
+
+
+def step_of(request) -> str:
+    """The workflow step that sent this request (our calls name it in a header)."""
+    return request.headers.get(STEP_HEADER, "")
+
+
+def body_of(request) -> dict:
+    return json.loads(request.content)
+
+
+def user_text(request) -> str:
+    """The text of the request's last message (where every prompt puts its input)."""
+    return body_of(request)["messages"][-1]["content"]
+
+
+def script(handler: Callable, *, max_retries: int = 0, timeout: float = 5.0) -> None:
+    """Route every call of the workflows to ``handler`` through the real openai clients."""
+    transport = http.MockTransport(handler)
+    common = {"api_key": "sk-test", "max_retries": max_retries, "timeout": timeout}
+    clients.use_clients(
+        openai.OpenAI(http_client=openai.DefaultHttpxClient(transport=transport), **common),
+        openai.AsyncOpenAI(
+            http_client=openai.DefaultAsyncHttpxClient(transport=transport), **common
+        ),
+    )
