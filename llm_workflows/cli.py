@@ -53,12 +53,31 @@ def show_reply(reply: CustomerReply) -> str:
     return "\n".join(lines)
 
 
+REPLAY_NOTE = (
+    "Replayed calls: tokens are the recordings' usage (counted offline for the brief's and "
+    "hand-written replies, see each recording's provenance); seconds are replay time, not "
+    "model time."
+)
+
+
 def _calls(calls) -> str:
-    return "Calls:\n" + calls_table(calls)
+    if not calls:
+        return "Calls: none completed"
+    text = "Calls:\n" + calls_table(calls)
+    if any(c.source != "live" for c in calls):
+        text += "\n" + textwrap.fill(REPLAY_NOTE, 88)
+    return text
 
 
 async def _faq(args) -> tuple[dict, str, list[str]]:
-    documents = read_documents(args.source) if args.source else lesson.WEBPAGES
+    try:
+        documents = read_documents(args.source) if args.source else lesson.WEBPAGES
+    except (OSError, UnicodeDecodeError) as error:
+        name = getattr(error, "filename", None) or "a source file"
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise WorkflowError(
+            "faq", f"cannot read {name} ({reason})", "pass text or markdown files"
+        ) from None
     result = await build_faq(documents, concurrency=args.concurrency)
     errors = [
         f"{len(result.failures)} of {len(result.failures) + len(result.items)} questions failed"
@@ -70,9 +89,13 @@ async def _faq(args) -> tuple[dict, str, list[str]]:
 async def _route(args) -> tuple[dict, str, list[str]]:
     outcomes = await route_many(args.queries)
     routed = [o for o in outcomes if isinstance(o, Routed)]
-    errors = [str(o) for o in outcomes if isinstance(o, WorkflowError)]
-    text = "\n\n".join(show_routed(r) for r in routed)
-    text += "\n\n" + _calls([c for r in routed for c in r.calls])
+    errors = [
+        f"query {q!r}: {o}"
+        for q, o in zip(args.queries, outcomes, strict=True)
+        if isinstance(o, WorkflowError)
+    ]
+    calls = [c for r in routed for c in r.calls]
+    text = "\n\n".join([*map(show_routed, routed), _calls(calls)]) if routed else ""
     data = {
         "results": [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in outcomes]
     }
@@ -80,7 +103,8 @@ async def _route(args) -> tuple[dict, str, list[str]]:
 
 
 async def _orchestrate(args) -> tuple[dict, str, list[str]]:
-    reply = await process_customer_message(args.query, signature=args.signature)
+    query = sys.stdin.read() if args.query == "-" else args.query
+    reply = await process_customer_message(query, signature=args.signature)
     errors = [] if reply.email else ["no email was written (see Problems above)"]
     return reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors
 
@@ -122,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("queries", nargs="+", metavar="QUERY")
     route.set_defaults(run=_route)
     orch = sub.add_parser("orchestrate", parents=[common], help="answer one customer message")
-    orch.add_argument("query", metavar="QUERY")
+    orch.add_argument("query", metavar="QUERY", help="the customer's message, or - to read stdin")
     orch.add_argument("--signature", default=DEFAULT_SIGNATURE)
     orch.set_defaults(run=_orchestrate)
     demo = sub.add_parser("demo", parents=[common], help="all three on the lesson's inputs")
@@ -145,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         clients.reset()
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text)
+    output = json.dumps(data, indent=2, ensure_ascii=False) if args.json else text
+    if output:
+        print(output)
     for error in errors:
         print(f"{PROG}: error: {error}", file=sys.stderr)
     return 1 if errors else 0
