@@ -6,6 +6,7 @@ made, on first use; the same pair is then reused (keep-alive connections) by eve
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
@@ -167,6 +168,7 @@ class _State:
     settings: Settings | None = None
     client: openai.OpenAI | None = None
     aclient: openai.AsyncOpenAI | None = None
+    aclient_loop: object = None  # the event loop our async client's connections belong to
     announced = False
 
 
@@ -234,12 +236,26 @@ def get_client() -> openai.OpenAI:
     return _state.client
 
 
+def _running_loop() -> object:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def get_async_client() -> openai.AsyncOpenAI:
-    """The process's asynchronous client, made on first use."""
-    if _state.aclient is None:
+    """The process's asynchronous client, made on first use and reused within an event loop.
+
+    Pooled connections belong to the loop that opened them, so a script that calls
+    ``asyncio.run`` twice gets a fresh client for the second loop instead of a broken one.
+    """
+    loop = _running_loop()
+    stale = _state.aclient_loop is not None and _state.aclient_loop is not loop
+    if _state.aclient is None or stale:
         current = settings()
         _announce(current)
         _state.aclient = _make(openai.AsyncOpenAI, openai.DefaultAsyncHttpxClient, current)
+        _state.aclient_loop = loop
     return _state.aclient
 
 
@@ -247,11 +263,11 @@ def use_clients(
     client: openai.OpenAI | None = None, aclient: openai.AsyncOpenAI | None = None
 ) -> None:
     """Install ready-made clients (tests, benchmarks, or a client you configured yourself)."""
-    _state.client, _state.aclient = client, aclient
+    _state.client, _state.aclient, _state.aclient_loop = client, aclient, None
     _state.announced = True
 
 
 def reset() -> None:
     """Forget settings and clients, so the next call reads the environment again."""
-    _state.settings = _state.client = _state.aclient = None
+    _state.settings = _state.client = _state.aclient = _state.aclient_loop = None
     _state.announced = False
