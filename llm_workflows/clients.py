@@ -42,6 +42,7 @@ class Settings:
     max_retries: int
     recordings: str | None  # an extra recordings file (read in replay, appended in record)
     mode_was_chosen: bool  # False when the mode fell back to replay because no key was found
+    model: str | None = None  # LLM_WORKFLOWS_MODEL: one model for every step (e.g. on Ollama)
 
     def describe(self) -> str:
         """One or two lines on what the clients will do; safe to print (no key, no secret)."""
@@ -151,6 +152,7 @@ def load_settings() -> Settings:
             )
         ),
         recordings=get("LLM_WORKFLOWS_RECORDINGS"),
+        model=get("LLM_WORKFLOWS_MODEL"),
         mode_was_chosen=chosen,
     )
 

@@ -21,6 +21,8 @@ Messages = list[dict[str, str]]
 
 
 def _request(step: str, model: str, messages: Messages, response_format: dict | None) -> dict:
+    # LLM_WORKFLOWS_MODEL swaps every step's model, for servers that serve other models.
+    model = clients.settings().model or model
     kwargs: dict[str, Any] = {"model": model, "messages": messages}
     if response_format is not None:
         kwargs["response_format"] = response_format
