@@ -103,7 +103,7 @@ async def _route(args) -> tuple[dict, str, list[str]]:
 
 
 async def _orchestrate(args) -> tuple[dict, str, list[str]]:
-    query = sys.stdin.read() if args.query == "-" else args.query
+    query = sys.stdin.read().strip() if args.query == "-" else args.query
     reply = await process_customer_message(query, signature=args.signature)
     errors = [] if reply.email else ["no email was written (see Problems above)"]
     return reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors

@@ -68,17 +68,17 @@ def parse_tasks(reply: str) -> Plan:
     ``problems`` and left out; the valid ones are kept.
     """
     data = load_json(reply, ORCHESTRATOR, "a JSON array of tasks")
-    items, _ = find_list(data, "tasks")
+    if isinstance(data, dict) and "query_type" in data:
+        items = [data]  # a single task, not wrapped in an array
+    else:
+        items, _ = find_list(data, "tasks")
     if items is None:
-        if isinstance(data, dict) and "query_type" in data:
-            items = [data]  # a single task, not wrapped in an array
-        else:
-            raise ModelOutputError(
-                ORCHESTRATOR,
-                f"the reply is not a JSON array of tasks (got {describe(data)})",
-                "retry; raw reply in error.raw",
-                raw=reply,
-            )
+        raise ModelOutputError(
+            ORCHESTRATOR,
+            f"the reply is not a JSON array of tasks (got {describe(data)})",
+            "retry; raw reply in error.raw",
+            raw=reply,
+        )
     tasks, problems = [], []
     for number, item in enumerate(items, 1):
         if not isinstance(item, dict):
@@ -107,7 +107,8 @@ async def orchestrator(
     complex_query: str, *, model: str = MODEL, calls: list[CallRecord] | None = None
 ) -> Plan:
     """Break a customer's message into tasks with one LLM call."""
-    if not complex_query.strip():
+    complex_query = complex_query.strip()
+    if not complex_query:
         raise WorkflowError(ORCHESTRATOR, "the customer message is empty", "pass some text")
     prompt = prompts.ORCHESTRATOR.format(complex_query=complex_query)
     reply = await achat(
@@ -298,6 +299,7 @@ async def process_customer_message(
 ) -> CustomerReply:
     """Orchestrator -> concurrent workers -> synthesizer. Failed tasks are reported, not fatal."""
     calls: list[CallRecord] = []
+    user_query = user_query.strip()
     plan = await orchestrator(user_query, model=model, calls=calls)
     outcomes = await asyncio.gather(
         *(_worker(t, user_query, model, calls) for t in plan.tasks), return_exceptions=True

@@ -8,23 +8,29 @@ from typing import Any
 
 from .errors import ModelOutputError
 
-_FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?```$", re.DOTALL)
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
 
 
 def strip_fences(text: str) -> str:
-    """Remove a surrounding markdown code fence (```json ... ```), if there is one."""
+    """The content of the first markdown code fence (```json ... ```), or the text as it is.
+
+    Models often wrap JSON in a fence, sometimes after a sentence ("Here are the tasks:").
+    """
     text = text.strip()
-    match = _FENCE.match(text)
+    match = _FENCE.search(text)
     return match.group(1).strip() if match else text
 
 
 def load_json(text: str, step: str, expected: str) -> Any:
     """Parse a reply as JSON, fenced or not; on failure raise an error that keeps the reply."""
+    content = strip_fences(text)
     try:
-        return json.loads(strip_fences(text))
+        return json.loads(content)
     except json.JSONDecodeError as error:
-        problem = f"the reply is not valid JSON ({error.msg} at character {error.pos})"
-        if error.pos >= len(strip_fences(text)) - 1:
+        # json's messages may end in "at" ("Unterminated string starting at"): drop it.
+        what = error.msg.removesuffix(" at").strip()
+        problem = f"the reply is not valid JSON ({what} at character {error.pos})"
+        if error.pos >= len(content) or what.startswith("Unterminated string"):
             problem = "the reply is not valid JSON (it ends too early: truncated?)"
         raise ModelOutputError(
             step, f"{problem}; expected {expected}", "retry the step; raw reply in error.raw", text

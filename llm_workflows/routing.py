@@ -25,11 +25,11 @@ HANDLE = "handle query"
 def normalize_intent(label: str) -> str | None:
     """Map a classifier's reply to one of INTENTS, or None if it names none (or several).
 
-    Tolerates case, quotes, markdown emphasis, trailing punctuation and words around the
-    label ("Category: **billing inquiry**." -> "Billing Inquiry").
+    Tolerates case, quotes, markdown emphasis, hyphens, punctuation and words around the
+    label ("Category: **billing-inquiry**." -> "Billing Inquiry").
     """
-    text = re.sub(r"[*_`\"'“”‘’]", " ", label).strip().lower()
-    text = " ".join(re.sub(r"[^\w\s-]", " ", text).split())
+    # Quotes, emphasis, hyphens and punctuation become spaces: "**billing-inquiry**." -> "billing inquiry"
+    text = re.sub(r"[^a-z0-9]+", " ", label.lower()).strip()
     exact = [i for i in INTENTS if text == i.lower()]
     if exact:
         return exact[0]
