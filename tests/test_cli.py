@@ -1,0 +1,207 @@
+"""The command line: replayed results on stdout, one-line errors on stderr, no tracebacks."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import subprocess
+import sys
+
+import fakes
+import pytest
+
+from llm_workflows import lesson
+from llm_workflows.cli import main
+from llm_workflows.faq import ANSWER, GENERATE_QUESTIONS
+from llm_workflows.orchestration import SYNTHESIZER, handle_status_worker
+
+
+@pytest.fixture
+def chosen_replay(monkeypatch):
+    """Replay chosen explicitly, so stderr holds no notice about the mode, only errors."""
+    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "replay")
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_faq_json_prints_ten_items_and_exits_0(capsys):
+    assert main(["faq", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["items"]) == 10
+    assert data["failures"] == []
+
+
+def test_faq_json_includes_every_call_with_its_step(capsys):
+    main(["faq", "--json"])
+    calls = json.loads(capsys.readouterr().out)["calls"]
+    assert len(calls) == 21
+    assert all({"step", "model", "prompt_tokens", "seconds", "cost_usd"} <= set(c) for c in calls)
+
+
+def test_faq_text_lists_each_question_with_its_sources(capsys):
+    assert main(["faq"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("   Sources: ") == 10
+
+
+def test_replay_notice_goes_to_stderr_not_stdout(capsys):
+    main(["faq", "--json"])
+    out, err = capsys.readouterr()
+    assert "Mode: replay" in err
+    assert "Mode: replay" not in out
+
+
+def test_demo_exits_0(capsys):
+    assert main(["demo"]) == 0
+
+
+def test_demo_email_mentions_invoice_rma_and_order_status(capsys):
+    main(["demo"])
+    out = capsys.readouterr().out
+    email = out.split("Email to the customer:", 1)[1]
+    status = asyncio.run(handle_status_worker("A-12345"))["current_status"]
+    assert "INV-7890" in email
+    assert re.search(r"RMA-\d{5}", email)
+    assert status.lower() in email.lower()
+
+
+def test_demo_shows_the_three_routed_intents(capsys):
+    main(["demo"])
+    out = capsys.readouterr().out
+    intents = re.findall(r"^Intent: (.+)$", out, flags=re.MULTILINE)
+    assert intents == ["Technical Support", "Billing Inquiry", "General Question"]
+
+
+def test_demo_json_holds_all_three_workflows(capsys):
+    assert main(["demo", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["FAQ chain"]["items"]) == 10
+    assert len(data["Routing"]["results"]) == 3
+    assert "INV-7890" in data["Orchestrator-worker"]["email"]
+
+
+def test_unrecorded_route_query_exits_1_with_one_line_naming_the_step(capsys, chosen_replay):
+    assert main(["route", "Can I pay in bitcoin?"]) == 1
+    err = capsys.readouterr().err
+    (line,) = error_lines(err)
+    assert line.startswith("llm-workflows: error: ")
+    assert "'Can I pay in bitcoin?'" in line
+    assert "classify intent: no recorded response" in line
+    assert "Traceback" not in err
+
+
+def test_recorded_route_queries_are_answered_beside_a_failed_one(capsys, chosen_replay):
+    assert main(["route", "--json", lesson.ROUTING_QUERIES[0], "Can I pay in bitcoin?"]) == 1
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert results[0]["intent"] == "Technical Support"
+    assert "classify intent" in results[1]["error"]
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_concurrency_below_one_is_refused_with_a_clear_message(capsys, value):
+    assert main(["faq", "--concurrency", value]) != 0
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "--concurrency must be at least 1" in line
+
+
+def test_missing_source_file_exits_1_with_one_line(capsys, chosen_replay):
+    assert main(["faq", "--source", "missing.txt"]) == 1
+    err = capsys.readouterr().err
+    (line,) = error_lines(err)
+    assert line.startswith("llm-workflows: error: ")
+    assert "missing.txt" in line
+
+
+def test_empty_customer_message_exits_1_with_one_line(capsys, chosen_replay):
+    assert main(["orchestrate", ""]) == 1
+    (line,) = error_lines(capsys.readouterr().err)
+    assert line.startswith("llm-workflows: error: orchestrator: ")
+    assert "empty" in line
+
+
+def test_orchestrate_reads_the_message_from_stdin_given_a_dash(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(lesson.CUSTOMER_MESSAGE))
+    assert main(["orchestrate", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["query"] == lesson.CUSTOMER_MESSAGE
+
+
+def test_piped_message_with_a_final_newline_replays(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(lesson.CUSTOMER_MESSAGE + "\n"))
+    assert main(["orchestrate", "--json", "-"]) == 0
+
+
+def test_unknown_mode_exits_1_with_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "offline")
+    assert main(["demo"]) == 1
+    err = capsys.readouterr().err
+    (line,) = error_lines(err)
+    assert "LLM_WORKFLOWS_MODE" in line
+    assert "Traceback" not in err
+
+
+def test_faq_reads_your_own_markdown_files(capsys, tmp_path):
+    (tmp_path / "pumps.md").write_text("# Heat Pumps\n\nThey move heat {x}.\n", encoding="utf-8")
+
+    def handler(request):
+        step = fakes.step_of(request)
+        if step == GENERATE_QUESTIONS:
+            return fakes.reply('{"questions": ["What do heat pumps do?"]}')
+        if step == ANSWER:
+            return fakes.reply("They move heat.")
+        return fakes.reply('{"sources": ["Heat Pumps"]}')
+
+    fakes.script(handler)
+    assert main(["faq", "--json", "--source", str(tmp_path / "pumps.md")]) == 0
+    (item,) = json.loads(capsys.readouterr().out)["items"]
+    assert item["sources"] == ["Heat Pumps"]
+
+
+def test_orchestrate_signature_option_reaches_the_synthesizer(capsys):
+    prompts: list[str] = []
+
+    def handler(request):
+        step = fakes.step_of(request)
+        if step == SYNTHESIZER:
+            prompts.append(fakes.user_text(request))
+            return fakes.reply("Dear Customer")
+        if step == "orchestrator":
+            return fakes.reply('[{"query_type": "StatusUpdate", "order_id": "A-1"}]')
+        return fakes.reply("concern")
+
+    fakes.script(handler)
+    assert main(["orchestrate", "Where is A-1?", "--signature", "Grace, Support"]) == 0
+    assert "Grace, Support" in prompts[0]
+
+
+def test_failed_faq_question_makes_the_exit_status_1(capsys):
+    def handler(request):
+        step = fakes.step_of(request)
+        if step == GENERATE_QUESTIONS:
+            return fakes.reply('{"questions": ["Q1?", "Q2?"]}')
+        if step == ANSWER:
+            return fakes.reply("An answer.")
+        if "Q2?" in fakes.user_text(request):
+            return fakes.reply("not json")
+        return fakes.reply('{"sources": ["Energy Storage Solutions"]}')
+
+    fakes.script(handler)
+    assert main(["faq", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["items"]) == 1
+    assert "1 of 2 questions failed" in err
+
+
+def test_module_entry_point_prints_the_faq_as_json(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "llm_workflows", "faq", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["items"]) == 10

@@ -1,0 +1,368 @@
+"""Orchestrator-worker: tasks parsed and validated, workers run concurrently, one email from all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import fakes
+import pytest
+
+from llm_workflows import lesson, orchestration
+from llm_workflows.errors import ModelOutputError, WorkflowError
+from llm_workflows.orchestration import (
+    BILLING_WORKER,
+    ORCHESTRATOR,
+    SYNTHESIZER,
+    Task,
+    handle_return_worker,
+    handle_status_worker,
+    parse_tasks,
+    process_customer_message,
+)
+
+TASKS = [
+    {"query_type": "BillingInquiry", "invoice_number": "INV-7890"},
+    {
+        "query_type": "ProductReturn",
+        "product_name": "SuperWidget 5000",
+        "reason_for_return": "not compatible with my system",
+    },
+    {"query_type": "StatusUpdate", "order_id": "A-12345"},
+]
+EXPECTED = [
+    Task("BillingInquiry", {"invoice_number": "INV-7890"}),
+    Task(
+        "ProductReturn",
+        {"product_name": "SuperWidget 5000", "reason_for_return": "not compatible with my system"},
+    ),
+    Task("StatusUpdate", {"order_id": "A-12345"}),
+]
+CONCERN = "The invoice amount seems higher than expected."
+
+
+# --- parse_tasks ---------------------------------------------------------------------------
+
+
+def test_bare_array_of_tasks_is_parsed():
+    assert parse_tasks(json.dumps(TASKS)).tasks == EXPECTED
+
+
+def test_fenced_array_of_tasks_is_parsed():
+    assert parse_tasks(f"```json\n{json.dumps(TASKS, indent=2)}\n```").tasks == EXPECTED
+
+
+@pytest.mark.parametrize("key", ["tasks", "sub_tasks"])
+def test_object_wrapping_the_array_is_parsed(key):
+    assert parse_tasks(json.dumps({key: TASKS})).tasks == EXPECTED
+
+
+def test_single_task_object_is_one_task():
+    assert parse_tasks(json.dumps(TASKS[2])).tasks == [EXPECTED[2]]
+
+
+def test_single_task_object_with_a_list_field_is_one_task():
+    task = {**TASKS[1], "accessories": ["cable", "manual"]}
+    assert [t.query_type for t in parse_tasks(json.dumps(task)).tasks] == ["ProductReturn"]
+
+
+def test_fenced_array_after_a_sentence_is_parsed():
+    reply = f"Here are the tasks:\n```json\n{json.dumps(TASKS)}\n```"
+    assert parse_tasks(reply).tasks == EXPECTED
+
+
+@pytest.mark.parametrize("spelling", ["billing_inquiry", "Billing Inquiry", "BILLINGINQUIRY"])
+def test_query_type_spelling_variants_are_accepted(spelling):
+    plan = parse_tasks(json.dumps([{"query_type": spelling, "invoice_number": "INV-1"}]))
+    assert plan.tasks == [Task("BillingInquiry", {"invoice_number": "INV-1"})]
+
+
+def test_unknown_query_type_is_reported_and_the_valid_tasks_kept():
+    plan = parse_tasks(json.dumps([{"query_type": "Refund", "amount": 5}, TASKS[2]]))
+    assert plan.tasks == [EXPECTED[2]]
+    assert len(plan.problems) == 1
+    assert "'Refund'" in plan.problems[0]
+
+
+def test_missing_required_field_is_reported_and_the_valid_tasks_kept():
+    plan = parse_tasks(json.dumps([{"query_type": "BillingInquiry"}, TASKS[1]]))
+    assert plan.tasks == [EXPECTED[1]]
+    assert len(plan.problems) == 1
+    assert "invoice_number" in plan.problems[0]
+
+
+def test_task_that_is_not_an_object_is_reported():
+    plan = parse_tasks(json.dumps(["check my order", TASKS[0]]))
+    assert plan.tasks == [EXPECTED[0]]
+    assert "task 1" in plan.problems[0]
+
+
+def test_missing_reason_for_return_gets_a_default_and_a_note():
+    plan = parse_tasks(json.dumps([{"query_type": "ProductReturn", "product_name": "Lamp"}]))
+    assert plan.tasks[0].params["reason_for_return"] == orchestration.DEFAULTS["reason_for_return"]
+    assert "reason_for_return" in plan.problems[0]
+
+
+def test_numeric_fields_become_text():
+    plan = parse_tasks(json.dumps([{"query_type": "StatusUpdate", "order_id": 12345}]))
+    assert plan.tasks[0].params == {"order_id": "12345"}
+
+
+def test_reply_that_holds_no_tasks_is_an_orchestrator_error_with_the_raw_reply():
+    reply = '{"summary": "three requests"}'
+    with pytest.raises(ModelOutputError) as caught:
+        parse_tasks(reply)
+    assert caught.value.step == ORCHESTRATOR
+    assert caught.value.raw == reply
+
+
+def test_plan_keeps_the_raw_reply():
+    reply = json.dumps(TASKS)
+    assert parse_tasks(reply).raw == reply
+
+
+# --- process_customer_message through the real client ------------------------------------
+
+
+def scripted(tasks=TASKS, concern=CONCERN, seen: list | None = None):
+    """A fake model: the orchestrator returns ``tasks``, billing ``concern``, the synthesizer an email."""
+
+    def handler(request):
+        if seen is not None:
+            seen.append(request)
+        step = fakes.step_of(request)
+        if step == ORCHESTRATOR:
+            return fakes.reply(json.dumps(tasks))
+        if step == BILLING_WORKER:
+            return fakes.reply(concern)
+        return fakes.reply("Dear Customer, ... Best regards")
+
+    fakes.script(handler)
+
+
+def synthesizer_prompt(seen: list) -> str:
+    (request,) = [r for r in seen if fakes.step_of(r) == SYNTHESIZER]
+    return fakes.user_text(request)
+
+
+def run(message: str = lesson.CUSTOMER_MESSAGE, **kwargs):
+    return asyncio.run(process_customer_message(message, **kwargs))
+
+
+def test_every_task_gets_a_worker_result():
+    scripted()
+    reply = run()
+    assert [r["task"] for r in reply.results] == [
+        "Billing Inquiry",
+        "Product Return",
+        "Status Update",
+    ]
+
+
+def test_synthesizer_receives_the_invoice_and_the_concern():
+    seen: list = []
+    scripted(seen=seen)
+    run()
+    prompt = synthesizer_prompt(seen)
+    assert "INV-7890" in prompt
+    assert CONCERN in prompt
+
+
+def test_synthesizer_receives_the_product_return_and_its_rma_number():
+    seen: list = []
+    scripted(seen=seen)
+    reply = run()
+    (returned,) = [r for r in reply.results if r["task"] == "Product Return"]
+    assert re.fullmatch(r"RMA-\d{5}", returned["rma_number"])
+    prompt = synthesizer_prompt(seen)
+    assert returned["rma_number"] in prompt
+    assert "SuperWidget 5000" in prompt
+
+
+def test_synthesizer_receives_the_order_status():
+    seen: list = []
+    scripted(seen=seen)
+    reply = run()
+    (status,) = [r for r in reply.results if r["task"] == "Status Update"]
+    prompt = synthesizer_prompt(seen)
+    assert "A-12345" in prompt
+    assert f"Current Status: {status['current_status']}" in prompt
+
+
+def test_synthesizer_receives_every_worker_result_value():
+    seen: list = []
+    scripted(seen=seen)
+    reply = run()
+    prompt = synthesizer_prompt(seen)
+    values = [v for r in reply.results for k, v in r.items() if k != "task" and v != "N/A"]
+    assert [v for v in values if v not in prompt] == []
+
+
+def test_billing_worker_prompt_holds_the_invoice_and_the_whole_message():
+    seen: list = []
+    scripted(seen=seen)
+    run()
+    (request,) = [r for r in seen if fakes.step_of(r) == BILLING_WORKER]
+    assert "'INV-7890'" in fakes.user_text(request)
+    assert lesson.CUSTOMER_MESSAGE in fakes.user_text(request)
+
+
+def test_signature_is_configurable_and_reaches_the_synthesizer():
+    seen: list = []
+    scripted(seen=seen)
+    run(signature="Ada Lovelace, Support Lead")
+    assert "Ada Lovelace, Support Lead" in synthesizer_prompt(seen)
+
+
+def test_default_signature_is_not_a_placeholder():
+    seen: list = []
+    scripted(seen=seen)
+    run()
+    prompt = synthesizer_prompt(seen)
+    assert orchestration.DEFAULT_SIGNATURE in prompt
+    assert "[Your Name]" not in prompt
+
+
+def test_workers_give_the_same_results_for_the_same_input():
+    scripted()
+    first, second = run(), run()
+    assert first.results == second.results
+
+
+def test_return_worker_derives_the_rma_number_from_the_product():
+    async def rma(name: str) -> str:
+        return (await handle_return_worker(name, "broken"))["rma_number"]
+
+    assert asyncio.run(rma("Lamp")) == asyncio.run(rma("Lamp"))
+    assert asyncio.run(rma("Lamp")) != asyncio.run(rma("SuperWidget 5000"))
+
+
+def test_status_worker_gives_the_same_status_for_the_same_order():
+    first = asyncio.run(handle_status_worker("A-12345"))
+    assert asyncio.run(handle_status_worker("A-12345")) == first
+
+
+def test_other_workers_finish_while_the_billing_call_is_in_flight(monkeypatch):
+    finished: list[str] = []
+    others_done = asyncio.Event()
+
+    def watched(worker, name):
+        async def wrapper(*args):
+            result = await worker(*args)
+            finished.append(name)
+            if len(finished) == 2:
+                others_done.set()
+            return result
+
+        return wrapper
+
+    monkeypatch.setattr(orchestration, "handle_return_worker", watched(handle_return_worker, "r"))
+    monkeypatch.setattr(orchestration, "handle_status_worker", watched(handle_status_worker, "s"))
+
+    async def handler(request):
+        step = fakes.step_of(request)
+        if step == ORCHESTRATOR:
+            return fakes.reply(json.dumps(TASKS))  # billing first: sequential code would block
+        if step == BILLING_WORKER:
+            try:
+                await asyncio.wait_for(others_done.wait(), timeout=2)
+            except asyncio.TimeoutError:
+                return fakes.reply("SEQUENTIAL: the other workers never ran")
+            return fakes.reply(CONCERN)
+        return fakes.reply("email")
+
+    fakes.script(handler)
+    reply = run()
+    assert reply.results[0]["user_concern"] == CONCERN
+
+
+def test_billing_calls_for_two_invoices_are_in_flight_at_once():
+    in_flight = 0
+    both = asyncio.Event()
+
+    async def handler(request):
+        nonlocal in_flight
+        step = fakes.step_of(request)
+        if step == ORCHESTRATOR:
+            tasks = [
+                {"query_type": "BillingInquiry", "invoice_number": "INV-1"},
+                {"query_type": "BillingInquiry", "invoice_number": "INV-2"},
+            ]
+            return fakes.reply(json.dumps(tasks))
+        if step == BILLING_WORKER:
+            in_flight += 1
+            if in_flight == 2:
+                both.set()
+            try:
+                await asyncio.wait_for(both.wait(), timeout=2)
+            except asyncio.TimeoutError:
+                return fakes.reply("ALONE")
+            return fakes.reply("TOGETHER")
+        return fakes.reply("email")
+
+    fakes.script(handler)
+    reply = run("Two invoices, INV-1 and INV-2, look wrong.")
+    assert [r["user_concern"] for r in reply.results] == ["TOGETHER", "TOGETHER"]
+
+
+def test_invalid_task_does_not_stop_the_valid_ones():
+    seen: list = []
+    tasks = [{"query_type": "Refund", "amount": 10}, {"query_type": "BillingInquiry"}, TASKS[2]]
+    scripted(tasks=tasks, seen=seen)
+    reply = run()
+    assert [r["task"] for r in reply.results] == ["Status Update"]
+    assert len(reply.problems) == 2
+    assert reply.email is not None
+    assert "A-12345" in synthesizer_prompt(seen)
+
+
+def test_failed_billing_call_is_reported_and_the_other_tasks_served():
+    def handler(request):
+        step = fakes.step_of(request)
+        if step == ORCHESTRATOR:
+            return fakes.reply(json.dumps(TASKS))
+        if step == BILLING_WORKER:
+            return fakes.reply("")  # an empty reply: the worker fails with a WorkflowError
+        return fakes.reply("email")
+
+    fakes.script(handler)
+    reply = run()
+    assert [r["task"] for r in reply.results] == ["Product Return", "Status Update"]
+    assert any(BILLING_WORKER in p for p in reply.problems)
+    assert reply.email == "email"
+
+
+def test_no_valid_task_means_no_email_and_no_synthesizer_call():
+    seen: list = []
+    scripted(tasks=[{"query_type": "Refund"}], seen=seen)
+    reply = run()
+    assert reply.email is None
+    assert [fakes.step_of(r) for r in seen] == [ORCHESTRATOR]
+    assert any("no task could be served" in p for p in reply.problems)
+
+
+def test_empty_customer_message_is_an_error_without_any_http_call():
+    seen: list = []
+    scripted(seen=seen)
+    with pytest.raises(WorkflowError, match="empty") as caught:
+        run("   ")
+    assert caught.value.step == ORCHESTRATOR
+    assert seen == []
+
+
+def test_every_call_is_recorded_with_its_step():
+    scripted()
+    reply = run()
+    assert sorted(c.step for c in reply.calls) == sorted(
+        [ORCHESTRATOR, BILLING_WORKER, SYNTHESIZER]
+    )
+
+
+def test_lesson_message_replays_to_an_email_with_all_three_results():
+    reply = run()
+    email = reply.email or ""
+    (returned,) = [r for r in reply.results if r["task"] == "Product Return"]
+    assert "INV-7890" in email
+    assert returned["rma_number"] in email
+    assert "A-12345" in email
