@@ -13,6 +13,7 @@ help:
 	@echo "make test             run the test suite and the notebook (offline)"
 	@echo "make lint             ruff check and format check"
 	@echo "make seed-recordings  rebuild the shipped recordings from the lesson brief"
+	@echo "make record           re-record every reply live (needs OPENAI_API_KEY), then refresh the notebook's outputs"
 	@echo "make clean            remove the virtual environment and caches"
 
 $(BIN)/python:
@@ -35,6 +36,8 @@ demo: $(RUNTIME)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	env -u OPENAI_API_KEY -u LLM_WORKFLOWS_MODEL -u LLM_WORKFLOWS_RECORDINGS LLM_WORKFLOWS_MODE=replay \
+		$(BIN)/python -m pytest --nbval --nbval-current-env notebooks/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -47,6 +50,12 @@ format: $(STAMP)
 seed-recordings: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,seed]'
 	$(BIN)/python scripts/seed_recordings.py
+
+# Record mode with a live key: the notebook's replies replace the shipped recordings, then
+# the notebook is re-executed in replay mode so its stored outputs are what replay prints.
+.PHONY: record
+record: $(STAMP)
+	$(BIN)/python scripts/execute_notebook.py --record
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

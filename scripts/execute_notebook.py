@@ -1,0 +1,137 @@
+"""Execute notebooks/llm_workflows.ipynb in place, in replay mode, and store its outputs.
+
+    python scripts/execute_notebook.py           # re-execute in replay mode
+    python scripts/execute_notebook.py --record  # `make record`: re-record, then re-execute
+
+With ``--record`` the notebook first runs live in record mode (it needs an OpenAI API key,
+from the environment or a .env file) and its replies replace the recordings shipped in
+``llm_workflows/recordings/``; the notebook then runs again in replay mode, so the stored
+outputs are exactly what replay prints, and what ``make test`` (nbval) compares against.
+
+The stored notebook keeps no machine-specific metadata: the kernelspec and the language
+name only, no timings, and stream outputs coalesced as nbval and Jupyter show them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "llm_workflows.ipynb"
+sys.path.insert(0, str(ROOT))
+
+from llm_workflows import clients, replay  # noqa: E402
+from llm_workflows.errors import ConfigurationError  # noqa: E402
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+CELL_TIMEOUT_SECONDS = 600
+
+
+def write(nb: nbformat.NotebookNode, path: Path) -> None:
+    """Write ``nb`` with clean metadata (kernelspec and language name only)."""
+    nb.metadata = nbformat.from_dict(
+        {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    )
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    nbformat.validate(nb)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+def _run(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
+    """Execute a notebook in a fresh kernel of this Python, with ``env`` set for the kernel."""
+    nb = nbformat.read(str(path), as_version=4)
+    saved = os.environ.copy()
+    os.environ.update({k: v for k, v in env.items() if v is not None})
+    for name in [k for k, v in env.items() if v is None]:
+        os.environ.pop(name, None)
+    try:
+        # IPC sockets in a temporary folder: no TCP port, and no warning about one.
+        with tempfile.TemporaryDirectory() as sockets:
+            kernel = AsyncKernelManager(
+                kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel")
+            )
+            NotebookClient(
+                nb,
+                km=kernel,
+                timeout=CELL_TIMEOUT_SECONDS,
+                record_timing=False,
+                coalesce_streams=True,
+                resources={"metadata": {"path": str(path.parent)}},
+            ).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return nb
+
+
+def execute(path: Path = NOTEBOOK) -> None:
+    """Re-execute the notebook in replay mode and store its outputs in place."""
+    env = {
+        "LLM_WORKFLOWS_MODE": "replay",
+        # as in `make test`: no key, and nothing that changes which recordings are asked for
+        "OPENAI_API_KEY": None,
+        "LLM_WORKFLOWS_MODEL": None,
+        "LLM_WORKFLOWS_RECORDINGS": None,
+    }
+    write(_run(path, env), path)
+
+
+def record(path: Path = NOTEBOOK) -> int:
+    """Run the notebook live in record mode; its replies replace the shipped recordings."""
+    if clients.find_api_key().key is None:
+        print(
+            "make record: no OpenAI API key found (set OPENAI_API_KEY, in the environment or "
+            "in a .env file); it is needed to call the API and re-record every reply",
+            file=sys.stderr,
+        )
+        return 1
+    mode = os.environ.get("LLM_WORKFLOWS_MODE")
+    os.environ["LLM_WORKFLOWS_MODE"] = "record"
+    try:
+        clients.load_settings()  # any other setting that record mode cannot use
+    except ConfigurationError as error:
+        print(f"make record: {error}", file=sys.stderr)
+        return 1
+    finally:
+        os.environ.pop("LLM_WORKFLOWS_MODE")
+        if mode is not None:
+            os.environ["LLM_WORKFLOWS_MODE"] = mode
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "recordings.jsonl"
+        env = {"LLM_WORKFLOWS_MODE": "record", "LLM_WORKFLOWS_RECORDINGS": str(target)}
+        _run(path, env)
+        latest = {}  # a request made twice keeps its last reply, as replay does
+        for line in target.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                latest[json.loads(line)["key"]] = line
+    out = replay.packaged_path()
+    out.write_text("".join(line + "\n" for line in latest.values()), encoding="utf-8")
+    print(f"recorded {len(latest)} replies into {out.relative_to(ROOT)}")
+    return 0
+
+
+def main() -> int:
+    try:
+        if "--record" in sys.argv[1:] and record() != 0:
+            return 1
+        execute()
+    except CellExecutionError as error:
+        print(f"execute_notebook: a cell failed:\n{error}", file=sys.stderr)
+        return 1
+    print(f"executed {NOTEBOOK.relative_to(ROOT)} in replay mode; outputs stored")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
