@@ -89,10 +89,13 @@ async def _faq(args) -> tuple[dict, str, list[str]]:
 async def _route(args) -> tuple[dict, str, list[str]]:
     outcomes = await route_many(args.queries)
     routed = [o for o in outcomes if isinstance(o, Routed)]
+    failed: dict[str, list[str]] = {}  # one line per distinct error (a bad key fails them all)
+    for query, outcome in zip(args.queries, outcomes, strict=True):
+        if isinstance(outcome, WorkflowError):
+            failed.setdefault(str(outcome), []).append(repr(query))
     errors = [
-        f"query {q!r}: {o}"
-        for q, o in zip(args.queries, outcomes, strict=True)
-        if isinstance(o, WorkflowError)
+        f"{'query' if len(qs) == 1 else 'queries'} {', '.join(qs)}: {message}"
+        for message, qs in failed.items()
     ]
     calls = [c for r in routed for c in r.calls]
     text = "\n\n".join([*map(show_routed, routed), _calls(calls)]) if routed else ""

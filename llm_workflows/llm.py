@@ -30,6 +30,15 @@ def _request(step: str, model: str, messages: Messages, response_format: dict | 
     return kwargs
 
 
+def _api_message(error: openai.APIStatusError) -> str:
+    """The API's own message, once (``str(error)`` adds "Error code: 400 - " and, on
+    openai 2.x, the whole error body)."""
+    body = error.body
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return str(body or error.response.reason_phrase or "no message")
+
+
 def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
     """One line for what the client finally raised, after its own retries."""
     retries = f"after {client.max_retries} retries"
@@ -79,10 +88,12 @@ def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
             "check your network connection and OPENAI_BASE_URL",
         )
     if isinstance(error, openai.NotFoundError):
-        return WorkflowError(step, f"not found (404): {error.message}", "check the model name")
+        return WorkflowError(
+            step, f"not found (404): {_api_message(error)}", "check the model name"
+        )
     if isinstance(error, openai.APIStatusError):
         return WorkflowError(
-            step, f"the API refused the request ({error.status_code}): {error.message}"
+            step, f"the API refused the request ({error.status_code}): {_api_message(error)}"
         )
     return WorkflowError(step, f"{type(error).__name__}: {error}")
 
