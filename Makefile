@@ -12,6 +12,8 @@ help:
 	@echo "make demo             run the three workflows on the lesson's inputs (offline without a key)"
 	@echo "make test             run the test suite and the notebook (offline)"
 	@echo "make lint             ruff check and format check"
+	@echo "make bench            time the workflows against a loopback stub server (in units of its latency L)"
+	@echo "make test-compat      run the tests with openai 2.54.0 and 3.x on Python 3.10 and 3.13 (throwaway venvs)"
 	@echo "make seed-recordings  rebuild the shipped recordings from the lesson brief"
 	@echo "make record           re-record every reply live (needs OPENAI_API_KEY), then refresh the notebook's outputs"
 	@echo "make clean            remove the virtual environment and caches"
@@ -38,6 +40,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 	env -u OPENAI_API_KEY -u LLM_WORKFLOWS_MODEL -u LLM_WORKFLOWS_RECORDINGS LLM_WORKFLOWS_MODE=replay \
 		$(BIN)/python -m pytest --nbval --nbval-current-env notebooks/
+
+# Not part of make test: about 1.5 minutes; exits non-zero if a speed target is missed.
+.PHONY: bench test-compat
+bench: $(RUNTIME)
+	$(BIN)/python benchmarks/run.py
+
+# Throwaway environments in a temporary directory; needs only $(PYTHON), not .venv.
+test-compat:
+	$(PYTHON) scripts/test_compat.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
