@@ -41,7 +41,7 @@ def _api_message(error: openai.APIStatusError) -> str:
 
 def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
     """One line for what the client finally raised, after its own retries."""
-    retries = f"after {client.max_retries} retries"
+    retries = f"after {client.max_retries} {'retry' if client.max_retries == 1 else 'retries'}"
     if isinstance(error, openai.NotFoundError) and getattr(error, "code", None) == MISS_CODE:
         return WorkflowError(
             step,
