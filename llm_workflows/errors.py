@@ -17,7 +17,7 @@ class WorkflowError(Exception):
         message = f"{step}: {problem}"
         if hint:
             message += f"; {hint}"
-        super().__init__(message)
+        super().__init__(" ".join(message.split()))  # one line, whatever the model wrote
 
 
 class ModelOutputError(WorkflowError):

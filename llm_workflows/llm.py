@@ -35,8 +35,11 @@ def _api_message(error: openai.APIStatusError) -> str:
     openai 2.x, the whole error body)."""
     body = error.body
     if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return str(body or error.response.reason_phrase or "no message")
+        text = str(body["message"])
+    else:  # not the API's JSON (a proxy's HTML page, say): keep one short line of it
+        text = str(body or error.response.reason_phrase or "no message")
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:

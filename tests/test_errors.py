@@ -1,0 +1,41 @@
+"""Every error is one line that names the step, whatever the model or the server sent."""
+
+from __future__ import annotations
+
+import fakes
+import pytest
+
+from llm_workflows import llm
+from llm_workflows.errors import WorkflowError
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def test_a_multi_line_refusal_becomes_one_line():
+    fakes.script(lambda request: fakes.reply("", refusal="I can't.\n\nSorry about that."))
+    with pytest.raises(WorkflowError) as error:
+        llm.chat("answer", MESSAGES, model="gpt-4.1-mini")
+    assert (
+        str(error.value)
+        == "answer: the model refused: I can't. Sorry about that.; rephrase the input"
+    )
+
+
+def test_a_server_page_that_is_not_json_is_cut_to_one_short_line():
+    page = "<html>\n<body>\n" + "proxy error " * 100 + "\n</body>\n</html>"
+    fakes.script(lambda request: fakes.http.Response(418, text=page))
+    with pytest.raises(WorkflowError) as error:
+        llm.chat("classify intent", MESSAGES, model="gpt-4.1-mini")
+    message = str(error.value)
+    assert message.startswith("classify intent: the API refused the request (418): <html> <body>")
+    assert "\n" not in message
+    assert len(message) < 300
+
+
+def test_the_apis_own_error_message_is_kept_whole():
+    fakes.script(lambda request: fakes.error(400, "Invalid value for 'model'.", code="bad_model"))
+    with pytest.raises(WorkflowError) as error:
+        llm.chat("answer", MESSAGES, model="gpt-4.1-mini")
+    assert (
+        str(error.value) == "answer: the API refused the request (400): Invalid value for 'model'."
+    )
