@@ -40,7 +40,7 @@ from llm_workflows.routing import Routed, route, route_many
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
-FAKE_KEY = "sk-bench-not-a-real-key"
+FAKE_KEY = "sk-bench-fake"
 MANY, MANY_CONCURRENCY = 200, 32
 OVERHEAD_TARGET_MS = 5.0
 

@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:  # the stub lives in benchmarks/, beside the packa
 from benchmarks.stub_server import Fault, StubServer  # noqa: E402
 
 DOC = ROOT / "docs" / "faults.md"
-KEY = "sk-test-faults-not-a-real-key"
+KEY = "sk-faults-fake"
 BOUND_SECONDS = 10.0  # every case ends within this: a clear outcome, never a hang
 
 FAQ, ROUTE, ROUTE_MANY, ORCHESTRATOR = "FAQ chain", "router", "router, 3 queries", "orchestrator"

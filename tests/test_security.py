@@ -28,7 +28,9 @@ if str(ROOT) not in sys.path:  # the stub lives in benchmarks/, beside the packa
 
 from benchmarks.stub_server import StubServer  # noqa: E402
 
-KEY = "sk-proj-FAKE0security0test0key0do0not0use0123456789"
+# A fake key shaped like a real one (so KEY_PATTERN would catch it), built at run time so
+# that no key-shaped string is committed.
+KEY = "sk-proj-" + "FAKE0security0test0key0" * 2
 # What an OpenAI key looks like (sk-..., sk-proj-...), to find a real one left in a file.
 KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
 QUERY = "My invoice is wrong."
