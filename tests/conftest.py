@@ -26,3 +26,12 @@ def isolated(monkeypatch, tmp_path):
     clients.reset()
     yield
     clients.reset()
+
+
+@pytest.fixture(scope="session")
+def stub_server():
+    """One loopback OpenAI-compatible stub server for the session (tests reset it)."""
+    from benchmarks.stub_server import StubServer
+
+    with StubServer() as server:
+        yield server

@@ -2,12 +2,16 @@
 
 ``script(handler)`` installs a sync and an async client whose every request goes to
 ``handler(request) -> response``; ``completion(...)`` builds a Chat Completions body.
+``use_stub(...)`` points the package's own clients at the loopback stub server instead
+(the ``stub_server`` fixture of conftest.py).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import openai
 
@@ -15,6 +19,10 @@ from llm_workflows import clients
 from llm_workflows.replay import STEP_HEADER
 
 http = clients.http_module()  # httpx for openai 2.x, httpx2 for 3.x
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the loopback stub server lives in benchmarks/
+    sys.path.insert(0, str(ROOT))
 
 
 def completion(
@@ -84,3 +92,16 @@ def script(handler: Callable, *, max_retries: int = 0, timeout: float = 5.0) -> 
             http_client=openai.DefaultAsyncHttpxClient(transport=transport), **common
         ),
     )
+
+
+def use_stub(stub_server, monkeypatch, key: str, **settings: str):
+    """Point the package's clients at the stub, live, with ``key`` and extra settings."""
+    stub_server.reset()
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.url)
+    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "live")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    clients.reset()
+    return stub_server

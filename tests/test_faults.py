@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import ROOT, use_stub
 
+from benchmarks.stub_server import Fault, StubServer
 from llm_workflows import cli, clients, lesson
 from llm_workflows.documents import Document
 from llm_workflows.errors import WorkflowError
 from llm_workflows.faq import build_faq
 from llm_workflows.orchestration import process_customer_message
 from llm_workflows.routing import Routed, route, route_many
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the stub lives in benchmarks/, beside the package
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.stub_server import Fault, StubServer  # noqa: E402
 
 DOC = ROOT / "docs" / "faults.md"
 KEY = "sk-faults-fake"
@@ -764,22 +758,10 @@ def _matches(key: str, expected: Any, observed: Any) -> bool:
     return expected == observed
 
 
-@pytest.fixture(scope="module")
-def stub_server():
-    with StubServer() as server:
-        yield server
-
-
 @pytest.fixture
 def stub(stub_server, monkeypatch):
     """The stub with no faults, and the package's clients pointed at it (live, a fake key)."""
-    stub_server.reset()
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.url)
-    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "live")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    clients.reset()
-    return stub_server
+    return use_stub(stub_server, monkeypatch, KEY)
 
 
 def run(case: Case, stub: StubServer, monkeypatch) -> tuple[dict[str, Any], float]:

@@ -12,21 +12,15 @@ import logging
 import re
 import shutil
 import subprocess
-import sys
 import traceback
-from pathlib import Path
 
 import pytest
+from fakes import ROOT, use_stub
 
+from benchmarks.stub_server import StubServer
 from llm_workflows import cli, clients, replay
 from llm_workflows.errors import WorkflowError
 from llm_workflows.routing import route
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the stub lives in benchmarks/, beside the package
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.stub_server import StubServer  # noqa: E402
 
 # A fake key shaped like a real one (so KEY_PATTERN would catch it), built at run time so
 # that no key-shaped string is committed.
@@ -37,24 +31,16 @@ QUERY = "My invoice is wrong."
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("**/*.ipynb"))
 
 
-@pytest.fixture(scope="module")
-def stub_server():
-    with StubServer() as server:
-        yield server
-
-
 @pytest.fixture
 def stub(stub_server, monkeypatch):
     """Clients pointed at the stub, in live mode, with the fake key in the environment."""
-    stub_server.reset()
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.url)
-    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "live")
-    monkeypatch.setenv("LLM_WORKFLOWS_MAX_RETRIES", "0")
-    monkeypatch.setenv("LLM_WORKFLOWS_TIMEOUT", "0.5")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    clients.reset()
-    return stub_server
+    return use_stub(
+        stub_server,
+        monkeypatch,
+        KEY,
+        LLM_WORKFLOWS_MAX_RETRIES="0",
+        LLM_WORKFLOWS_TIMEOUT="0.5",
+    )
 
 
 def assert_key_was_sent(stub: StubServer) -> None:
