@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from llm_workflows.replay import STEP_HEADER, Store
+from llm_workflows.replay import STEP_HEADER, Store, chat_completion
 
 LOOPBACK = ("127.0.0.1", "::1")  # one address each: port 0 then names one port
 ERROR_STATUS = {"429": 429, "500": 500, "503": 503, "401": 401, "400": 400}
@@ -168,27 +168,17 @@ def canned_reply(step: str, messages: list[dict[str, Any]]) -> str:
 
 
 def completion(model: str, content: str | None, finish_reason: str = "stop", refusal=None) -> dict:
-    """A Chat Completions response body with one choice and rough token counts."""
-    prompt_tokens, completion_tokens = 100, max(1, len(content or "") // 4)
-    return {
-        "id": f"chatcmpl-stub-{random.randrange(16**12):012x}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": refusal},
-                "finish_reason": finish_reason,
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+    """A Chat Completions response body. Its usage is a placeholder, not a token count:
+    the benchmark measures time only, and no report quotes the stub's tokens."""
+    return chat_completion(
+        content,
+        model=model,
+        usage=(100, max(1, len(content or "") // 4)),
+        id=f"chatcmpl-stub-{random.randrange(16**12):012x}",
+        created=int(time.time()),
+        finish_reason=finish_reason,
+        refusal=refusal,
+    )
 
 
 # --- The server ----------------------------------------------------------------------------

@@ -34,6 +34,44 @@ def request_key(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def chat_completion(
+    content: str | None,
+    *,
+    model: str,
+    usage: tuple[int, int] | None,
+    id: str = "chatcmpl-replay",
+    created: int = 0,
+    finish_reason: str = "stop",
+    refusal: str | None = None,
+) -> dict[str, Any]:
+    """A Chat Completions response body with one choice, as the API sends it.
+
+    For replies that no API sent: seeded recordings, the benchmark's stub server, tests.
+    ``usage`` is (prompt tokens, completion tokens), or None to send none.
+    """
+    body: dict[str, Any] = {
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
+    }
+    if usage is not None:
+        body["usage"] = {
+            "prompt_tokens": usage[0],
+            "completion_tokens": usage[1],
+            "total_tokens": sum(usage),
+        }
+    return body
+
+
 @dataclass
 class Recording:
     key: str

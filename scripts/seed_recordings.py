@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llm_workflows import clients, faq, lesson, orchestration, replay, routing  # noqa: E402
-from llm_workflows.replay import STEP_HEADER, Recording, request_key  # noqa: E402
+from llm_workflows.replay import STEP_HEADER, Recording, chat_completion, request_key  # noqa: E402
 
 USAGE_NOTE = (
     "usage counted offline with o200k_base (quicktok-v1 0.4.0) plus 3 tokens per message "
@@ -128,25 +128,13 @@ class Seeder:
             3 + self.tokens(m["role"]) + self.tokens(m["content"]) for m in body["messages"]
         )
         key = request_key(body)
-        response = {
-            "id": f"chatcmpl-{source}-{key[:12]}",
-            "object": "chat.completion",
-            "created": 0,  # not recorded: the brief gives no time
-            "model": body["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": self.tokens(text),
-                "total_tokens": prompt_tokens + self.tokens(text),
-            },
-        }
+        response = chat_completion(
+            text,
+            model=body["model"],
+            usage=(prompt_tokens, self.tokens(text)),
+            id=f"chatcmpl-{source}-{key[:12]}",
+            created=0,  # not recorded: the brief gives no time
+        )
         note = {
             "brief": "reply text from the lesson brief's recorded output",
             "authored": "written by hand: the brief has no recording of this reply",

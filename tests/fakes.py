@@ -16,7 +16,7 @@ from pathlib import Path
 import openai
 
 from llm_workflows import clients
-from llm_workflows.replay import STEP_HEADER
+from llm_workflows.replay import STEP_HEADER, chat_completion
 
 http = clients.http_module()  # httpx for openai 2.x, httpx2 for 3.x
 
@@ -33,28 +33,15 @@ def completion(
     refusal: str | None = None,
     usage: tuple[int, int] | None = (10, 5),
 ) -> dict:
-    """A Chat Completions response body with one choice."""
-    body = {
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": 0,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": refusal},
-                "finish_reason": finish_reason,
-                "logprobs": None,
-            }
-        ],
-    }
-    if usage:
-        body["usage"] = {
-            "prompt_tokens": usage[0],
-            "completion_tokens": usage[1],
-            "total_tokens": sum(usage),
-        }
-    return body
+    """A Chat Completions response body with one choice (made-up usage, for tests)."""
+    return chat_completion(
+        content,
+        model=model,
+        usage=usage,
+        id="chatcmpl-test",
+        finish_reason=finish_reason,
+        refusal=refusal,
+    )
 
 
 def reply(content: str | None, status: int = 200, headers: dict | None = None, **kwargs):
