@@ -37,7 +37,9 @@ def check(dist: Path) -> list[str]:
     """One line per problem with the archives in `dist` (empty when all is well)."""
     wheels, sdists = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
     if len(wheels) != 1 or len(sdists) != 1:
-        return [f"expected one wheel and one sdist in {dist}, found {len(wheels)} and {len(sdists)}"]
+        return [
+            f"expected one wheel and one sdist in {dist}, found {len(wheels)} and {len(sdists)}"
+        ]
     expected = expected_files()
     problems = []
     with zipfile.ZipFile(wheels[0]) as wheel:
@@ -56,7 +58,9 @@ def main(argv: list[str]) -> int:
     for line in problems:
         print(f"check_dist: {line}; check [tool.setuptools.package-data] in pyproject.toml")
     if not problems:
-        print(f"check_dist: the wheel and the sdist in {dist} hold all {len(expected_files())} data files")
+        print(
+            f"check_dist: the wheel and the sdist in {dist} hold all {len(expected_files())} data files"
+        )
     return 1 if problems else 0
 
 
