@@ -32,7 +32,7 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "llm_workflows" / "diagrams"
 DPI = 96  # PNG pixels per inch: one PNG pixel is one CSS pixel at natural size
-COLUMN_PX = 678  # the notebook's content column in an 800 px window (JupyterLab, measured)
+COLUMN_PX = 678  # the notebook column in an 800 px window (JupyterLab lab template, per issue 8)
 MIN_TEXT_PX = 12.0  # smallest readable text at that column width
 
 STYLE = """
