@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 RUNTIME := $(VENV)/.installed-runtime
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format seed-recordings clean
+.PHONY: help install demo test lint format seed-recordings dist clean
 
 help:
 	@echo "make demo             run the three workflows on the lesson's inputs (offline without a key)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint             ruff check and format check"
 	@echo "make bench            time the workflows against a loopback stub server (in units of its latency L)"
 	@echo "make test-compat      run the tests with openai 2.54.0 and 3.x on Python 3.10 and 3.13 (throwaway venvs)"
+	@echo "make dist             build the sdist and the wheel into dist/ and check them (twine, package data)"
 	@echo "make seed-recordings  rebuild the shipped recordings from the lesson brief"
 	@echo "make record           re-record every reply live (needs OPENAI_API_KEY), then refresh the notebook's outputs"
 	@echo "make clean            remove the virtual environment and caches"
@@ -53,6 +54,14 @@ test-compat:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+
+# Build in an isolated environment (python -m build), then check what PyPI would get.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+	$(BIN)/python scripts/check_dist.py dist
 
 format: $(STAMP)
 	$(BIN)/ruff format .
