@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import math
 import os
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from types import ModuleType
 
 import openai
 from dotenv import dotenv_values, find_dotenv
 
+from . import redaction, transport
 from .errors import ConfigurationError
 
 MODES = ("live", "replay", "record")
@@ -46,7 +49,7 @@ class Settings:
 
     def describe(self) -> str:
         """One or two lines on what the clients will do; safe to print (no key, no secret)."""
-        where = f" at {self.base_url}" if self.base_url else ""
+        where = f" at {redaction.safe_url(self.base_url)}" if self.base_url else ""
         if self.mode == "replay":
             why = "" if self.mode_was_chosen else " because no OpenAI API key was found"
             text = (
@@ -64,7 +67,38 @@ def _dotenv() -> dict[str, str]:
     path = find_dotenv(usecwd=True)
     if not path:
         return {}
-    return {k: v for k, v in dotenv_values(path).items() if v}
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigurationError(
+            "settings",
+            f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"position {error.start})",
+            "save the .env file as UTF-8",
+        ) from None
+    return {k: v for k, v in values.items() if v}
+
+
+def _clean_key(key: str | None, where: str) -> str | None:
+    """The key without the spaces or line break a copy-paste leaves around it.
+
+    A blank key, or one with whitespace inside, would be sent as an illegal header and
+    reported as a connection problem: refuse it here, naming where it came from.
+    """
+    if key is None or key == "":
+        return None
+    cleaned = key.strip()
+    if not cleaned:
+        raise ConfigurationError(
+            "settings", f"OPENAI_API_KEY in the {where} is blank", "set it to your key, or unset it"
+        )
+    if any(c.isspace() for c in cleaned):
+        raise ConfigurationError(
+            "settings",
+            f"OPENAI_API_KEY in the {where} contains a space or line break",
+            "paste the key again, on one line",
+        )
+    return cleaned
 
 
 def _colab_key() -> KeyLookup:
@@ -92,11 +126,15 @@ def _colab_key() -> KeyLookup:
 def find_api_key(dotenv: dict[str, str] | None = None) -> KeyLookup:
     """Look for the key in the environment, then a .env file, then Colab Secrets."""
     if os.environ.get(KEY_NAME):
-        return KeyLookup(os.environ[KEY_NAME], "environment variable OPENAI_API_KEY")
+        where = "environment variable OPENAI_API_KEY"
+        return KeyLookup(_clean_key(os.environ[KEY_NAME], "environment"), where)
     dotenv = _dotenv() if dotenv is None else dotenv
     if dotenv.get(KEY_NAME):
-        return KeyLookup(dotenv[KEY_NAME], ".env file")
-    return _colab_key()
+        return KeyLookup(_clean_key(dotenv[KEY_NAME], ".env file"), ".env file")
+    found = _colab_key()
+    if found.key:
+        return KeyLookup(_clean_key(found.key, "Colab secret"), found.source, found.hints)
+    return found
 
 
 def _number(name: str, raw: str | None, default: float, kind: type) -> float:
@@ -110,7 +148,39 @@ def _number(name: str, raw: str | None, default: float, kind: type) -> float:
         ) from None
     if value < 0:
         raise ConfigurationError("settings", f"{name} must not be negative (got {raw})")
+    if kind is float and not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(
+            "settings",
+            f"{name}={raw!r} is not a usable number of seconds (it must be above 0 and finite)",
+            f"set it to e.g. {default:g}",
+        )
     return value
+
+
+def _base_url(raw: str | None) -> str | None:
+    """OPENAI_BASE_URL checked: an http(s) URL with a host and a valid port, or None (unset)."""
+    if raw is None or not raw.strip():
+        return None  # blank means unset, as for the other settings
+    raw = raw.strip()
+    shown = redaction.safe_url(raw)
+    problem = None
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+    except ValueError as error:
+        problem = str(error)
+    if problem:
+        raise ConfigurationError(
+            "settings",
+            f"OPENAI_BASE_URL={shown!r} is not a valid URL ({problem})",
+            "set it to e.g. http://localhost:11434/v1, or unset it to use OpenAI",
+        )
+    redaction.remember(urllib.parse.urlsplit(raw).password)
+    return raw
 
 
 def load_settings() -> Settings:
@@ -121,6 +191,7 @@ def load_settings() -> Settings:
         return os.environ.get(name) or dotenv.get(name) or None
 
     key = find_api_key(dotenv)
+    redaction.remember(key.key)
     mode = (get("LLM_WORKFLOWS_MODE") or "").strip().lower()
     if mode and mode not in MODES:
         raise ConfigurationError(
@@ -139,7 +210,7 @@ def load_settings() -> Settings:
     return Settings(
         mode=mode,
         key=key,
-        base_url=get("OPENAI_BASE_URL"),
+        base_url=_base_url(get("OPENAI_BASE_URL")),
         timeout=_number(
             "LLM_WORKFLOWS_TIMEOUT", get("LLM_WORKFLOWS_TIMEOUT"), DEFAULT_TIMEOUT_SECONDS, float
         ),
@@ -214,19 +285,34 @@ def _make(cls: type, http_client_cls: type, current: Settings):
         "base_url": current.base_url,
     }
     is_async = cls is openai.AsyncOpenAI
+    http = http_module()
+    hooks = transport.event_hooks(http, asynchronous=is_async, max_retries=current.max_retries)
     if current.mode == "replay":
-        transport = replay.replay_transport(http_module(), replay.store(current.recordings))
-        return cls(api_key="replay", http_client=http_client_cls(transport=transport), **kwargs)
+        if current.recordings and not os.path.isfile(current.recordings):
+            raise ConfigurationError(
+                "settings",
+                f"LLM_WORKFLOWS_RECORDINGS={current.recordings!r}: no such file",
+                "check the path, or unset it to replay the shipped recordings",
+            )
+        mock = replay.replay_transport(http, replay.store(current.recordings))
+        return cls(
+            api_key="replay",
+            http_client=http_client_cls(transport=mock, event_hooks=hooks),
+            **kwargs,
+        )
     if current.mode == "record":
         # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
         target = current.recordings or str(replay.packaged_path())
-        transport = replay.recording_transport(
-            http_module(), replay.store(target), asynchronous=is_async
-        )
+        recordings = replay.store(target)
+        recordings.prepare_append()  # before any (paid) call
+        recorder = replay.recording_transport(http, recordings, asynchronous=is_async)
         return cls(
-            api_key=current.key.key, http_client=http_client_cls(transport=transport), **kwargs
+            api_key=current.key.key,
+            http_client=http_client_cls(transport=recorder, event_hooks=hooks),
+            **kwargs,
         )
-    return cls(api_key=current.key.key, **kwargs)
+    # Live: the default transport (and so any proxy settings), with the hooks.
+    return cls(api_key=current.key.key, http_client=http_client_cls(event_hooks=hooks), **kwargs)
 
 
 def get_client() -> openai.OpenAI:
