@@ -22,6 +22,7 @@ from .records import CallRecord
 MODEL = "gpt-4.1-nano"
 JSON_MODE = {"type": "json_object"}
 DEFAULT_CONCURRENCY = 16  # the lesson's 10 questions at once; far below any rate limit
+QUESTIONS_ASKED = 10  # prompts.GENERATE_QUESTIONS asks for 10: never answer more than that
 
 SINGLE_CALL = "single call"
 GENERATE_QUESTIONS = "generate questions"
@@ -88,8 +89,50 @@ def _questions_messages(documents: list[Document]) -> list[dict]:
     ]
 
 
-def parse_questions(reply: str) -> list[str]:
-    """The questions in a reply: ``{"questions": [...]}``, a bare array, or one list under another key."""
+def _key(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
+def screen_questions(entries: list, asked: int = QUESTIONS_ASKED) -> tuple[list[str], list[str]]:
+    """The usable questions of a reply's list, and a warning for each thing wrong with it.
+
+    Entries that are not text and repeated questions are dropped; more than ``asked``
+    are cut to ``asked`` (each costs two calls); fewer than asked are kept and reported.
+    """
+    warnings, questions, seen = [], [], set()
+    not_text = [e for e in entries if not (isinstance(e, str) and e.strip())]
+    if not_text:
+        kinds = ", ".join(sorted({describe(e) for e in not_text}))
+        warnings.append(f"dropped {len(not_text)} entries that are not question text ({kinds})")
+    duplicates = 0
+    for entry in entries:
+        if entry in not_text:
+            continue
+        question = entry.strip()
+        if _key(question) in seen:
+            duplicates += 1
+            continue
+        seen.add(_key(question))
+        questions.append(question)
+    if duplicates:
+        warnings.append(f"dropped {duplicates} duplicate question{'s' * (duplicates > 1)}")
+    if len(questions) > asked:
+        warnings.append(
+            f"asked for {asked} questions, got {len(questions)}; kept the first {asked}"
+        )
+        questions = questions[:asked]
+    elif 0 < len(questions) < asked:
+        warnings.append(f"asked for {asked} questions, got {len(questions)}")
+    return questions, [f"{GENERATE_QUESTIONS}: {w}" for w in warnings]
+
+
+def parse_questions(
+    reply: str, *, asked: int = QUESTIONS_ASKED, warnings: list[str] | None = None
+) -> list[str]:
+    """The questions in a reply: ``{"questions": [...]}``, a bare array, or one list under another key.
+
+    What :func:`screen_questions` finds wrong is appended to ``warnings``, if given.
+    """
     data = load_json(reply, GENERATE_QUESTIONS, 'an object {"questions": [...]}')
     questions, _ = find_list(data, "questions")
     if questions is None:
@@ -99,16 +142,22 @@ def parse_questions(reply: str) -> list[str]:
             "retry the step",
             raw=reply,
         )
-    questions = [q.strip() for q in questions if isinstance(q, str) and q.strip()]
+    questions, found = screen_questions(questions, asked)
     if not questions:
         raise ModelOutputError(GENERATE_QUESTIONS, "the reply holds no questions", raw=reply)
+    if warnings is not None:
+        warnings.extend(found)
     return questions
 
 
 def generate_questions(
-    documents: list[Document], *, model: str = MODEL, calls: list[CallRecord] | None = None
+    documents: list[Document],
+    *,
+    model: str = MODEL,
+    calls: list[CallRecord] | None = None,
+    warnings: list[str] | None = None,
 ) -> list[str]:
-    """Step 1: a list of questions a reader of the documents might ask."""
+    """Step 1: a list of questions a reader of the documents might ask (at most 10)."""
     reply = chat(
         GENERATE_QUESTIONS,
         _questions_messages(documents),
@@ -116,11 +165,15 @@ def generate_questions(
         response_format=JSON_MODE,
         calls=calls,
     )
-    return parse_questions(reply)
+    return parse_questions(reply, warnings=warnings)
 
 
 async def agenerate_questions(
-    documents: list[Document], *, model: str = MODEL, calls: list[CallRecord] | None = None
+    documents: list[Document],
+    *,
+    model: str = MODEL,
+    calls: list[CallRecord] | None = None,
+    warnings: list[str] | None = None,
 ) -> list[str]:
     """Async :func:`generate_questions`."""
     reply = await achat(
@@ -130,7 +183,7 @@ async def agenerate_questions(
         response_format=JSON_MODE,
         calls=calls,
     )
-    return parse_questions(reply)
+    return parse_questions(reply, warnings=warnings)
 
 
 def _answer_messages(question: str, documents: list[Document]) -> list[dict]:
@@ -187,6 +240,8 @@ def parse_sources(reply: str, documents: list[Document]) -> Sources:
     """Keep the cited titles that name a document (ignoring case and spaces); report the rest."""
     data = load_json(reply, FIND_SOURCES, 'an object {"sources": [...]}')
     cited, _ = find_list(data, "sources")
+    if isinstance(data, dict) and isinstance(data.get("sources"), str):
+        cited = [data["sources"]]  # one title given as a string, not a list of one
     if cited is None:
         raise ModelOutputError(
             FIND_SOURCES,
@@ -265,14 +320,19 @@ class FAQFailure:
 
 @dataclass
 class FAQResult:
+    """The answered questions, the failed ones, every call, and what looked wrong
+    (``warnings``: too few, too many or repeated questions)."""
+
     items: list[FAQItem]
     failures: list[FAQFailure]
     calls: list[CallRecord]
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "items": [asdict(i) for i in self.items],
             "failures": [asdict(f) for f in self.failures],
+            "warnings": list(self.warnings),
             "calls": [c.to_dict() for c in self.calls],
         }
 
@@ -286,17 +346,21 @@ async def build_faq(
     concurrency: int = DEFAULT_CONCURRENCY,
     model: str = MODEL,
     on_progress: Progress | None = None,
+    on_result: Callable[[FAQItem | FAQFailure], None] | None = None,
 ) -> FAQResult:
     """Generate questions, then answer each and find its sources, ``concurrency`` at a time.
 
     A question whose step fails becomes a :class:`FAQFailure`; the other questions go on.
+    ``on_result`` gets each question's outcome as it finishes (the CLI keeps them, so an
+    interrupted run still shows what was done).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
     if not documents:
         raise ValueError("build_faq needs at least one document")
     calls: list[CallRecord] = []
-    questions = await agenerate_questions(documents, model=model, calls=calls)
+    warnings: list[str] = []
+    questions = await agenerate_questions(documents, model=model, calls=calls, warnings=warnings)
     limit = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -313,6 +377,8 @@ async def build_faq(
             except WorkflowError as error:
                 result = FAQFailure(question, str(error), answer)
         done += 1
+        if on_result:
+            on_result(result)
         if on_progress:
             on_progress(done, len(questions))
         return result
@@ -324,4 +390,5 @@ async def build_faq(
         items=[r for r in results if isinstance(r, FAQItem)],
         failures=[r for r in results if isinstance(r, FAQFailure)],
         calls=calls,
+        warnings=warnings,
     )

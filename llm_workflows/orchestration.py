@@ -53,6 +53,7 @@ class Plan:
     tasks: list[Task]
     problems: list[str]
     raw: str
+    skipped: int = 0  # tasks left out as invalid: requests the customer made that go unserved
 
 
 def _canonical_type(value: Any) -> str | None:
@@ -100,7 +101,7 @@ def parse_tasks(reply: str) -> Plan:
             problems.append(f"task {number} ({query_type}) lacks {', '.join(missing)}; skipped")
             continue
         tasks.append(Task(query_type, params))
-    return Plan(tasks, problems, reply)
+    return Plan(tasks, problems, reply, skipped=len(items) - len(tasks))
 
 
 async def orchestrator(
@@ -231,11 +232,12 @@ LABELS = {
 }
 
 
-def format_results(results: list[dict[str, str]]) -> str:
+def format_results(results: list[dict[str, str]], unhandled: int = 0) -> str:
     """Every worker result as a block of bullet points; no result type is left out.
 
     (The lesson's first synthesizer matched each result against a list of task names and
     misspelt one, 'ProductReturn' for 'Product Return', so the return silently vanished.)
+    ``unhandled`` requests get a block of their own, so the email cannot pretend they were served.
     """
     blocks = []
     for result in results:
@@ -244,6 +246,8 @@ def format_results(results: list[dict[str, str]]) -> str:
             if name != "task" and value != "N/A":
                 lines.append(f"  - {LABELS.get(name, name.replace('_', ' ').title())}: {value}")
         blocks.append("\n".join(lines))
+    if unhandled:
+        blocks.append(prompts.UNHANDLED_REQUESTS.format(count=unhandled))
     return "\n\n".join(blocks)
 
 
@@ -253,10 +257,12 @@ async def synthesizer(
     signature: str = DEFAULT_SIGNATURE,
     model: str = MODEL,
     calls: list[CallRecord] | None = None,
+    unhandled: int = 0,
 ) -> str:
-    """Write one friendly email to the customer from all the worker results."""
+    """Write one friendly email to the customer from all the worker results (and say how many
+    requests could not be handled)."""
     prompt = prompts.SYNTHESIZER.format(
-        formatted_results=format_results(results), signature=signature
+        formatted_results=format_results(results, unhandled), signature=signature
     )
     return await achat(SYNTHESIZER, [{"role": "user", "content": prompt}], model=model, calls=calls)
 
@@ -270,6 +276,7 @@ class CustomerReply:
     email: str | None
     calls: list[CallRecord] = field(default_factory=list)
     raw_plan: str = ""
+    unhandled: int = 0  # requests skipped as invalid or whose worker failed
 
     @property
     def actions(self) -> list[str]:
@@ -305,9 +312,11 @@ async def process_customer_message(
         *(_worker(t, user_query, model, calls) for t in plan.tasks), return_exceptions=True
     )
     results, problems = [], list(plan.problems)
+    unhandled = plan.skipped
     for task, outcome in zip(plan.tasks, outcomes, strict=True):
         if isinstance(outcome, WorkflowError):
             problems.append(f"{task.query_type} task failed: {outcome}")
+            unhandled += 1
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
@@ -315,9 +324,13 @@ async def process_customer_message(
     email = None
     if results:
         try:
-            email = await synthesizer(results, signature=signature, model=model, calls=calls)
+            email = await synthesizer(
+                results, signature=signature, model=model, calls=calls, unhandled=unhandled
+            )
         except WorkflowError as error:  # keep the served tasks; say why there is no email
             problems.append(str(error))
     else:
         problems.append("no task could be served, so no email was written")
-    return CustomerReply(user_query, plan.tasks, problems, results, email, calls, plan.raw)
+    return CustomerReply(
+        user_query, plan.tasks, problems, results, email, calls, plan.raw, unhandled
+    )
