@@ -70,7 +70,7 @@ def _connection_problem(error: openai.APIConnectionError, where: str) -> tuple[s
     """What really went wrong under a "connection error": the HTTP library's exception."""
     http = clients.http_module()
     cause = _cause(error, (http.HTTPError, http.InvalidURL)) or error.__cause__
-    detail = _short(str(cause), 120) if cause is not None else ""
+    detail = _short(str(cause) or type(cause).__name__, 120) if cause is not None else ""
     if isinstance(cause, http.TooManyRedirects):
         return f"the server at {where} redirects in a loop ({detail})", "check OPENAI_BASE_URL"
     if isinstance(cause, http.DecodingError):
@@ -84,7 +84,7 @@ def _connection_problem(error: openai.APIConnectionError, where: str) -> tuple[s
             "check the API key and headers for spaces or line breaks",
         )
     if isinstance(cause, (http.RemoteProtocolError, http.ReadError)):
-        if "without sending" in detail:
+        if "without sending a response" in detail:
             return f"the server at {where} closed the connection without a reply", "retry"
         return (
             f"the connection to {where} broke before the reply was complete ({detail})",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from . import prompts
-from .errors import WorkflowError
+from .errors import ConfigurationError, WorkflowError
 from .llm import achat, chat
 from .records import CallRecord
 
@@ -148,6 +148,8 @@ async def route_many(
         async with limit:
             try:
                 outcome: Routed | WorkflowError = await route(query, model=model)
+            except ConfigurationError:
+                raise  # the setup, not this query: one error for the whole run
             except WorkflowError as error:
                 outcome = error
         if on_result:

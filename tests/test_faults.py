@@ -8,22 +8,31 @@ two differ. Regenerate the page with ``python tests/test_faults.py``.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import inspect
 import json
 import re
+import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import fakes
 import pytest
 from fakes import ROOT, use_stub
+from loopback import Loopback, reset, send, send_json, trickle
 
 from benchmarks.stub_server import Fault, StubServer
-from llm_workflows import cli, clients, lesson
+from llm_workflows import cli, clients, lesson, llm, replay, transport
 from llm_workflows.documents import Document
 from llm_workflows.errors import WorkflowError
 from llm_workflows.faq import build_faq
 from llm_workflows.orchestration import process_customer_message
+from llm_workflows.records import calls_table
+from llm_workflows.replay import STEP_HEADER
 from llm_workflows.routing import Routed, route, route_many
 
 DOC = ROOT / "docs" / "faults.md"
@@ -869,6 +878,878 @@ def test_an_api_error_line_carries_the_apis_message_once(stub):
 
 BUGS: list[tuple[str, str, str]] = []  # (area, input, now and expected) of xfail tests
 
+# --- Reliability II: hostile replies, hostile files, secrets, wrong results ---------------------
+#
+# Each test below is a row of docs/faults.md: ``@hostile(family, plays)`` registers it, and
+# its ``shows`` default is the text it asserts (and the doc prints). Body-shape faults play
+# through an in-process MockTransport (``fakes.script``); the faults that need a socket
+# (a trickle, a reset, broken gzip, a redirect loop, a gateway's headers) play through the
+# standard-library loopback server of ``tests/loopback.py``, with the package's own clients.
+
+FAMILIES = {
+    "200": "A 200 that is not a usable completion",
+    "wrong": "Wrong results are reported, not shown as right",
+    "secrets": "No secret in any message",
+    "deadline": "Timeouts bound the whole request",
+    "named": "Errors named for what they are",
+    "recordings": "Recordings: never lose a paid call, never block on one bad line",
+    "gateway": "Behind a gateway (the stub plays LiteLLM's messages and headers)",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the Reliability II tables: the test, what is played, what it asserts."""
+
+    test: str
+    family: str
+    plays: str
+    shows: str
+
+
+ROWS: list[Row] = []
+
+
+def hostile(family: str, plays: str):
+    """Register a test as a row; its ``shows`` default is the text the test asserts."""
+
+    def register(test):
+        shows = inspect.signature(test).parameters["shows"].default
+        ROWS.append(Row(test.__name__, family, plays, shows))
+        return test
+
+    return register
+
+
+ANSWER_TEXT = "Wind only blows some of the time, so turbines need storage."
+LESSON_REPLIES = {  # step -> the normal reply of a well-behaved model
+    "generate questions": json.dumps({"questions": QUESTIONS}),
+    "answer": ANSWER_TEXT,
+    "find sources": json.dumps({"sources": ["Understanding Wind Turbines"]}),
+    "classify intent": "Billing Inquiry",
+    "handle query": "Please send us your account number.",
+    "orchestrator": json.dumps(TASKS),
+    "billing worker": "The invoice is higher than expected.",
+    "synthesizer": "Hi there,\n\nAll done.\n\nBest regards,\nThe Customer Support Team",
+}
+
+
+def lesson_model(request, **kwargs):
+    """A well-behaved model: the normal reply of the request's step."""
+    return fakes.reply(LESSON_REPLIES[fakes.step_of(request)], **kwargs)
+
+
+def except_for(step: str, bad, contains: str | None = None):
+    """A handler that plays ``bad(request)`` on one step (and input), the lesson's model elsewhere."""
+
+    def handle(request):
+        if fakes.step_of(request) == step and (
+            contains is None or contains in fakes.user_text(request)
+        ):
+            return bad(request)
+        return lesson_model(request)
+
+    return handle
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def live(monkeypatch, url: str, key: str = KEY, **settings: str) -> None:
+    """The package's own clients, live, pointed at a loopback server."""
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "live")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for name, value in {"LLM_WORKFLOWS_MAX_RETRIES": "0", **settings}.items():
+        monkeypatch.setenv(name, value)
+    clients.reset()
+
+
+def completion_json(h, request, **kwargs) -> None:
+    """The lesson model's reply, sent by the loopback server."""
+    step = request.headers.get(STEP_HEADER.lower(), "")
+    send_json(h, 200, fakes.completion(LESSON_REPLIES[step], **kwargs.pop("body", {})), **kwargs)
+
+
+# 1. A 200 response that is not a usable completion ------------------------------------------
+
+
+def _text(content_type: str, body: bytes):
+    return lambda request: fakes.http.Response(
+        200, headers={"content-type": content_type}, content=body
+    )
+
+
+def _json(value):
+    return lambda request: fakes.http.Response(200, json=value)
+
+
+def _choice(message, finish_reason="stop"):
+    body = fakes.completion("x")
+    body["choices"][0]["message"] = message
+    body["choices"][0]["finish_reason"] = finish_reason
+    return _json(body)
+
+
+UNUSABLE_200 = [
+    # (id, family, what the server sends on classify intent, the one line it becomes)
+    (
+        "json-string",
+        "200",
+        "a JSON string",
+        "classify intent: the server's reply is a string ('Billing Inquiry'), not a chat completion object",
+    ),
+    (
+        "json-array",
+        "200",
+        "a JSON array",
+        "classify intent: the server's reply is an array of 1, not a chat completion object",
+    ),
+    (
+        "json-null",
+        "200",
+        "JSON `null`",
+        "classify intent: the server's reply is null, not a chat completion object",
+    ),
+    (
+        "event-stream",
+        "200",
+        "an event stream nobody asked for",
+        "classify intent: the server sent an event stream, which was not asked for (200 text/event-stream",
+    ),
+    (
+        "truncated",
+        "200",
+        "the body `{truncated`",
+        "classify intent: the server's reply is cut short or not valid JSON (200 application/json, 10 bytes: '{truncated')",
+    ),
+    (
+        "no-message",
+        "200",
+        "a choice without `message`",
+        "classify intent: the reply's first choice has no message",
+    ),
+    (
+        "content-number",
+        "200",
+        "`content` as a number",
+        "classify intent: the reply's content is a number (42), not text",
+    ),
+    (
+        "content-image-part",
+        "200",
+        "`content` as a list with an image part",
+        "classify intent: the reply's content is an array of 1, not text",
+    ),
+    (
+        "error-object",
+        "wrong",
+        "an error object with status 200",
+        "classify intent: the server sent an error with status 200: The upstream model is overloaded.",
+    ),
+    (
+        "content-filter",
+        "wrong",
+        '`finish_reason: "content_filter"`',
+        "classify intent: the reply was stopped by the content filter (finish_reason=content_filter)",
+    ),
+    (
+        "tool-calls",
+        "wrong",
+        "a `tool_calls` reply",
+        "classify intent: the model asked to call a tool (lookup_invoice), but this step sends no tools and needs text",
+    ),
+]
+UNUSABLE_HANDLERS = {
+    "json-string": _json("Billing Inquiry"),
+    "json-array": _json([fakes.completion("Billing Inquiry")]),
+    "json-null": _text("application/json", b"null"),
+    "event-stream": _text("text/event-stream", b'data: {"choices": []}\n\ndata: [DONE]\n\n'),
+    "truncated": _text("application/json", b"{truncated"),
+    "no-message": _json(
+        {**fakes.completion("x"), "choices": [{"index": 0, "finish_reason": "stop"}]}
+    ),
+    "content-number": _choice({"role": "assistant", "content": 42}),
+    "content-image-part": _choice(
+        {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+    ),
+    "error-object": _json({"error": {"message": "The upstream model is overloaded.", "code": 503}}),
+    "content-filter": _choice({"role": "assistant", "content": ""}, "content_filter"),
+    "tool-calls": _choice(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "lookup_invoice", "arguments": "{}"},
+                }
+            ],
+        },
+        "tool_calls",
+    ),
+}
+for _id, _family, _plays, _shows in UNUSABLE_200:
+    ROWS.append(
+        Row(
+            f"test_an_unusable_200_is_one_line_and_the_other_queries_go_on[{_id}]",
+            _family,
+            f"{_plays} on query 2's classify step (route, 3 queries)",
+            _shows,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "shows"), [(c[0], c[3]) for c in UNUSABLE_200], ids=[c[0] for c in UNUSABLE_200]
+)
+def test_an_unusable_200_is_one_line_and_the_other_queries_go_on(case, shows, capsys):
+    fakes.script(
+        except_for("classify intent", UNUSABLE_HANDLERS[case], contains=lesson.ROUTING_QUERIES[1])
+    )
+    status, out, err = run_cli(capsys, "route", *lesson.ROUTING_QUERIES)
+    assert status == 1
+    assert out.count("Query: ") == 2  # the two good queries are shown
+    (line,) = err.splitlines()
+    assert line.startswith(f"llm-workflows: error: query {lesson.ROUTING_QUERIES[1]!r}: ")
+    assert shows in line
+
+
+@hostile("200", "200 `text/html` (a proxy's login page) for question 6's answer (faq --json)")
+def test_an_html_200_fails_one_question_and_the_nine_others_are_kept(
+    capsys,
+    shows="answer: the server's reply is not JSON (200 text/html, 45 bytes: '<html><body>Please log in.</body></html>",
+):
+    page = b"<html><body>Please log in.</body></html>\n\n\n\n\n"
+    fakes.script(except_for("answer", _text("text/html", page), contains=Q6))
+    status, out, err = run_cli(capsys, "faq", "--json")
+    data = json.loads(out)
+    assert status == 1 and err.splitlines() == ["llm-workflows: error: 1 of 10 questions failed"]
+    assert len(data["items"]) == 9
+    (failure,) = data["failures"]
+    assert failure["question"] == Q6 and failure["error"].startswith(shows)
+    assert len(data["calls"]) == 20  # 1 + 9 × 2 + the unusable answer, counted
+
+
+@hostile("200", "content as a list of text parts")
+def test_content_as_text_parts_is_joined(shows="Billing Inquiry"):
+    parts = [{"type": "text", "text": "Billing "}, {"type": "text", "text": "Inquiry"}]
+    fakes.script(except_for("classify intent", _choice({"role": "assistant", "content": parts})))
+    routed = asyncio.run(route(lesson.ROUTING_QUERIES[1]))
+    assert routed.label == shows and routed.intent == shows
+
+
+@hostile("200", 'a reply with no `model` field, and one with `"model": null`')
+def test_a_reply_without_a_model_is_priced_as_the_requested_model(
+    shows="* the server named no model: priced as the model requested (an estimate)",
+):
+    def handle(request):
+        body = fakes.completion("Billing Inquiry", usage=(1000, 10))
+        if fakes.step_of(request) == "classify intent":
+            del body["model"]
+        else:
+            body["model"] = None
+        return fakes.http.Response(200, json=body)
+
+    fakes.script(handle)
+    routed = asyncio.run(route(lesson.ROUTING_QUERIES[1]))
+    assert {(c.model, c.model_source) for c in routed.calls} == {("gpt-4.1-mini", "request")}
+    assert routed.calls[0].cost_usd == pytest.approx((1000 * 0.40 + 10 * 1.60) / 1e6)
+    table = calls_table(routed.calls)
+    assert "gpt-4.1-mini*" in table and table.endswith(shows)
+
+
+# 2. Wrong results shown as right ----------------------------------------------------------
+
+
+def _questions(questions: list) -> Callable:
+    return except_for(
+        "generate questions", lambda request: fakes.reply(json.dumps({"questions": questions}))
+    )
+
+
+def _faq_json(capsys) -> tuple[int, dict, list[str]]:
+    status, out, err = run_cli(capsys, "faq", "--json")
+    return status, json.loads(out), err.splitlines()
+
+
+@hostile("wrong", "9 questions where 10 were asked (faq --json)")
+def test_too_few_questions_are_a_warning_in_the_result_json_and_stderr(
+    capsys, shows="generate questions: asked for 10 questions, got 9"
+):
+    fakes.script(_questions(QUESTIONS[:9]))
+    status, data, err = _faq_json(capsys)
+    assert status == 0 and len(data["items"]) == 9
+    assert data["warnings"] == [shows]
+    assert err == [f"llm-workflows: warning: {shows}"]
+
+
+@hostile("wrong", "100 questions where 10 were asked")
+def test_more_questions_than_asked_are_cut_to_ten_with_a_warning(
+    capsys, shows="generate questions: asked for 10 questions, got 100; kept the first 10"
+):
+    asked: list = []
+    many = [f"Question {n}?" for n in range(100)]
+
+    def handle(request):
+        asked.append(fakes.step_of(request))
+        return _questions(many)(request)
+
+    fakes.script(handle)
+    status, data, err = _faq_json(capsys)
+    assert status == 0 and [i["question"] for i in data["items"]] == many[:10]
+    assert len(asked) == 21  # never more calls than the lesson's shape: 1 + 10 × 2
+    assert data["warnings"] == [shows] and err == [f"llm-workflows: warning: {shows}"]
+
+
+@hostile("wrong", "10 identical questions")
+def test_duplicate_questions_are_dropped_with_a_warning(
+    capsys, shows="generate questions: dropped 9 duplicate questions"
+):
+    fakes.script(_questions([QUESTIONS[0]] * 9 + [QUESTIONS[0].upper()]))
+    status, data, err = _faq_json(capsys)
+    assert len(data["items"]) == 1
+    assert data["warnings"] == [shows, "generate questions: asked for 10 questions, got 1"]
+    assert len(err) == 2 and status == 0
+
+
+@hostile("wrong", "questions with non-string entries (a number, an object, null)")
+def test_non_text_questions_are_reported_not_dropped_silently(
+    capsys, shows="generate questions: dropped 3 entries that are not question text"
+):
+    fakes.script(_questions([*QUESTIONS[:7], 7, {"q": "x"}, None, *QUESTIONS[7:]]))
+    status, data, _err = _faq_json(capsys)
+    assert len(data["items"]) == 10 and status == 0
+    (warning,) = data["warnings"]
+    assert warning.startswith(shows) and "a number (7)" in warning and "null" in warning
+
+
+@hostile("wrong", '`"sources": "Understanding Wind Turbines"` (a string, not a list)')
+def test_a_single_source_given_as_a_string_is_one_title(shows="Understanding Wind Turbines"):
+    fakes.script(except_for("find sources", lambda r: fakes.reply(json.dumps({"sources": shows}))))
+    result = asyncio.run(build_faq(lesson.WEBPAGES))
+    assert not result.failures
+    assert {tuple(i.sources) for i in result.items} == {(shows,)}
+
+
+@hostile("wrong", "one of three orchestrator tasks invalid (unknown query_type)")
+def test_skipped_tasks_are_said_in_the_email_and_the_cli_exits_non_zero(
+    capsys, shows="1 of your requests could not be handled automatically"
+):
+    prompts_seen: list[str] = []
+    tasks = json.dumps([TASKS[0], {"query_type": "Refund"}, TASKS[2]])
+
+    def handle(request):
+        if fakes.step_of(request) == "synthesizer":
+            prompts_seen.append(fakes.user_text(request))
+        if fakes.step_of(request) == "orchestrator":
+            return fakes.reply(tasks)
+        return lesson_model(request)
+
+    fakes.script(handle)
+    status, out, err = run_cli(capsys, "orchestrate", lesson.CUSTOMER_MESSAGE)
+    assert status == 1 and "Email to the customer:" in out
+    assert err.splitlines() == [
+        "llm-workflows: error: 1 of the customer's requests could not be handled "
+        "(see Problems above); the email says so"
+    ]
+    (prompt,) = prompts_seen
+    assert shows in prompt  # the synthesizer is told, so the email cannot pretend
+
+
+# 3. Secrets in messages -------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@hostile(
+    "secrets",
+    "`OPENAI_BASE_URL=http://user:password@127.0.0.1:<closed>/v1` (route, and the Mode line)",
+)
+def test_a_password_in_the_base_url_is_never_shown(
+    monkeypatch, capsys, shows="could not connect to http://[redacted]@127.0.0.1:"
+):
+    password = "hunter2-gateway-secret"
+    live(monkeypatch, f"http://alice:{password}@127.0.0.1:{closed_port()}/v1")
+    status, out, err = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 1 and shows in err
+    describe = clients.settings().describe()
+    assert "[redacted]@127.0.0.1" in describe
+    assert password not in out + err + describe and "alice" not in err + describe
+
+
+@hostile(
+    "secrets", "a server error message that echoes the key (`... Bearer sk-...`), and the key bare"
+)
+def test_a_key_echoed_by_the_server_is_redacted(
+    monkeypatch,
+    capsys,
+    shows="classify intent: the API refused the request (400): Invalid header: Bearer [redacted] (key [redacted])",
+):
+    key = "gw-" + "FAKE0echo0key0" * 2  # not sk-shaped: only known as our key
+
+    def answer(h, request):
+        sent = request.headers["authorization"]
+        send_json(h, 400, {"error": {"message": f"Invalid header: {sent} (key {key})"}})
+
+    with Loopback(answer) as server:
+        live(monkeypatch, server.url, key=key)
+        status, out, err = run_cli(capsys, "route", "--json", "My invoice is wrong.")
+    assert server.requests[0].headers["authorization"] == f"Bearer {key}"
+    assert status == 1 and key not in out + err
+    assert json.loads(out)["results"][0]["error"] == shows
+
+
+# 4. Timeouts that bound the request -------------------------------------------------------
+
+
+@hostile("deadline", "headers, then one body byte every 0.2 s; timeout 1 s, 1 retry (route)")
+def test_a_trickling_server_cannot_outlive_the_timeout(
+    monkeypatch,
+    capsys,
+    shows="classify intent: no complete answer within 1 s after 1 retry by llm-workflows",
+):
+    body = json.dumps(fakes.completion("Billing Inquiry")).encode()
+    with Loopback(lambda h, request: trickle(h, body, every=0.2)) as server:
+        live(monkeypatch, server.url, LLM_WORKFLOWS_TIMEOUT="1", LLM_WORKFLOWS_MAX_RETRIES="1")
+        start = time.monotonic()
+        status, _out, err = run_cli(capsys, "route", "My invoice is wrong.")
+        seconds = time.monotonic() - start
+    assert status == 1 and shows in err and len(server.requests) == 2
+    assert seconds < 1 * 2 + 1.5  # timeout × (retries + 1) + the client's backoff
+
+
+@hostile("deadline", "the same trickle to the sync client (`llm.chat`); timeout 1 s, no retry")
+def test_a_trickling_server_cannot_outlive_twice_the_timeout_in_sync_code(
+    monkeypatch, shows="answer: no complete answer within 1 s after 0 retries by llm-workflows"
+):
+    body = json.dumps(fakes.completion(ANSWER_TEXT)).encode()
+    with Loopback(lambda h, request: trickle(h, body, every=0.2)) as server:
+        live(monkeypatch, server.url, LLM_WORKFLOWS_TIMEOUT="1")
+        start = time.monotonic()
+        with pytest.raises(WorkflowError) as error:
+            llm.chat("answer", [{"role": "user", "content": "hi"}], model="gpt-4.1-mini")
+        seconds = time.monotonic() - start
+    assert str(error.value).startswith(shows)
+    assert seconds < 2 * 1 + 0.5  # a sync read already waiting ends at its per-read timeout
+
+
+# 5. Errors named for what they are --------------------------------------------------------
+
+
+@hostile("named", "`OPENAI_API_KEY` with spaces and a newline around it")
+def test_whitespace_around_the_key_is_stripped(monkeypatch, capsys, shows="Bearer " + KEY):
+    with Loopback(completion_json) as server:
+        live(monkeypatch, server.url, key=f"  {KEY}\n")
+        status, _, _ = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 0 and {r.headers["authorization"] for r in server.requests} == {shows}
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [("   ", "is blank"), ("sk-abc def", "contains a space or line break")],
+    ids=["blank", "inner-space"],
+)
+def test_a_blank_or_broken_key_is_refused_in_one_line(monkeypatch, capsys, key, problem):
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    status, out, err = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 1 and out == ""
+    assert err.splitlines() == [
+        f"llm-workflows: error: settings: OPENAI_API_KEY in the environment {problem}; "
+        + (
+            "set it to your key, or unset it"
+            if problem == "is blank"
+            else "paste the key again, on one line"
+        )
+    ]
+
+
+ROWS.append(
+    Row(
+        "test_a_blank_or_broken_key_is_refused_in_one_line",
+        "named",
+        "`OPENAI_API_KEY` blank, or with a space inside",
+        "settings: OPENAI_API_KEY in the environment is blank",
+    )
+)
+
+
+def _gzip_garbage(h, request):
+    send(h, 200, b"\x1f\x8b\x08\x00not really gzip", {"content-encoding": "gzip"})
+
+
+def _cut_short(h, request):
+    send(h, 200, b'{"id": "chatcmpl-1", "choices": [', length=2000)
+
+
+def _reset(h, request):
+    reset(h, b'{"id": "chatcmpl-1", "choices": [')
+
+
+def _redirect_loop(h, request):
+    send(h, 307, b"", {"location": request.path})
+
+
+SOCKET_FAULTS = [
+    (
+        "broken-gzip",
+        "a body marked gzip that is not",
+        _gzip_garbage,
+        "classify intent: the reply from http://127.0.0.1:PORT/v1/ could not be decoded (broken gzip or other encoding",
+    ),
+    (
+        "cut-short",
+        "a body cut short (Content-Length 2000, 33 bytes sent, then closed)",
+        _cut_short,
+        "classify intent: the connection to http://127.0.0.1:PORT/v1/ broke before the reply was complete (peer closed connection without sending complete message body",
+    ),
+    (
+        "reset",
+        "a TCP reset in the middle of the body",
+        _reset,
+        "classify intent: the connection to http://127.0.0.1:PORT/v1/ broke before the reply was complete",
+    ),
+    (
+        "redirect-loop",
+        "a 307 redirect to itself, forever",
+        _redirect_loop,
+        "classify intent: the server at http://127.0.0.1:PORT/v1/ redirects in a loop (Exceeded maximum allowed redirects.)",
+    ),
+]
+for _id, _plays, _, _shows in SOCKET_FAULTS:
+    ROWS.append(Row(f"test_a_broken_reply_is_named_for_what_it_is[{_id}]", "named", _plays, _shows))
+
+
+@pytest.mark.parametrize(
+    ("answer", "shows"), [(f[2], f[3]) for f in SOCKET_FAULTS], ids=[f[0] for f in SOCKET_FAULTS]
+)
+def test_a_broken_reply_is_named_for_what_it_is(monkeypatch, capsys, answer, shows):
+    with Loopback(answer) as server:
+        live(monkeypatch, server.url)
+        status, out, err = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 1 and out == ""
+    assert _portless(err).startswith(f"llm-workflows: error: query 'My invoice is wrong.': {shows}")
+    assert "check your network connection" not in err
+
+
+BAD_SETTINGS = [
+    (
+        "timeout-zero",
+        {"LLM_WORKFLOWS_TIMEOUT": "0"},
+        "settings: LLM_WORKFLOWS_TIMEOUT='0' is not a usable number of seconds (it must be above 0 and finite)",
+    ),
+    (
+        "timeout-nan",
+        {"LLM_WORKFLOWS_TIMEOUT": "nan"},
+        "settings: LLM_WORKFLOWS_TIMEOUT='nan' is not a usable number of seconds",
+    ),
+    (
+        "url-bracket",
+        {"OPENAI_BASE_URL": "http://[::1"},
+        "settings: OPENAI_BASE_URL='http://[::1' is not a valid URL (Invalid IPv6 URL)",
+    ),
+    (
+        "url-port",
+        {"OPENAI_BASE_URL": "http://localhost:99999/v1"},
+        "settings: OPENAI_BASE_URL='http://localhost:99999/v1' is not a valid URL (Port out of range 0-65535)",
+    ),
+    (
+        "url-no-scheme",
+        {"OPENAI_BASE_URL": "localhost:8000/v1"},
+        "settings: OPENAI_BASE_URL='localhost:8000/v1' is not a valid URL (it must start with http:// or https://)",
+    ),
+]
+for _id, _env, _shows in BAD_SETTINGS:
+    _plays = ", ".join(f"`{k}={v}`" for k, v in _env.items())
+    ROWS.append(Row(f"test_a_bad_setting_is_one_line_naming_it[{_id}]", "named", _plays, _shows))
+
+
+@pytest.mark.parametrize(
+    ("env", "shows"), [(s[1], s[2]) for s in BAD_SETTINGS], ids=[s[0] for s in BAD_SETTINGS]
+)
+def test_a_bad_setting_is_one_line_naming_it(monkeypatch, capsys, env, shows):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    status, out, err = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 1 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"llm-workflows: error: {shows}")
+
+
+@hostile("named", "`OPENAI_BASE_URL` set to spaces")
+def test_a_blank_base_url_means_unset(monkeypatch, shows="None"):
+    monkeypatch.setenv("OPENAI_BASE_URL", "   ")
+    assert str(clients.settings().base_url) == shows
+
+
+@hostile("named", "a `.env` file that is not UTF-8")
+def test_a_dotenv_file_that_is_not_utf8_is_named(
+    capsys,
+    tmp_path,
+    shows=".env is not UTF-8 text (byte 0xff at position 15); save the .env file as UTF-8",
+):
+    (tmp_path / ".env").write_bytes(b"OPENAI_API_KEY=\xff\xfe\n")
+    status, out, err = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 1 and out == ""
+    assert err.startswith(f"llm-workflows: error: settings: {tmp_path}") and err.rstrip().endswith(
+        shows
+    )
+
+
+@hostile("named", "`faq --source` a file that is not UTF-8")
+def test_a_source_file_that_is_not_utf8_is_named(
+    capsys, tmp_path, shows="notes.md: not UTF-8 text (byte 0xe9 at position 11); save it as UTF-8"
+):
+    (tmp_path / "notes.md").write_bytes("# Notes\ncaf\u00e9".encode("latin-1"))
+    status, out, err = run_cli(capsys, "faq", "--source", "notes.md")
+    assert status == 1 and out == ""
+    assert err.splitlines() == [f"llm-workflows: error: {shows}"]
+
+
+# 6. Recordings ----------------------------------------------------------------------------
+
+RECORDED_QUERY = "Where is my parcel? It was due on Monday."
+
+
+def recordings_for(query: str) -> list[str]:
+    """Recording lines for routing ``query``, made from the requests our code really sends."""
+    lines = []
+
+    def handle(request):
+        body = fakes.body_of(request)
+        response = lesson_model(request).json()
+        lines.append(
+            replay.Recording(
+                replay.request_key(body), body, response, {"source": "authored"}
+            ).to_line()
+        )
+        return fakes.http.Response(200, json=response)
+
+    fakes.script(handle)
+    asyncio.run(route(query))
+    clients.reset()
+    return lines
+
+
+@hostile(
+    "recordings",
+    "an extra recordings file whose last line is cut off, and one line of the wrong shape (replay)",
+)
+def test_bad_recording_lines_are_skipped_with_a_warning_and_the_rest_replays(
+    monkeypatch, capsys, tmp_path, shows="line 3: skipped (not a recording"
+):
+    path = tmp_path / "extra.jsonl"
+    good = recordings_for(RECORDED_QUERY)
+    path.write_text("\n".join([*good, '{"key": "abc"}', good[0][:50]]), encoding="utf-8")
+    monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", str(path))
+    status, out, err = run_cli(capsys, "route", RECORDED_QUERY)
+    assert status == 0 and "Intent: Billing Inquiry" in out
+    warnings_ = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings_) == 2
+    assert warnings_[0].startswith(f"llm-workflows: warning: {path}, {shows}")
+    assert warnings_[1].startswith(f"llm-workflows: warning: {path}, line 4: skipped (cut off")
+
+
+@hostile("recordings", "`LLM_WORKFLOWS_RECORDINGS` names a file that does not exist (replay)")
+def test_a_missing_recordings_file_is_reported(
+    monkeypatch, capsys, shows="settings: LLM_WORKFLOWS_RECORDINGS='missing.jsonl': no such file"
+):
+    monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", "missing.jsonl")
+    status, out, err = run_cli(capsys, "route", *lesson.ROUTING_QUERIES)
+    assert status == 1 and out == ""
+    assert err.splitlines()[-1].startswith(f"llm-workflows: error: {shows}")
+
+
+@hostile("recordings", "record mode with a recordings file that cannot be written")
+def test_record_mode_checks_the_file_before_any_call(
+    monkeypatch, capsys, tmp_path, shows="record: cannot write the recordings file"
+):
+    (tmp_path / "a-file").write_text("x")
+    with Loopback(completion_json) as server:
+        live(
+            monkeypatch,
+            server.url,
+            LLM_WORKFLOWS_MODE="record",
+            LLM_WORKFLOWS_RECORDINGS=str(tmp_path / "a-file" / "rec.jsonl"),
+        )
+        status, out, err = run_cli(capsys, "demo")
+    assert status == 1 and out == "" and server.requests == []  # no call made, none paid
+    assert err.startswith(f"llm-workflows: error: {shows}") and "no call was made" in err
+
+
+@hostile("recordings", "record mode appending to a file whose last line was cut off")
+def test_record_mode_starts_after_a_cut_off_line(
+    monkeypatch, capsys, tmp_path, shows="the last line was cut off; it is kept, skipped on replay"
+):
+    path = tmp_path / "rec.jsonl"
+    good = recordings_for(RECORDED_QUERY)
+    path.write_text(good[0] + "\n" + good[1][:40], encoding="utf-8")
+    with Loopback(completion_json) as server:
+        live(
+            monkeypatch, server.url, LLM_WORKFLOWS_MODE="record", LLM_WORKFLOWS_RECORDINGS=str(path)
+        )
+        status, _, err = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 0 and shows in err
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[1] == good[1][:40] and len(lines) == 4
+    assert [json.loads(line)["request"]["messages"][-1]["content"] for line in lines[2:]]
+
+
+@hostile("recordings", "Ctrl-C while question 6 is still being answered (faq)")
+def test_ctrl_c_keeps_the_finished_items(
+    capsys, shows="llm-workflows: interrupted (Ctrl-C); 9 finished items printed above"
+):
+    sources_done = threading.Semaphore(0)
+
+    async def handle(request):
+        if fakes.step_of(request) == "answer" and Q6 in fakes.user_text(request):
+            for _ in range(300):  # short sleeps: the loop wakes to see the interrupt
+                await asyncio.sleep(0.1)
+        if fakes.step_of(request) == "find sources":
+            sources_done.release()
+        return lesson_model(request)
+
+    def interrupt() -> None:
+        for _ in range(9):
+            sources_done.acquire(timeout=10)
+        time.sleep(0.2)  # let the ninth item finish
+        _thread.interrupt_main()
+
+    fakes.script(handle)
+    threading.Thread(target=interrupt, daemon=True).start()
+    status, out, err = run_cli(capsys, "faq")
+    assert status == 130
+    assert out.startswith("FAQ: 9 questions answered") and Q6 not in out
+    assert err.splitlines() == [shows]
+
+
+# 7. Behind a gateway ----------------------------------------------------------------------
+
+LITELLM_401 = (
+    "litellm.AuthenticationError: AuthenticationError: OpenAIException - "
+    "Incorrect API key provided: upstream-****. Received Model Group=gpt-4.1-mini"
+)
+LITELLM_DOWN = "litellm.APIConnectionError: APIConnectionError: OpenAIException - Connection error."
+
+
+@hostile("gateway", "the gateway's upstream answers 401 (LiteLLM's message)")
+def test_an_upstream_401_keeps_the_gateways_message(
+    monkeypatch,
+    capsys,
+    shows=f"classify intent: the server at http://127.0.0.1:PORT/v1/ refused the request (401): {LITELLM_401}",
+):
+    def answer(h, request):
+        send_json(
+            h,
+            401,
+            {
+                "error": {
+                    "message": LITELLM_401,
+                    "type": "auth_error",
+                    "param": "None",
+                    "code": "401",
+                }
+            },
+        )
+
+    with Loopback(answer) as server:
+        live(monkeypatch, server.url)
+        status, _, err = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 1 and f"error: query 'My invoice is wrong.': {shows}" in _portless(err)
+    assert "from the environment variable" not in err
+
+
+@hostile("gateway", "the gateway's upstream is down: 500 with LiteLLM's message, 1 retry")
+def test_an_upstream_500_keeps_the_message_and_says_whose_retries(
+    monkeypatch,
+    capsys,
+    shows=f"classify intent: the server failed (500) after 1 retry by llm-workflows: {LITELLM_DOWN}",
+):
+    def answer(h, request):
+        send_json(
+            h,
+            500,
+            {"error": {"message": LITELLM_DOWN, "type": None, "param": None, "code": "500"}},
+            {"retry-after": "0.01"},
+        )
+
+    with Loopback(answer) as server:
+        live(monkeypatch, server.url, LLM_WORKFLOWS_MAX_RETRIES="1")
+        status, _, err = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 1 and len(server.requests) == 2
+    assert err.startswith(f"llm-workflows: error: query 'My invoice is wrong.': {shows}")
+
+
+@hostile("gateway", "usage filled in as 0 tokens (the upstream sent none)")
+def test_zero_usage_for_a_prompt_is_unknown_not_free(monkeypatch, capsys, shows="n/a"):
+    def answer(h, request):
+        completion_json(h, request, body={"usage": (0, 0)})
+
+    with Loopback(answer) as server:
+        live(monkeypatch, server.url)
+        status, out, _ = run_cli(capsys, "route", "--json", "My invoice is wrong.")
+        _, text, _ = run_cli(capsys, "route", "My invoice is wrong.")
+    calls = json.loads(out)["results"][0]["calls"]
+    assert status == 0 and len(calls) == 2
+    assert {(c["prompt_tokens"], c["completion_tokens"], c["cost_usd"]) for c in calls} == {
+        (None, None, None)
+    }
+    total = text.splitlines()[-1].split()
+    assert total[0] == "total"
+    assert [*total[-4:-2], total[-1]] == [shows] * 3  # tokens and cost; not 0 and $0
+
+
+@hostile(
+    "gateway", "an alias: the reply says `gpt-4.1-mini`, `x-litellm-model-name` says `gpt-4.1-nano`"
+)
+def test_a_gateway_alias_is_priced_as_the_model_named_in_its_header(
+    monkeypatch, shows="gpt-4.1-nano"
+):
+    def answer(h, request):
+        completion_json(
+            h, request, body={"usage": (1000, 100)}, headers={"x-litellm-model-name": shows}
+        )
+
+    with Loopback(answer) as server:
+        live(monkeypatch, server.url)
+        routed = asyncio.run(route("My invoice is wrong."))
+    assert {(c.model, c.model_source) for c in routed.calls} == {(shows, "header")}
+    assert routed.calls[0].cost_usd == pytest.approx((1000 * 0.10 + 100 * 0.40) / 1e6)
+
+
+@hostile("gateway", "429 with `retry-after` longer than the notice threshold, twice, then a reply")
+def test_a_long_wait_before_a_retry_is_said_once_on_stderr(
+    monkeypatch,
+    capsys,
+    shows="llm-workflows: the server answered 429 and asked to wait 0.5 s; the openai client waits, then retries (retry 1 of 2)",
+):
+    monkeypatch.setattr(transport, "NOTICE_AFTER_SECONDS", 0.2)  # the real threshold is 3 s
+    seen = []
+
+    def answer(h, request):
+        seen.append(request)
+        if len(seen) <= 2:
+            send_json(h, 429, {"error": {"message": "Rate limit reached"}}, {"retry-after": "0.5"})
+        else:
+            completion_json(h, request)
+
+    with Loopback(answer) as server:
+        live(monkeypatch, server.url, LLM_WORKFLOWS_MAX_RETRIES="2")
+        status, _out, err = run_cli(capsys, "route", "My invoice is wrong.")
+    assert status == 0 and len(server.requests) == 4  # 2 × 429, then classify and handle
+    assert err.splitlines() == [shows]
+
+
 # --- the doc --------------------------------------------------------------------------------
 
 
@@ -949,6 +1830,26 @@ def render_doc() -> str:
         "but a route only picks the reply's prompt (the query stays inside its quotes) and "
         "triggers no action.",
         "",
+        "## Hostile replies, hostile files, secrets and wrong results",
+        "",
+        "Each row is one test of tests/test_faults.py, through the real `openai` client: "
+        "body-shape faults through an in-process `MockTransport`, the faults that need a "
+        "socket (a trickled body, a reset, broken gzip, a redirect loop, a gateway's "
+        "headers) through the standard-library loopback server of `tests/loopback.py` with "
+        "the package's own clients and `OPENAI_BASE_URL`. The last column is the text the "
+        "test asserts (`PORT` stands for the loopback server's port). Whatever comes back, "
+        "the run ends in the right result or in one line naming the step, setting or file; "
+        "the other items, queries and tasks go on, and no secret is shown.",
+        "",
+    ]
+    for family, title in FAMILIES.items():
+        lines += [f"### {title}", "", "| test | what is played | shown (asserted) |"]
+        lines.append("|---|---|---|")
+        for row in (r for r in ROWS if r.family == family):
+            cells = [f"`{row.test}`", row.plays, f"`{row.shows}`"]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("")
+    lines += [
         "## Known bugs (tests marked xfail, strict)",
         "",
     ]
