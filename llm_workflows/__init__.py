@@ -20,11 +20,11 @@ from .faq import (
     single_call_faq,
 )
 from .orchestration import CustomerReply, process_customer_message
-from .records import CallRecord, calls_table, totals
 from .routing import Routed, classify_intent, handle_query, normalize_intent, route, route_many
+from .usage import Call, calls_table, totals
 
 __all__ = [
-    "CallRecord",
+    "Call",
     "ConfigurationError",
     "CustomerReply",
     "Document",

@@ -13,8 +13,8 @@ from .documents import read_documents
 from .errors import WorkflowError
 from .faq import DEFAULT_CONCURRENCY, FAQResult, build_faq
 from .orchestration import DEFAULT_SIGNATURE, CustomerReply, process_customer_message
-from .records import calls_table
 from .routing import Routed, route_many
+from .usage import calls_table
 
 PROG = "llm-workflows"
 

@@ -63,7 +63,7 @@ def test_demo_email_mentions_invoice_rma_and_order_status(capsys):
     main(["demo"])
     out = capsys.readouterr().out
     email = out.split("Email to the customer:", 1)[1]
-    status = asyncio.run(handle_status_worker("A-12345"))["current_status"]
+    status = asyncio.run(handle_status_worker("A-12345")).fields["current_status"]
     assert "INV-7890" in email
     assert re.search(r"RMA-\d{5}", email)
     assert status.lower() in email.lower()

@@ -214,22 +214,26 @@ def test_importing_the_package_makes_no_client_and_reads_no_settings():
         """
         import llm_workflows
         from llm_workflows import clients
-        state = clients._state
-        print(state.client is None, state.aclient is None, state.settings is None)
+        print(clients.runtime.made)
         """
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert out.stdout.split() == ["True", "True", "True"]
+    assert out.stdout.strip() == "()"
     assert out.stderr == ""
 
 
-def test_reset_forgets_the_clients():
+def test_runtime_says_what_it_made():
     clients.get_client()
+    assert clients.runtime.made == ("settings", "client", "store")
+
+
+def test_reset_forgets_settings_clients_and_recordings():
+    clients.get_client()
+    clients.get_async_client()
     clients.reset()
-    assert clients._state.client is None
-    assert clients._state.settings is None
+    assert clients.runtime.made == ()
 
 
 def test_sync_client_is_made_once_and_reused():
