@@ -103,7 +103,10 @@ def test_task_that_is_not_an_object_is_reported():
 
 def test_missing_reason_for_return_gets_a_default_and_a_note():
     plan = parse_tasks(json.dumps([{"query_type": "ProductReturn", "product_name": "Lamp"}]))
-    assert plan.tasks[0].params["reason_for_return"] == orchestration.WORKERS["ProductReturn"].defaults["reason_for_return"]
+    assert (
+        plan.tasks[0].params["reason_for_return"]
+        == orchestration.WORKERS["ProductReturn"].defaults["reason_for_return"]
+    )
     assert "reason_for_return" in plan.problems[0]
 
 
