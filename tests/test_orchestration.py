@@ -357,7 +357,7 @@ def test_empty_customer_message_is_an_error_without_any_http_call():
     assert seen == []
 
 
-def test_every_call_is_recorded_with_its_step():
+def test_every_call_is_counted_with_its_step():
     scripted()
     reply = run()
     assert sorted(c.step for c in reply.calls) == sorted(
