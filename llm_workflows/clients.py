@@ -14,15 +14,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
-from typing import TYPE_CHECKING
 
 import openai
 from dotenv import dotenv_values, find_dotenv
 
+from . import replay
 from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .replay import Store
 
 MODES = ("live", "replay", "record")
 KEY_NAME = "OPENAI_API_KEY"
@@ -207,7 +204,7 @@ class Runtime:
         self._client: openai.OpenAI | None = None
         self._aclient: openai.AsyncOpenAI | None = None
         self._aclient_loop: object = None  # the event loop our async client's connections use
-        self._stores: dict[str | None, Store] = {}
+        self._stores: dict[str | None, replay.Store] = {}
 
     @property
     def made(self) -> tuple[str, ...]:
@@ -248,12 +245,10 @@ class Runtime:
         """The model for a step of this size (see :meth:`Settings.model_for`)."""
         return self.settings().model_for(size, explicit)
 
-    def store(self, extra: str | None = None) -> Store:
+    def store(self, extra: str | None = None) -> replay.Store:
         """The recordings for this extra file, loaded once and shared by both clients."""
-        from .replay import Store  # replay needs no client; imported on first use
-
         if extra not in self._stores:
-            self._stores[extra] = Store(extra)
+            self._stores[extra] = replay.Store(extra)
         return self._stores[extra]
 
     def _announce(self, current: Settings) -> None:
@@ -262,8 +257,6 @@ class Runtime:
         self._announced = True
 
     def _make(self, cls: type, http_client_cls: type):
-        from . import replay
-
         current = self.settings()
         self._announce(current)
         kwargs = {

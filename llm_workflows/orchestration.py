@@ -3,7 +3,7 @@
 The orchestrator is an LLM call that returns the tasks as JSON text, which we parse and
 validate. Each valid task goes to its worker (the billing worker calls the LLM; returns
 and status simulate a backend, deterministically). The synthesizer writes one email from
-every worker result.
+every worker result. Each task type is one entry of ``WORKERS``.
 """
 
 from __future__ import annotations
