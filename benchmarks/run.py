@@ -229,7 +229,7 @@ def _classify_request(query: str) -> dict[str, Any]:
     """The request classify_intent sends, for the bare client to send the same."""
     user = prompts.CLASSIFY_INTENT.format(user_query=query)
     return {
-        "model": routing.MODEL,
+        "model": clients.DEFAULT_MODELS[routing.SIZE],
         "messages": [
             {"role": "system", "content": prompts.CLASSIFY_SYSTEM},
             {"role": "user", "content": user},

@@ -1,4 +1,8 @@
-"""Command line: ``python -m llm_workflows {faq,route,orchestrate,demo} [--json]``."""
+"""Command line: ``python -m llm_workflows {faq,route,orchestrate,demo} [--json]``.
+
+Each command is a ``run_*`` function with typed parameters that returns an ``Outcome``;
+``main`` parses argv, calls one, and prints what it returned.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,16 @@ import asyncio
 import json
 import sys
 import textwrap
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import clients, lesson
 from .documents import read_documents
 from .errors import WorkflowError
 from .faq import DEFAULT_CONCURRENCY, FAQResult, build_faq
 from .orchestration import DEFAULT_SIGNATURE, CustomerReply, process_customer_message
-from .records import calls_table
 from .routing import Routed, route_many
+from .usage import calls_table
 
 PROG = "llm-workflows"
 
@@ -69,28 +75,41 @@ def _calls(calls) -> str:
     return text
 
 
-async def _faq(args) -> tuple[dict, str, list[str]]:
+@dataclass
+class Outcome:
+    """What a command made: ``data`` for --json, ``text`` for people, one line per error."""
+
+    data: dict[str, Any]
+    text: str
+    errors: list[str] = field(default_factory=list)
+
+
+async def run_faq(
+    sources: list[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY
+) -> Outcome:
+    """The FAQ chain on text/markdown files (default: the lesson's webpages)."""
     try:
-        documents = read_documents(args.source) if args.source else lesson.WEBPAGES
+        documents = read_documents(sources) if sources else lesson.WEBPAGES
     except (OSError, UnicodeDecodeError) as error:
         name = getattr(error, "filename", None) or "a source file"
         reason = getattr(error, "strerror", None) or "not UTF-8 text"
         raise WorkflowError(
             "faq", f"cannot read {name} ({reason})", "pass text or markdown files"
         ) from None
-    result = await build_faq(documents, concurrency=args.concurrency)
+    result = await build_faq(documents, concurrency=concurrency)
     errors = [
         f"{len(result.failures)} of {len(result.failures) + len(result.items)} questions failed"
     ]
     text = show_faq(result) + "\n\n" + _calls(result.calls)
-    return result.to_dict(), text, errors if result.failures else []
+    return Outcome(result.to_dict(), text, errors if result.failures else [])
 
 
-async def _route(args) -> tuple[dict, str, list[str]]:
-    outcomes = await route_many(args.queries)
+async def run_route(queries: list[str]) -> Outcome:
+    """Classify and answer each query, concurrently; a failed query does not stop the others."""
+    outcomes = await route_many(queries)
     routed = [o for o in outcomes if isinstance(o, Routed)]
     failed: dict[str, list[str]] = {}  # one line per distinct error (a bad key fails them all)
-    for query, outcome in zip(args.queries, outcomes, strict=True):
+    for query, outcome in zip(queries, outcomes, strict=True):
         if isinstance(outcome, WorkflowError):
             failed.setdefault(str(outcome), []).append(repr(query))
     errors = [
@@ -102,32 +121,29 @@ async def _route(args) -> tuple[dict, str, list[str]]:
     data = {
         "results": [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in outcomes]
     }
-    return data, text, errors
+    return Outcome(data, text, errors)
 
 
-async def _orchestrate(args) -> tuple[dict, str, list[str]]:
-    query = sys.stdin.read().strip() if args.query == "-" else args.query
-    reply = await process_customer_message(query, signature=args.signature)
+async def run_orchestrate(query: str, signature: str = DEFAULT_SIGNATURE) -> Outcome:
+    """Answer one customer message with the orchestrator-worker workflow."""
+    reply = await process_customer_message(query, signature=signature)
     errors = [] if reply.email else ["no email was written (see Problems above)"]
-    return reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors
+    return Outcome(reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors)
 
 
-async def _demo(args) -> tuple[dict, str, list[str]]:
+async def run_demo(signature: str = DEFAULT_SIGNATURE) -> Outcome:
+    """All three workflows on the lesson's inputs, one after another."""
     parts, data, errors = [], {}, []
-    for title, run, sub in [
-        ("1. FAQ chain", _faq, argparse.Namespace(source=None, concurrency=DEFAULT_CONCURRENCY)),
-        ("2. Routing", _route, argparse.Namespace(queries=lesson.ROUTING_QUERIES)),
-        (
-            "3. Orchestrator-worker",
-            _orchestrate,
-            argparse.Namespace(query=lesson.CUSTOMER_MESSAGE, signature=args.signature),
-        ),
+    for title, command in [
+        ("1. FAQ chain", lambda: run_faq()),
+        ("2. Routing", lambda: run_route(lesson.ROUTING_QUERIES)),
+        ("3. Orchestrator-worker", lambda: run_orchestrate(lesson.CUSTOMER_MESSAGE, signature)),
     ]:
-        part_data, text, part_errors = await run(sub)
-        parts.append(f"{'=' * 88}\n{title}\n{'=' * 88}\n{text}")
-        data[title.split(". ", 1)[1]] = part_data
-        errors += part_errors
-    return data, "\n\n".join(parts), errors
+        outcome = await command()  # one part at a time, as a reader follows them
+        parts.append(f"{'=' * 88}\n{title}\n{'=' * 88}\n{outcome.text}")
+        data[title.split(". ", 1)[1]] = outcome.data
+        errors += outcome.errors
+    return Outcome(data, "\n\n".join(parts), errors)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,27 +160,32 @@ def _parser() -> argparse.ArgumentParser:
         "--source", nargs="+", metavar="FILE", help="text/markdown files (default: the lesson's)"
     )
     faq.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N")
-    faq.set_defaults(run=_faq)
+    faq.set_defaults(run=lambda a: run_faq(a.source, a.concurrency))
     route = sub.add_parser("route", parents=[common], help="classify and answer queries")
     route.add_argument("queries", nargs="+", metavar="QUERY")
-    route.set_defaults(run=_route)
+    route.set_defaults(run=lambda a: run_route(a.queries))
     orch = sub.add_parser("orchestrate", parents=[common], help="answer one customer message")
     orch.add_argument("query", metavar="QUERY", help="the customer's message, or - to read stdin")
     orch.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    orch.set_defaults(run=_orchestrate)
+    orch.set_defaults(
+        run=lambda a: run_orchestrate(
+            sys.stdin.read().strip() if a.query == "-" else a.query, a.signature
+        )
+    )
     demo = sub.add_parser("demo", parents=[common], help="all three on the lesson's inputs")
     demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=lambda a: run_demo(a.signature))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the command's ``run_*`` function, print its outcome; the exit status."""
     args = _parser().parse_args(argv)
     if getattr(args, "concurrency", 1) < 1:
         print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
         return 2
     try:
-        data, text, errors = asyncio.run(args.run(args))
+        outcome = asyncio.run(args.run(args))
     except (WorkflowError, ValueError, OSError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
@@ -172,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         clients.reset()
-    output = json.dumps(data, indent=2, ensure_ascii=False) if args.json else text
+    output = json.dumps(outcome.data, indent=2, ensure_ascii=False) if args.json else outcome.text
     if output:
         print(output)
-    for error in errors:
+    for error in outcome.errors:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    return 1 if outcome.errors else 0

@@ -1,4 +1,4 @@
-"""One Chat Completions call, sync or async: timed, recorded, checked, with clear errors.
+"""One Chat Completions call, sync or async: timed, counted, checked, with clear errors.
 
 The openai client already retries connection errors, timeouts, 429 and 5xx
 (``max_retries``, honouring ``retry-after``); what it finally raises is turned here into
@@ -13,17 +13,18 @@ from typing import Any
 import openai
 
 from . import clients
+from .clients import LARGE
 from .errors import ModelOutputError, WorkflowError
-from .records import CallRecord
 from .replay import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
+from .usage import Call
 
 Messages = list[dict[str, str]]
 
 
-def _request(step: str, model: str, messages: Messages, response_format: dict | None) -> dict:
-    # LLM_WORKFLOWS_MODEL swaps every step's model, for servers that serve other models.
-    model = clients.settings().model or model
-    kwargs: dict[str, Any] = {"model": model, "messages": messages}
+def _request(
+    step: str, model: str | None, size: str, messages: Messages, response_format: dict | None
+) -> dict:
+    kwargs: dict[str, Any] = {"model": clients.model_for(size, model), "messages": messages}
     if response_format is not None:
         kwargs["response_format"] = response_format
     kwargs["extra_headers"] = {STEP_HEADER: step}
@@ -106,11 +107,11 @@ def _seconds(timeout) -> str:
     return f"{read:g} s" if isinstance(read, (int, float)) else "the timeout"
 
 
-def _finish(step: str, raw, seconds: float, calls: list[CallRecord] | None) -> str:
-    """Record the call, then check that the reply is usable text."""
+def _finish(step: str, raw, seconds: float, calls: list[Call] | None) -> str:
+    """Count the call's usage, then check that the reply is usable text."""
     completion = raw.parse()
     usage = completion.usage
-    record = CallRecord(
+    call = Call(
         step=step,
         model=completion.model,
         prompt_tokens=usage.prompt_tokens if usage else None,
@@ -119,7 +120,7 @@ def _finish(step: str, raw, seconds: float, calls: list[CallRecord] | None) -> s
         source=raw.headers.get(PROVENANCE_HEADER, "live"),
     )
     if calls is not None:
-        calls.append(record)
+        calls.append(call)
     if not completion.choices:
         raise ModelOutputError(step, "the reply has no choices", "retry the step")
     choice = completion.choices[0]
@@ -144,12 +145,16 @@ def chat(
     step: str,
     messages: Messages,
     *,
-    model: str,
+    model: str | None = None,
+    size: str = LARGE,
     response_format: dict | None = None,
-    calls: list[CallRecord] | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
-    """Send one chat completion with the shared sync client and return the reply's text."""
-    request = _request(step, model, messages, response_format)
+    """Send one chat completion with the shared sync client and return the reply's text.
+
+    The model is ``model`` if given, else the one for ``size`` (see ``clients.model_for``).
+    """
+    request = _request(step, model, size, messages, response_format)
     client = clients.get_client()
     start = time.perf_counter()
     try:
@@ -163,12 +168,13 @@ async def achat(
     step: str,
     messages: Messages,
     *,
-    model: str,
+    model: str | None = None,
+    size: str = LARGE,
     response_format: dict | None = None,
-    calls: list[CallRecord] | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """The async twin of :func:`chat`, with the shared async client."""
-    request = _request(step, model, messages, response_format)
+    request = _request(step, model, size, messages, response_format)
     client = clients.get_async_client()
     start = time.perf_counter()
     try:

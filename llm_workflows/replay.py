@@ -92,7 +92,10 @@ class Recording:
 
 
 class Store:
-    """Recordings read from the packaged file and an optional extra file; later lines win."""
+    """Recordings read from the packaged file and an optional extra file; later lines win.
+
+    The clients share one store per file, owned by ``clients.runtime`` (``runtime.store``).
+    """
 
     def __init__(self, extra: str | Path | None = None, packaged: bool = True):
         self.extra = Path(extra) if extra else None
@@ -129,19 +132,9 @@ class Store:
                 f.write(recording.to_line() + "\n")
 
 
-_stores: dict[str | None, Store] = {}
-
-
 def packaged_path() -> Path:
     """Where the shipped recordings live (inside the installed package)."""
     return Path(str(resources.files(__package__).joinpath("recordings", PACKAGED)))
-
-
-def store(extra: str | None = None) -> Store:
-    """The process's store for this extra file, loaded once and shared by both clients."""
-    if extra not in _stores:
-        _stores[extra] = Store(extra)
-    return _stores[extra]
 
 
 def _is_chat_completion(request) -> bool:

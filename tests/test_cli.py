@@ -13,7 +13,7 @@ import fakes
 import pytest
 
 from llm_workflows import lesson
-from llm_workflows.cli import main
+from llm_workflows.cli import main, run_demo, run_route
 from llm_workflows.faq import ANSWER, GENERATE_QUESTIONS
 from llm_workflows.orchestration import SYNTHESIZER, handle_status_worker
 
@@ -63,7 +63,7 @@ def test_demo_email_mentions_invoice_rma_and_order_status(capsys):
     main(["demo"])
     out = capsys.readouterr().out
     email = out.split("Email to the customer:", 1)[1]
-    status = asyncio.run(handle_status_worker("A-12345"))["current_status"]
+    status = asyncio.run(handle_status_worker("A-12345")).fields["current_status"]
     assert "INV-7890" in email
     assert re.search(r"RMA-\d{5}", email)
     assert status.lower() in email.lower()
@@ -205,3 +205,17 @@ def test_module_entry_point_prints_the_faq_as_json(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["items"]) == 10
+
+
+def test_a_command_is_a_function_to_call_with_typed_arguments():
+    outcome = asyncio.run(run_route([lesson.ROUTING_QUERIES[0]]))
+    assert outcome.errors == []
+    assert [r["intent"] for r in outcome.data["results"]] == ["Technical Support"]
+    assert "Intent: Technical Support" in outcome.text
+
+
+def test_demo_outcome_holds_the_three_workflows_from_their_own_commands():
+    outcome = asyncio.run(run_demo())
+    assert outcome.errors == []
+    assert list(outcome.data) == ["FAQ chain", "Routing", "Orchestrator-worker"]
+    assert outcome.data["Orchestrator-worker"]["query"] == lesson.CUSTOMER_MESSAGE

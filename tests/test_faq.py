@@ -159,7 +159,7 @@ def test_each_item_pairs_a_question_with_its_own_answer():
     assert [i.answer for i in result.items] == [answer_for(q) for q in QUESTIONS]
 
 
-def test_chain_records_one_call_per_step_and_question():
+def test_chain_counts_one_call_per_step_and_question():
     chain()
     steps = [c.step for c in build().calls]
     assert steps.count(GENERATE_QUESTIONS) == 1

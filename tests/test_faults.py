@@ -733,7 +733,7 @@ async def _observe(case: Case) -> dict[str, Any]:
         reply = await process_customer_message(message)
         return {
             "error": None,
-            "served": [r["task"] for r in reply.results],
+            "served": [r.label for r in reply.results],
             "problems": reply.problems,
             "email": reply.email is not None,
         }

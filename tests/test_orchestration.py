@@ -16,6 +16,9 @@ from llm_workflows.orchestration import (
     ORCHESTRATOR,
     SYNTHESIZER,
     Task,
+    Worker,
+    WorkerResult,
+    format_results,
     handle_return_worker,
     handle_status_worker,
     parse_tasks,
@@ -100,7 +103,10 @@ def test_task_that_is_not_an_object_is_reported():
 
 def test_missing_reason_for_return_gets_a_default_and_a_note():
     plan = parse_tasks(json.dumps([{"query_type": "ProductReturn", "product_name": "Lamp"}]))
-    assert plan.tasks[0].params["reason_for_return"] == orchestration.DEFAULTS["reason_for_return"]
+    assert (
+        plan.tasks[0].params["reason_for_return"]
+        == orchestration.WORKERS["ProductReturn"].defaults["reason_for_return"]
+    )
     assert "reason_for_return" in plan.problems[0]
 
 
@@ -153,7 +159,7 @@ def run(message: str = lesson.CUSTOMER_MESSAGE, **kwargs):
 def test_every_task_gets_a_worker_result():
     scripted()
     reply = run()
-    assert [r["task"] for r in reply.results] == [
+    assert [r.label for r in reply.results] == [
         "Billing Inquiry",
         "Product Return",
         "Status Update",
@@ -173,10 +179,10 @@ def test_synthesizer_receives_the_product_return_and_its_rma_number():
     seen: list = []
     scripted(seen=seen)
     reply = run()
-    (returned,) = [r for r in reply.results if r["task"] == "Product Return"]
-    assert re.fullmatch(r"RMA-\d{5}", returned["rma_number"])
+    (returned,) = [r for r in reply.results if r.label == "Product Return"]
+    assert re.fullmatch(r"RMA-\d{5}", returned.fields["rma_number"])
     prompt = synthesizer_prompt(seen)
-    assert returned["rma_number"] in prompt
+    assert returned.fields["rma_number"] in prompt
     assert "SuperWidget 5000" in prompt
 
 
@@ -184,10 +190,10 @@ def test_synthesizer_receives_the_order_status():
     seen: list = []
     scripted(seen=seen)
     reply = run()
-    (status,) = [r for r in reply.results if r["task"] == "Status Update"]
+    (status,) = [r for r in reply.results if r.label == "Status Update"]
     prompt = synthesizer_prompt(seen)
     assert "A-12345" in prompt
-    assert f"Current Status: {status['current_status']}" in prompt
+    assert f"Current Status: {status.fields['current_status']}" in prompt
 
 
 def test_synthesizer_receives_every_worker_result_value():
@@ -195,7 +201,7 @@ def test_synthesizer_receives_every_worker_result_value():
     scripted(seen=seen)
     reply = run()
     prompt = synthesizer_prompt(seen)
-    values = [v for r in reply.results for k, v in r.items() if k != "task" and v != "N/A"]
+    values = [v for r in reply.results for v in r.fields.values() if v != "N/A"]
     assert [v for v in values if v not in prompt] == []
 
 
@@ -232,7 +238,7 @@ def test_workers_give_the_same_results_for_the_same_input():
 
 def test_return_worker_derives_the_rma_number_from_the_product():
     async def rma(name: str) -> str:
-        return (await handle_return_worker(name, "broken"))["rma_number"]
+        return (await handle_return_worker(name, "broken")).fields["rma_number"]
 
     assert asyncio.run(rma("Lamp")) == asyncio.run(rma("Lamp"))
     assert asyncio.run(rma("Lamp")) != asyncio.run(rma("SuperWidget 5000"))
@@ -274,7 +280,7 @@ def test_other_workers_finish_while_the_billing_call_is_in_flight(monkeypatch):
 
     fakes.script(handler)
     reply = run()
-    assert reply.results[0]["user_concern"] == CONCERN
+    assert reply.results[0].fields["user_concern"] == CONCERN
 
 
 def test_billing_calls_for_two_invoices_are_in_flight_at_once():
@@ -303,7 +309,7 @@ def test_billing_calls_for_two_invoices_are_in_flight_at_once():
 
     fakes.script(handler)
     reply = run("Two invoices, INV-1 and INV-2, look wrong.")
-    assert [r["user_concern"] for r in reply.results] == ["TOGETHER", "TOGETHER"]
+    assert [r.fields["user_concern"] for r in reply.results] == ["TOGETHER", "TOGETHER"]
 
 
 def test_invalid_task_does_not_stop_the_valid_ones():
@@ -311,7 +317,7 @@ def test_invalid_task_does_not_stop_the_valid_ones():
     tasks = [{"query_type": "Refund", "amount": 10}, {"query_type": "BillingInquiry"}, TASKS[2]]
     scripted(tasks=tasks, seen=seen)
     reply = run()
-    assert [r["task"] for r in reply.results] == ["Status Update"]
+    assert [r.label for r in reply.results] == ["Status Update"]
     assert len(reply.problems) == 2
     assert reply.email is not None
     assert "A-12345" in synthesizer_prompt(seen)
@@ -328,7 +334,7 @@ def test_failed_billing_call_is_reported_and_the_other_tasks_served():
 
     fakes.script(handler)
     reply = run()
-    assert [r["task"] for r in reply.results] == ["Product Return", "Status Update"]
+    assert [r.label for r in reply.results] == ["Product Return", "Status Update"]
     assert any(BILLING_WORKER in p for p in reply.problems)
     assert reply.email == "email"
 
@@ -351,7 +357,7 @@ def test_empty_customer_message_is_an_error_without_any_http_call():
     assert seen == []
 
 
-def test_every_call_is_recorded_with_its_step():
+def test_every_call_is_counted_with_its_step():
     scripted()
     reply = run()
     assert sorted(c.step for c in reply.calls) == sorted(
@@ -359,10 +365,71 @@ def test_every_call_is_recorded_with_its_step():
     )
 
 
+# --- the worker registry ------------------------------------------------------------------
+
+GIFT_WRAP = {"query_type": "GiftWrap", "order_id": "A-12345", "paper": "blue stars"}
+
+
+async def wrap_gift(task: Task, job) -> WorkerResult:
+    paper = task.params["paper"]
+    return WorkerResult("GiftWrap", {"paper": paper}, f"[Gift Worker] Wrapped in {paper}")
+
+
+GIFT_WORKER = Worker(
+    label="Gift Wrapping",
+    required=("order_id", "paper"),
+    handler=wrap_gift,
+    field_labels={"paper": "Wrapping Paper"},
+)
+
+
+def test_a_registered_task_type_is_parsed_served_and_rendered(monkeypatch):
+    seen: list = []
+    scripted(tasks=[GIFT_WRAP, TASKS[2]], seen=seen)
+    with monkeypatch.context() as patch:
+        patch.setitem(orchestration.WORKERS, "GiftWrap", GIFT_WORKER)
+        reply = run()
+    assert [t.query_type for t in reply.tasks] == ["GiftWrap", "StatusUpdate"]
+    assert reply.actions[0] == "[Gift Worker] Wrapped in blue stars"
+    prompt = synthesizer_prompt(seen)
+    assert "Regarding your Gift Wrapping:\n  - Wrapping Paper: blue stars" in prompt
+    assert "Regarding your Status Update:" in prompt
+    # Unregistered again, the same reply's gift task is unknown and skipped.
+    plan = parse_tasks(json.dumps([GIFT_WRAP]))
+    assert plan.tasks == []
+    assert "unknown query_type 'GiftWrap'" in plan.problems[0]
+
+
+def test_a_registered_task_type_checks_its_required_fields(monkeypatch):
+    monkeypatch.setitem(orchestration.WORKERS, "GiftWrap", GIFT_WORKER)
+    plan = parse_tasks(json.dumps([{"query_type": "gift_wrap", "order_id": "A-1"}]))
+    assert plan.tasks == []
+    assert "lacks paper" in plan.problems[0]
+
+
+def test_format_results_renders_every_result_with_its_labels_and_skips_n_a():
+    results = [
+        WorkerResult("StatusUpdate", {"order_id": "A-1", "carrier": "N/A"}, "looked"),
+        WorkerResult("ProductReturn", {"product_name": "Lamp", "colour": "red"}, "returned"),
+    ]
+    assert format_results(results) == (
+        "Regarding your Status Update:\n  - Order ID: A-1\n\n"
+        "Regarding your Product Return:\n  - Product: Lamp\n  - Colour: red"
+    )
+
+
+def test_every_registered_worker_requires_what_the_orchestrator_prompt_says():
+    from llm_workflows import prompts
+
+    for query_type, worker in orchestration.WORKERS.items():
+        fields = " and ".join(f'"{f}"' for f in worker.required)
+        assert f'"{query_type}": Requires {fields}.' in prompts.ORCHESTRATOR
+
+
 def test_lesson_message_replays_to_an_email_with_all_three_results():
     reply = run()
     email = reply.email or ""
-    (returned,) = [r for r in reply.results if r["task"] == "Product Return"]
+    (returned,) = [r for r in reply.results if r.label == "Product Return"]
     assert "INV-7890" in email
-    assert returned["rma_number"] in email
+    assert returned.fields["rma_number"] in email
     assert "A-12345" in email

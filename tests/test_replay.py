@@ -14,8 +14,8 @@ import pytest
 from llm_workflows import clients, replay
 from llm_workflows.errors import WorkflowError
 from llm_workflows.llm import achat, chat
-from llm_workflows.records import CallRecord
 from llm_workflows.routing import CLASSIFY, classify_intent
+from llm_workflows.usage import Call
 
 KEY = "sk-test-SECRET-4242"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -98,7 +98,7 @@ def test_recorded_request_replays(monkeypatch, tmp_path):
 
 def test_replayed_call_records_the_recording_provenance(monkeypatch, tmp_path):
     monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", str(recordings_file(tmp_path, source="brief")))
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     chat("greet", MESSAGES, model="gpt-4.1-mini", calls=calls)
     assert [(c.step, c.source) for c in calls] == [("greet", "brief")]
 
@@ -133,7 +133,7 @@ def test_miss_is_one_line_naming_the_step_and_how_to_record():
 
 
 def test_lesson_request_hits_the_shipped_recordings():
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     classify_intent("My internet connection is not working.", calls=calls)
     assert [c.source for c in calls] == ["brief"]
 
@@ -187,7 +187,7 @@ def record_mode(monkeypatch, tmp_path, fake_api):
     monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", str(path))
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://{host}:{port}/v1")
     monkeypatch.setenv("LLM_WORKFLOWS_MAX_RETRIES", "0")
-    monkeypatch.setattr(replay, "_stores", {})
+    clients.reset()  # a fresh runtime: new settings, clients and recordings
     return path
 
 
@@ -228,10 +228,9 @@ def test_recording_replays_afterwards_without_the_server(record_mode, monkeypatc
     live = chat("greet", MESSAGES, model="gpt-4.1-mini")
     fake_api.shutdown()
     fake_api.server_close()
-    clients.reset()
-    monkeypatch.setattr(replay, "_stores", {})  # read the file again, not the store in memory
+    clients.reset()  # also forgets the recordings in memory: the file is read again
     monkeypatch.delenv("OPENAI_API_KEY")
     monkeypatch.setenv("LLM_WORKFLOWS_MODE", "replay")
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     assert chat("greet", MESSAGES, model="gpt-4.1-mini", calls=calls) == live
     assert [c.source for c in calls] == ["live"]

@@ -123,7 +123,7 @@ def test_known_label_does_not_use_the_fallback():
     assert not asyncio.run(route("My invoice is wrong")).used_fallback
 
 
-def test_route_records_both_calls():
+def test_route_counts_both_calls():
     scripted_router(TECHNICAL_SUPPORT, [])
     routed = asyncio.run(route("My router blinks red"))
     assert [c.step for c in routed.calls] == [CLASSIFY, HANDLE]
