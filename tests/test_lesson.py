@@ -20,7 +20,9 @@ def cells(path: Path) -> list[tuple[str, str]]:
 
 def test_notebook_and_twin_hold_the_same_cells():
     notebook, twin = cells(NOTEBOOK), cells(TWIN)
-    differ = [n for n, pair in enumerate(zip(notebook, twin), 1) if pair[0] != pair[1]]
+    differ = [
+        n for n, pair in enumerate(zip(notebook, twin, strict=False), 1) if pair[0] != pair[1]
+    ]
     assert len(notebook) == len(twin) and not differ, (
         f"{NOTEBOOK.name} ({len(notebook)} cells) and {TWIN.name} ({len(twin)} cells) differ "
         f"at cells {differ[:5]}; run `make notebook` (jupytext --sync) to sync them"
