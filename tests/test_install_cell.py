@@ -197,3 +197,22 @@ def test_a_failed_install_shows_pips_last_error_and_the_command(colab, bare_pyth
     assert second == f"Run it by hand: %pip install git+{URL}@main"
     assert "Traceback" not in text and "CalledProcessError" not in text
     assert not notebook.cells[1].outputs and not stderr_of(notebook)
+
+
+@pytest.mark.slow
+def test_run_all_in_colab_installs_the_package_and_every_cell_passes_without_stderr(
+    colab, bare_python
+):
+    commit = _bare_clone(colab)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    sources = [c.source for c in notebook.cells if c.cell_type == "code"]
+    sources = [install_cell(URL, commit) if 'REPO_URL = ""' in s else s for s in sources]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GIT_CONFIG_GLOBAL", str(colab / "gitconfig"))
+        env.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        executed, error = run_cells(bare_python, *sources)
+
+    assert error is None, error
+    assert texts(executed.cells[0]).startswith("Installed llm_workflows from ")
+    assert "Mode: replay" in "".join(texts(cell) for cell in executed.cells)
+    assert not stderr_of(executed)
