@@ -46,7 +46,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 	@# A copy in a temporary folder, so that no .env of this clone is found either.
 	tmp=$$(mktemp -d) && cp $(NOTEBOOK) $$tmp/ && cd $$tmp && \
-		$(KEYLESS) $(CURDIR)/$(BIN)/python -m pytest -p no:cacheprovider --rootdir=. \
+		$(KEYLESS) $(abspath $(BIN))/python -m pytest -p no:cacheprovider --rootdir=. \
 		--nbval --nbval-current-env llm_workflows.ipynb; status=$$?; rm -rf $$tmp; exit $$status
 
 # Not part of make test: about 1.5 minutes; exits non-zero if a speed target is missed.

@@ -108,7 +108,7 @@ def test_set_with_a_url_and_ref_then_without_a_remote_leaves_no_url_and_no_badge
     twin = twin_path.read_text(encoding="utf-8")
     assert result.returncode == 0 and "no GitHub repository" in result.stdout
     assert constants(twin) == ("", "")
-    assert BADGE not in twin and "OWNER" not in twin and "TODO" not in twin
+    assert BADGE not in twin and "colab.research.google.com/github" not in twin
 
 
 def test_set_refuses_a_url_not_on_github_in_one_line(clone):
