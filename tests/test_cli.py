@@ -147,7 +147,7 @@ def test_faq_reads_your_own_markdown_files(capsys, tmp_path):
     (tmp_path / "pumps.md").write_text("# Heat Pumps\n\nThey move heat {x}.\n", encoding="utf-8")
 
     def handler(request):
-        step = fakes.step_of(request)
+        step = request.step
         if step == GENERATE_QUESTIONS:
             return fakes.reply('{"questions": ["What do heat pumps do?"]}')
         if step == ANSWER:
@@ -164,9 +164,9 @@ def test_orchestrate_signature_option_reaches_the_synthesizer(capsys):
     prompts: list[str] = []
 
     def handler(request):
-        step = fakes.step_of(request)
+        step = request.step
         if step == SYNTHESIZER:
-            prompts.append(fakes.user_text(request))
+            prompts.append(request.text)
             return fakes.reply("Dear Customer")
         if step == "orchestrator":
             return fakes.reply('[{"query_type": "StatusUpdate", "order_id": "A-1"}]')
@@ -179,12 +179,12 @@ def test_orchestrate_signature_option_reaches_the_synthesizer(capsys):
 
 def test_failed_faq_question_makes_the_exit_status_1(capsys):
     def handler(request):
-        step = fakes.step_of(request)
+        step = request.step
         if step == GENERATE_QUESTIONS:
             return fakes.reply('{"questions": ["Q1?", "Q2?"]}')
         if step == ANSWER:
             return fakes.reply("An answer.")
-        if "Q2?" in fakes.user_text(request):
+        if "Q2?" in request.text:
             return fakes.reply("not json")
         return fakes.reply('{"sources": ["Energy Storage Solutions"]}')
 

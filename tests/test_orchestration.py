@@ -21,6 +21,7 @@ from llm_workflows.orchestration import (
     parse_tasks,
     process_customer_message,
 )
+from llm_workflows.testing import FakeModel
 
 TASKS = [
     {"query_type": "BillingInquiry", "invoice_number": "INV-7890"},
@@ -131,7 +132,7 @@ def scripted(tasks=TASKS, concern=CONCERN, seen: list | None = None):
     def handler(request):
         if seen is not None:
             seen.append(request)
-        step = fakes.step_of(request)
+        step = request.step
         if step == ORCHESTRATOR:
             return fakes.reply(json.dumps(tasks))
         if step == BILLING_WORKER:
@@ -142,8 +143,8 @@ def scripted(tasks=TASKS, concern=CONCERN, seen: list | None = None):
 
 
 def synthesizer_prompt(seen: list) -> str:
-    (request,) = [r for r in seen if fakes.step_of(r) == SYNTHESIZER]
-    return fakes.user_text(request)
+    (request,) = [r for r in seen if r.step == SYNTHESIZER]
+    return request.text
 
 
 def run(message: str = lesson.CUSTOMER_MESSAGE, **kwargs):
@@ -203,9 +204,9 @@ def test_billing_worker_prompt_holds_the_invoice_and_the_whole_message():
     seen: list = []
     scripted(seen=seen)
     run()
-    (request,) = [r for r in seen if fakes.step_of(r) == BILLING_WORKER]
-    assert "'INV-7890'" in fakes.user_text(request)
-    assert lesson.CUSTOMER_MESSAGE in fakes.user_text(request)
+    (request,) = [r for r in seen if r.step == BILLING_WORKER]
+    assert "'INV-7890'" in request.text
+    assert lesson.CUSTOMER_MESSAGE in request.text
 
 
 def test_signature_is_configurable_and_reaches_the_synthesizer():
@@ -244,66 +245,36 @@ def test_status_worker_gives_the_same_status_for_the_same_order():
 
 
 def test_other_workers_finish_while_the_billing_call_is_in_flight(monkeypatch):
-    finished: list[str] = []
-    others_done = asyncio.Event()
+    replies = {ORCHESTRATOR: json.dumps(TASKS), BILLING_WORKER: CONCERN, SYNTHESIZER: "email"}
+    fake = FakeModel(replies).install()
+    fake.add_fault("slow", step=BILLING_WORKER, delay=0.3)  # billing first: sequential code waits
+    in_flight_when_done: list[int] = []
 
-    def watched(worker, name):
+    def watched(worker):
         async def wrapper(*args):
             result = await worker(*args)
-            finished.append(name)
-            if len(finished) == 2:
-                others_done.set()
+            in_flight_when_done.append(fake.in_flight)
             return result
 
         return wrapper
 
-    monkeypatch.setattr(orchestration, "handle_return_worker", watched(handle_return_worker, "r"))
-    monkeypatch.setattr(orchestration, "handle_status_worker", watched(handle_status_worker, "s"))
-
-    async def handler(request):
-        step = fakes.step_of(request)
-        if step == ORCHESTRATOR:
-            return fakes.reply(json.dumps(TASKS))  # billing first: sequential code would block
-        if step == BILLING_WORKER:
-            try:
-                await asyncio.wait_for(others_done.wait(), timeout=2)
-            except asyncio.TimeoutError:
-                return fakes.reply("SEQUENTIAL: the other workers never ran")
-            return fakes.reply(CONCERN)
-        return fakes.reply("email")
-
-    fakes.script(handler)
+    monkeypatch.setattr(orchestration, "handle_return_worker", watched(handle_return_worker))
+    monkeypatch.setattr(orchestration, "handle_status_worker", watched(handle_status_worker))
     reply = run()
+    assert in_flight_when_done == [1, 1]  # the billing call was still waiting for its reply
     assert reply.results[0]["user_concern"] == CONCERN
 
 
 def test_billing_calls_for_two_invoices_are_in_flight_at_once():
-    in_flight = 0
-    both = asyncio.Event()
-
-    async def handler(request):
-        nonlocal in_flight
-        step = fakes.step_of(request)
-        if step == ORCHESTRATOR:
-            tasks = [
-                {"query_type": "BillingInquiry", "invoice_number": "INV-1"},
-                {"query_type": "BillingInquiry", "invoice_number": "INV-2"},
-            ]
-            return fakes.reply(json.dumps(tasks))
-        if step == BILLING_WORKER:
-            in_flight += 1
-            if in_flight == 2:
-                both.set()
-            try:
-                await asyncio.wait_for(both.wait(), timeout=2)
-            except asyncio.TimeoutError:
-                return fakes.reply("ALONE")
-            return fakes.reply("TOGETHER")
-        return fakes.reply("email")
-
-    fakes.script(handler)
+    tasks = [
+        {"query_type": "BillingInquiry", "invoice_number": "INV-1"},
+        {"query_type": "BillingInquiry", "invoice_number": "INV-2"},
+    ]
+    replies = {ORCHESTRATOR: json.dumps(tasks), BILLING_WORKER: CONCERN, SYNTHESIZER: "email"}
+    fake = FakeModel(replies, latency=0.05).install()
     reply = run("Two invoices, INV-1 and INV-2, look wrong.")
-    assert [r["user_concern"] for r in reply.results] == ["TOGETHER", "TOGETHER"]
+    assert fake.peak == 2
+    assert [r["user_concern"] for r in reply.results] == [CONCERN, CONCERN]
 
 
 def test_invalid_task_does_not_stop_the_valid_ones():
@@ -319,7 +290,7 @@ def test_invalid_task_does_not_stop_the_valid_ones():
 
 def test_failed_billing_call_is_reported_and_the_other_tasks_served():
     def handler(request):
-        step = fakes.step_of(request)
+        step = request.step
         if step == ORCHESTRATOR:
             return fakes.reply(json.dumps(TASKS))
         if step == BILLING_WORKER:
@@ -338,7 +309,7 @@ def test_no_valid_task_means_no_email_and_no_synthesizer_call():
     scripted(tasks=[{"query_type": "Refund"}], seen=seen)
     reply = run()
     assert reply.email is None
-    assert [fakes.step_of(r) for r in seen] == [ORCHESTRATOR]
+    assert [r.step for r in seen] == [ORCHESTRATOR]
     assert any("no task could be served" in p for p in reply.problems)
 
 

@@ -65,7 +65,7 @@ def scripted_router(label: str, seen: list):
 
     def handler(request):
         seen.append(request)
-        if fakes.step_of(request) == CLASSIFY:
+        if request.step == CLASSIFY:
             return fakes.reply(label)
         return fakes.reply("Thanks for your message.")
 
@@ -73,8 +73,8 @@ def scripted_router(label: str, seen: list):
 
 
 def handled_prompt(seen: list) -> str:
-    (request,) = [r for r in seen if fakes.step_of(r) == HANDLE]
-    return fakes.user_text(request)
+    (request,) = [r for r in seen if r.step == HANDLE]
+    return request.text
 
 
 @pytest.mark.parametrize(
@@ -133,9 +133,7 @@ def test_classifier_prompt_holds_the_query():
     seen: list = []
     scripted_router(TECHNICAL_SUPPORT, seen)
     classify_intent("My router blinks red")
-    assert fakes.user_text(seen[0]) == prompts.CLASSIFY_INTENT.format(
-        user_query="My router blinks red"
-    )
+    assert seen[0].text == prompts.CLASSIFY_INTENT.format(user_query="My router blinks red")
 
 
 def test_handle_query_normalizes_the_label_it_is_given():
@@ -157,8 +155,8 @@ def test_empty_query_is_an_error_without_any_http_call(query):
 
 def test_route_many_keeps_the_input_order():
     def handler(request):
-        text = fakes.user_text(request)
-        if fakes.step_of(request) == CLASSIFY:
+        text = request.text
+        if request.step == CLASSIFY:
             return fakes.reply(BILLING_INQUIRY if "invoice" in text else TECHNICAL_SUPPORT)
         return fakes.reply("ok")
 
