@@ -46,9 +46,14 @@ test: $(STAMP)
 bench: $(RUNTIME)
 	$(BIN)/python benchmarks/run.py
 
-# Throwaway environments in a temporary directory; needs only $(PYTHON), not .venv.
-test-compat:
-	$(PYTHON) scripts/test_compat.py
+# nox sessions in throwaway environments under .nox/ (noxfile.py); nox and uv go into .venv.
+NOX := $(VENV)/.installed-nox
+$(NOX): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'nox>=2026.10.20' 'uv>=0.9'
+	@touch $@
+
+test-compat: $(NOX)
+	$(BIN)/python noxfile.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -69,4 +74,4 @@ record: $(STAMP)
 	$(BIN)/python scripts/execute_notebook.py --record
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .nox .pytest_cache .ruff_cache build dist *.egg-info
