@@ -848,7 +848,21 @@ def test_an_api_error_line_carries_the_apis_message_once(stub):
     )
 
 
-BUGS: list[tuple[str, str, str]] = []  # (area, input, now and expected) of xfail tests
+@pytest.mark.xfail(strict=True, reason="llm._finish assumes a parsed ChatCompletion")
+def test_a_200_reply_that_is_not_json_is_one_line(stub):
+    stub.add_fault("body", body="<html><body>Please log in to the proxy</body></html>")
+    with pytest.raises(WorkflowError, match=r"^classify intent: "):
+        asyncio.run(route("My internet is down."))
+
+
+BUGS: list[tuple[str, str, str]] = [  # (area, input, now and expected) of xfail tests
+    (
+        "any step",
+        "a 200 reply whose body is not JSON (a proxy's HTML page)",
+        "now `AttributeError: 'str' object has no attribute 'usage'` from `llm._finish`; "
+        "expected one line naming the step",
+    ),
+]
 
 # --- the doc --------------------------------------------------------------------------------
 
