@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 
-import fakes
 import pytest
 
 from llm_workflows import lesson, orchestration
@@ -126,24 +125,15 @@ def test_plan_keeps_the_raw_reply():
 # --- process_customer_message through the real client ------------------------------------
 
 
-def scripted(tasks=TASKS, concern=CONCERN, seen: list | None = None):
+def scripted(tasks=TASKS, concern=CONCERN) -> FakeModel:
     """A fake model: the orchestrator returns ``tasks``, billing ``concern``, the synthesizer an email."""
-
-    def handler(request):
-        if seen is not None:
-            seen.append(request)
-        step = request.step
-        if step == ORCHESTRATOR:
-            return fakes.reply(json.dumps(tasks))
-        if step == BILLING_WORKER:
-            return fakes.reply(concern)
-        return fakes.reply("Dear Customer, ... Best regards")
-
-    fakes.script(handler)
+    email = "Dear Customer, ... Best regards"
+    replies = {ORCHESTRATOR: json.dumps(tasks), BILLING_WORKER: concern, SYNTHESIZER: email}
+    return FakeModel(replies).install()
 
 
-def synthesizer_prompt(seen: list) -> str:
-    (request,) = [r for r in seen if r.step == SYNTHESIZER]
+def synthesizer_prompt(fake: FakeModel) -> str:
+    (request,) = fake.requests(SYNTHESIZER)
     return request.text
 
 
@@ -162,65 +152,58 @@ def test_every_task_gets_a_worker_result():
 
 
 def test_synthesizer_receives_the_invoice_and_the_concern():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     run()
-    prompt = synthesizer_prompt(seen)
+    prompt = synthesizer_prompt(fake)
     assert "INV-7890" in prompt
     assert CONCERN in prompt
 
 
 def test_synthesizer_receives_the_product_return_and_its_rma_number():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     reply = run()
     (returned,) = [r for r in reply.results if r["task"] == "Product Return"]
     assert re.fullmatch(r"RMA-\d{5}", returned["rma_number"])
-    prompt = synthesizer_prompt(seen)
+    prompt = synthesizer_prompt(fake)
     assert returned["rma_number"] in prompt
     assert "SuperWidget 5000" in prompt
 
 
 def test_synthesizer_receives_the_order_status():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     reply = run()
     (status,) = [r for r in reply.results if r["task"] == "Status Update"]
-    prompt = synthesizer_prompt(seen)
+    prompt = synthesizer_prompt(fake)
     assert "A-12345" in prompt
     assert f"Current Status: {status['current_status']}" in prompt
 
 
 def test_synthesizer_receives_every_worker_result_value():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     reply = run()
-    prompt = synthesizer_prompt(seen)
+    prompt = synthesizer_prompt(fake)
     values = [v for r in reply.results for k, v in r.items() if k != "task" and v != "N/A"]
     assert [v for v in values if v not in prompt] == []
 
 
 def test_billing_worker_prompt_holds_the_invoice_and_the_whole_message():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     run()
-    (request,) = [r for r in seen if r.step == BILLING_WORKER]
+    (request,) = fake.requests(BILLING_WORKER)
     assert "'INV-7890'" in request.text
     assert lesson.CUSTOMER_MESSAGE in request.text
 
 
 def test_signature_is_configurable_and_reaches_the_synthesizer():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     run(signature="Ada Lovelace, Support Lead")
-    assert "Ada Lovelace, Support Lead" in synthesizer_prompt(seen)
+    assert "Ada Lovelace, Support Lead" in synthesizer_prompt(fake)
 
 
 def test_default_signature_is_not_a_placeholder():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     run()
-    prompt = synthesizer_prompt(seen)
+    prompt = synthesizer_prompt(fake)
     assert orchestration.DEFAULT_SIGNATURE in prompt
     assert "[Your Name]" not in prompt
 
@@ -278,26 +261,18 @@ def test_billing_calls_for_two_invoices_are_in_flight_at_once():
 
 
 def test_invalid_task_does_not_stop_the_valid_ones():
-    seen: list = []
     tasks = [{"query_type": "Refund", "amount": 10}, {"query_type": "BillingInquiry"}, TASKS[2]]
-    scripted(tasks=tasks, seen=seen)
+    fake = scripted(tasks=tasks)
     reply = run()
     assert [r["task"] for r in reply.results] == ["Status Update"]
     assert len(reply.problems) == 2
     assert reply.email is not None
-    assert "A-12345" in synthesizer_prompt(seen)
+    assert "A-12345" in synthesizer_prompt(fake)
 
 
 def test_failed_billing_call_is_reported_and_the_other_tasks_served():
-    def handler(request):
-        step = request.step
-        if step == ORCHESTRATOR:
-            return fakes.reply(json.dumps(TASKS))
-        if step == BILLING_WORKER:
-            return fakes.reply("")  # an empty reply: the worker fails with a WorkflowError
-        return fakes.reply("email")
-
-    fakes.script(handler)
+    # An empty billing reply: the worker fails with a WorkflowError.
+    FakeModel({ORCHESTRATOR: json.dumps(TASKS), BILLING_WORKER: "", SYNTHESIZER: "email"}).install()
     reply = run()
     assert [r["task"] for r in reply.results] == ["Product Return", "Status Update"]
     assert any(BILLING_WORKER in p for p in reply.problems)
@@ -305,21 +280,19 @@ def test_failed_billing_call_is_reported_and_the_other_tasks_served():
 
 
 def test_no_valid_task_means_no_email_and_no_synthesizer_call():
-    seen: list = []
-    scripted(tasks=[{"query_type": "Refund"}], seen=seen)
+    fake = scripted(tasks=[{"query_type": "Refund"}])
     reply = run()
     assert reply.email is None
-    assert [r.step for r in seen] == [ORCHESTRATOR]
+    assert [r.step for r in fake.requests()] == [ORCHESTRATOR]
     assert any("no task could be served" in p for p in reply.problems)
 
 
 def test_empty_customer_message_is_an_error_without_any_http_call():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     with pytest.raises(WorkflowError, match="empty") as caught:
         run("   ")
     assert caught.value.step == ORCHESTRATOR
-    assert seen == []
+    assert fake.requests() == []
 
 
 def test_every_call_is_recorded_with_its_step():
