@@ -59,7 +59,9 @@ def wheel(session: nox.Session) -> None:
     """The package's wheel, from a copy of the source (a build/ left in the tree goes stale)."""
     shutil.rmtree(WHEELS, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="llm-workflows-wheel-") as tmp:
-        skip = shutil.ignore_patterns(".git", ".nox", ".venv*", "build", "dist", "*.egg-info")
+        skip = shutil.ignore_patterns(
+            ".git", ".nox", ".venv*", "build", "dist", "*.egg-info", "__pycache__"
+        )
         source = Path(tmp) / "source"
         shutil.copytree(ROOT, source, ignore=skip)
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]

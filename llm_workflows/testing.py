@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import re
@@ -87,8 +88,9 @@ class Request:
     outcome: str = ""  # "reply", "recorded", "default", "missing" or the fault's kind
     reply: str | None = None  # the reply's text, for a chat completion
 
-    @property
+    @functools.cached_property
     def body(self) -> dict[str, Any]:
+        """The JSON body, parsed once."""
         return json.loads(self.content or b"{}")
 
     @property
