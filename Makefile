@@ -46,10 +46,10 @@ test: $(STAMP)
 bench: $(RUNTIME)
 	$(BIN)/python benchmarks/run.py
 
-# nox sessions in throwaway environments under .nox/ (noxfile.py); nox and uv go into .venv.
+# nox sessions in throwaway environments under .nox/ (noxfile.py); nox goes into .venv.
 NOX := $(VENV)/.installed-nox
 $(NOX): | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'nox>=2026.10.20' 'uv>=0.9'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'nox>=2026.10.20'
 	@touch $@
 
 test-compat: $(NOX)
