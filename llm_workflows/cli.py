@@ -1,4 +1,8 @@
-"""Command line: ``python -m llm_workflows {faq,route,orchestrate,demo} [--json]``."""
+"""Command line: ``python -m llm_workflows {faq,route,orchestrate,demo} [--json]``.
+
+Each command is a ``run_*`` function with typed parameters that returns an ``Outcome``;
+``main`` parses argv, calls one, and prints what it returned.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +15,19 @@ import textwrap
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import clients, lesson
 from .documents import read_documents
 from .errors import WorkflowError
 from .faq import DEFAULT_CONCURRENCY, FAQFailure, FAQItem, FAQResult, build_faq
 from .orchestration import DEFAULT_SIGNATURE, CustomerReply, process_customer_message
-from .records import calls_table
 from .redaction import redact
 from .replay import RecordingsWarning
 from .routing import Routed, route_many
+from .usage import calls_table
 
 PROG = "llm-workflows"
-
-
-@dataclass
-class _Run:
-    """What one command has done so far: warnings to print, and the finished parts to show
-    if it is interrupted (Ctrl-C) before the end."""
-
-    warnings: list[str] = field(default_factory=list)
-    done: list[tuple[str, dict, str]] = field(default_factory=list)  # (title, data, text)
-    current: Callable[[], tuple[dict, str]] | None = None  # the part still running, so far
 
 
 def _wrap(text: str, indent: str) -> str:
@@ -85,9 +80,41 @@ def _calls(calls) -> str:
     return text
 
 
-async def _faq(args) -> tuple[dict, str, list[str]]:
+@dataclass
+class Outcome:
+    """What a command made: ``data`` for --json, ``text`` for people, one line per error,
+    and one line per warning (a result that looks wrong but is not a failure)."""
+
+    data: dict[str, Any]
+    text: str
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    """What a command has finished so far, shown if it is interrupted (Ctrl-C)."""
+
+    done: list[tuple[str, Outcome]] = field(default_factory=list)  # demo's finished parts
+    current: Callable[[], Outcome] | None = None  # the running part's finished items
+
+    def so_far(self) -> tuple[list[tuple[str, Outcome]], int]:
+        """The finished parts (and the running one's finished items), and how many items."""
+        parts = list(self.done)
+        if self.current is not None:
+            parts.append(("(interrupted)", self.current()))
+        count = sum(len(o.data.get("items", o.data.get("results", []))) for _, o in parts)
+        return parts, count
+
+
+async def run_faq(
+    sources: list[str] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
+) -> Outcome:
+    """The FAQ chain on text/markdown files (default: the lesson's webpages)."""
     try:
-        documents = read_documents(args.source) if args.source else lesson.WEBPAGES
+        documents = read_documents(sources) if sources else lesson.WEBPAGES
     except OSError as error:
         name = error.filename or "a source file"
         raise WorkflowError(
@@ -95,38 +122,37 @@ async def _faq(args) -> tuple[dict, str, list[str]]:
         ) from None
     finished: list[FAQItem | FAQFailure] = []
 
-    def so_far() -> tuple[dict, str]:
+    def so_far() -> Outcome:
         items = [r for r in finished if isinstance(r, FAQItem)]
-        failures = [r for r in finished if isinstance(r, FAQFailure)]
-        partial = FAQResult(items, failures, [])
-        return partial.to_dict(), show_faq(partial)
+        partial = FAQResult(items, [r for r in finished if isinstance(r, FAQFailure)], [])
+        return Outcome(partial.to_dict(), show_faq(partial))
 
-    args.run.current = so_far
-    result = await build_faq(documents, concurrency=args.concurrency, on_result=finished.append)
-    args.run.warnings += result.warnings
+    if progress:
+        progress.current = so_far
+    result = await build_faq(documents, concurrency=concurrency, on_result=finished.append)
     errors = [
         f"{len(result.failures)} of {len(result.failures) + len(result.items)} questions failed"
     ]
     text = show_faq(result) + "\n\n" + _calls(result.calls)
-    return result.to_dict(), text, errors if result.failures else []
+    return Outcome(result.to_dict(), text, errors if result.failures else [], result.warnings)
 
 
-async def _route(args) -> tuple[dict, str, list[str]]:
+async def run_route(queries: list[str], progress: Progress | None = None) -> Outcome:
+    """Classify and answer each query, concurrently; a failed query does not stop the others."""
     finished: dict[int, Routed | WorkflowError] = {}
 
-    def so_far() -> tuple[dict, str]:
+    def so_far() -> Outcome:
         done = [finished[i] for i in sorted(finished)]
+        results = [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in done]
         routed = [o for o in done if isinstance(o, Routed)]
-        data = {
-            "results": [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in done]
-        }
-        return data, "\n\n".join(map(show_routed, routed))
+        return Outcome({"results": results}, "\n\n".join(map(show_routed, routed)))
 
-    args.run.current = so_far
-    outcomes = await route_many(args.queries, on_result=finished.__setitem__)
+    if progress:
+        progress.current = so_far
+    outcomes = await route_many(queries, on_result=finished.__setitem__)
     routed = [o for o in outcomes if isinstance(o, Routed)]
     failed: dict[str, list[str]] = {}  # one line per distinct error (a bad key fails them all)
-    for query, outcome in zip(args.queries, outcomes, strict=True):
+    for query, outcome in zip(queries, outcomes, strict=True):
         if isinstance(outcome, WorkflowError):
             failed.setdefault(str(outcome), []).append(repr(query))
     errors = [
@@ -138,61 +164,66 @@ async def _route(args) -> tuple[dict, str, list[str]]:
     data = {
         "results": [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in outcomes]
     }
-    return data, text, errors
+    return Outcome(data, text, errors)
 
 
-async def _orchestrate(args) -> tuple[dict, str, list[str]]:
-    query = sys.stdin.read().strip() if args.query == "-" else args.query
-    args.run.current = None  # one message: nothing is finished before the end
-    reply = await process_customer_message(query, signature=args.signature)
+async def run_orchestrate(
+    query: str, signature: str = DEFAULT_SIGNATURE, progress: Progress | None = None
+) -> Outcome:
+    """Answer one customer message with the orchestrator-worker workflow.
+
+    Requests that could not be handled (skipped as invalid, or whose worker failed) make the
+    exit status non-zero, as failed questions do for the FAQ; the email says so too.
+    """
+    if progress:
+        progress.current = None  # one message: nothing is finished before the end
+    reply = await process_customer_message(query, signature=signature)
     errors = [] if reply.email else ["no email was written (see Problems above)"]
     if reply.email and reply.unhandled:
         errors.append(
             f"{reply.unhandled} of the customer's requests could not be handled "
             "(see Problems above); the email says so"
         )
-    return reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors
-
-
-async def _demo(args) -> tuple[dict, str, list[str]]:
-    parts, data, errors = [], {}, []
-    for title, run, sub in [
-        ("1. FAQ chain", _faq, argparse.Namespace(source=None, concurrency=DEFAULT_CONCURRENCY)),
-        ("2. Routing", _route, argparse.Namespace(queries=lesson.ROUTING_QUERIES)),
-        (
-            "3. Orchestrator-worker",
-            _orchestrate,
-            argparse.Namespace(query=lesson.CUSTOMER_MESSAGE, signature=args.signature),
-        ),
-    ]:
-        sub.run = args.run
-        part_data, text, part_errors = await run(sub)
-        parts.append(_part(title, text))
-        data[title.split(". ", 1)[1]] = part_data
-        args.run.done.append((title, part_data, text))
-        args.run.current = None
-        errors += part_errors
-    return data, "\n\n".join(parts), errors
+    return Outcome(reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors)
 
 
 def _part(title: str, text: str) -> str:
     return f"{'=' * 88}\n{title}\n{'=' * 88}\n{text}"
 
 
-def _interrupted(run: _Run, as_json: bool) -> tuple[str, int]:
-    """What an interrupted run had finished: its output, and how many items it holds."""
-    parts = list(run.done)
-    if run.current is not None:
-        data, text = run.current()
-        parts.append(("(interrupted)", data, text))
-    count = sum(len(d.get("items", d.get("results", []))) for _, d, _ in parts)
+async def run_demo(signature: str = DEFAULT_SIGNATURE, progress: Progress | None = None) -> Outcome:
+    """All three workflows on the lesson's inputs, one after another."""
+    parts, data, errors, warnings_ = [], {}, [], []
+    for title, command in [
+        ("1. FAQ chain", lambda: run_faq(progress=progress)),
+        ("2. Routing", lambda: run_route(lesson.ROUTING_QUERIES, progress)),
+        (
+            "3. Orchestrator-worker",
+            lambda: run_orchestrate(lesson.CUSTOMER_MESSAGE, signature, progress),
+        ),
+    ]:
+        outcome = await command()  # one part at a time, as a reader follows them
+        parts.append(_part(title, outcome.text))
+        data[title.split(". ", 1)[1]] = outcome.data
+        errors += outcome.errors
+        warnings_ += outcome.warnings
+        if progress:
+            progress.done.append((title, outcome))
+            progress.current = None
+    return Outcome(data, "\n\n".join(parts), errors, warnings_)
+
+
+def _interrupted(progress: Progress, as_json: bool) -> tuple[str, int]:
+    """What an interrupted command had finished, as it would print it, and how many items."""
+    parts, count = progress.so_far()
+    if not parts:
+        return "", 0
     if as_json:
-        data = parts[0][1] if len(parts) == 1 else {t: d for t, d, _ in parts}
-        return (json.dumps(data, indent=2, ensure_ascii=False) if parts else ""), count
-    texts = (
-        [text for _, _, text in parts] if len(parts) == 1 else [_part(t, x) for t, _, x in parts]
-    )
-    return "\n\n".join(t for t in texts if t), count
+        data = parts[0][1].data if len(parts) == 1 else {t: o.data for t, o in parts}
+        return json.dumps(data, indent=2, ensure_ascii=False), count
+    if len(parts) == 1:
+        return parts[0][1].text, count
+    return "\n\n".join(_part(t, o.text) for t, o in parts), count
 
 
 def _show_warning(shown, message, category, filename, lineno, file=None, line=None) -> None:
@@ -217,52 +248,56 @@ def _parser() -> argparse.ArgumentParser:
         "--source", nargs="+", metavar="FILE", help="text/markdown files (default: the lesson's)"
     )
     faq.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N")
-    faq.set_defaults(handler=_faq)
+    faq.set_defaults(run=lambda a, p: run_faq(a.source, a.concurrency, p))
     route = sub.add_parser("route", parents=[common], help="classify and answer queries")
     route.add_argument("queries", nargs="+", metavar="QUERY")
-    route.set_defaults(handler=_route)
+    route.set_defaults(run=lambda a, p: run_route(a.queries, p))
     orch = sub.add_parser("orchestrate", parents=[common], help="answer one customer message")
     orch.add_argument("query", metavar="QUERY", help="the customer's message, or - to read stdin")
     orch.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    orch.set_defaults(handler=_orchestrate)
+    orch.set_defaults(
+        run=lambda a, p: run_orchestrate(
+            sys.stdin.read().strip() if a.query == "-" else a.query, a.signature, p
+        )
+    )
     demo = sub.add_parser("demo", parents=[common], help="all three on the lesson's inputs")
     demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(run=lambda a, p: run_demo(a.signature, p))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the command's ``run_*`` function, print its outcome; the exit status."""
     args = _parser().parse_args(argv)
     if getattr(args, "concurrency", 1) < 1:
         print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    args.run = _Run()
+    progress = Progress()
     with warnings.catch_warnings():
         warnings.simplefilter("always", RecordingsWarning)
-        shown = warnings.showwarning
-        warnings.showwarning = functools.partial(_show_warning, shown)
+        warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
         try:
-            data, text, errors = asyncio.run(args.handler(args))
+            outcome = asyncio.run(args.run(args, progress))
         except (WorkflowError, ValueError, OSError) as error:
             print(f"{PROG}: error: {redact(' '.join(str(error).split()))}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
-            output, count = _interrupted(args.run, args.json)
+        except KeyboardInterrupt:  # keep what was finished (and paid for), then stop
+            output, count = _interrupted(progress, args.json)
             if output:
                 print(output)
+            where = "printed above" if output else "so far"
             print(
-                f"{PROG}: interrupted (Ctrl-C); {count} finished item{'s' * (count != 1)} "
-                f"{'printed above' if output else 'so far'}",
+                f"{PROG}: interrupted (Ctrl-C); {count} finished item{'s' * (count != 1)} {where}",
                 file=sys.stderr,
             )
             return 130
         finally:
             clients.reset()
-    output = json.dumps(data, indent=2, ensure_ascii=False) if args.json else text
+    output = json.dumps(outcome.data, indent=2, ensure_ascii=False) if args.json else outcome.text
     if output:
         print(output)
-    for warning in args.run.warnings:
+    for warning in outcome.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    for error in errors:
+    for error in outcome.errors:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    return 1 if outcome.errors else 0

@@ -1,7 +1,8 @@
-"""Configuration, API key lookup and the shared OpenAI clients, in one place.
+"""Settings, API key lookup, model choice, and the one runtime that owns the shared clients.
 
-Nothing here runs at import time: settings are read, and the sync and async clients are
-made, on first use; the same pair is then reused (keep-alive connections) by every call.
+Nothing here runs at import time: the runtime starts empty; settings are read, and the sync
+and async clients and the recordings are made, on first use; they are then reused
+(keep-alive connections) by every call, until ``reset()`` or a changed ``setup()``.
 """
 
 from __future__ import annotations
@@ -12,19 +13,25 @@ import math
 import os
 import sys
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 
 import openai
 from dotenv import dotenv_values, find_dotenv
 
-from . import redaction, transport
+from . import redaction, replay, transport
 from .errors import ConfigurationError
 
 MODES = ("live", "replay", "record")
 KEY_NAME = "OPENAI_API_KEY"
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_RETRIES = 2
+
+# Each step asks for a model by size; these are the defaults. "small": the FAQ chain's many
+# short calls (gpt-4.1-nano, as in the lesson); "large": routing and the orchestrator-worker.
+SMALL, LARGE = "small", "large"
+DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({SMALL: "gpt-4.1-nano", LARGE: "gpt-4.1-mini"})
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,16 @@ class Settings:
     recordings: str | None  # an extra recordings file (read in replay, appended in record)
     mode_was_chosen: bool  # False when the mode fell back to replay because no key was found
     model: str | None = None  # LLM_WORKFLOWS_MODEL: one model for every step (e.g. on Ollama)
+    # A provider preset's model per size (SMALL, LARGE); empty: the DEFAULT_MODELS apply.
+    preset_models: Mapping[str, str] = field(default_factory=dict)
+
+    def model_for(self, size: str, explicit: str | None = None) -> str:
+        """The model a step of this size uses: the one precedence rule of the package.
+
+        An explicit ``model=`` argument wins, then ``LLM_WORKFLOWS_MODEL``, then the
+        provider preset's model for the size, then ``DEFAULT_MODELS[size]``.
+        """
+        return explicit or self.model or self.preset_models.get(size) or DEFAULT_MODELS[size]
 
     def describe(self) -> str:
         """One or two lines on what the clients will do; safe to print (no key, no secret)."""
@@ -237,91 +254,144 @@ def http_module() -> ModuleType:
     raise RuntimeError("cannot tell which HTTP library openai uses")  # pragma: no cover
 
 
-class _State:
-    settings: Settings | None = None
-    client: openai.OpenAI | None = None
-    aclient: openai.AsyncOpenAI | None = None
-    aclient_loop: object = None  # the event loop our async client's connections belong to
-    announced = False
+class Runtime:
+    """The process's settings, clients and recordings store, each made on first use.
 
-
-_state = _State()
-
-
-def settings() -> Settings:
-    """The settings of this process, read once."""
-    if _state.settings is None:
-        _state.settings = load_settings()
-    return _state.settings
-
-
-def key_source() -> str | None:
-    """Where the key of the current settings came from, if they were read."""
-    return _state.settings.key.source if _state.settings else None
-
-
-def setup() -> Settings:
-    """Read the settings now and return them, so a caller can print ``describe()`` itself.
-
-    The notebook calls this in its first cells: the mode is then shown on stdout, and the
-    one-line notice that the CLI prints on stderr is not repeated.
+    One object, so that one ``reset()`` forgets all of them; the module functions below
+    (``get_client``, ``setup``, ``reset``...) act on the package's one ``runtime``.
     """
-    _state.announced = True
-    return settings()
 
+    def __init__(self) -> None:
+        self.reset()
 
-def _announce(current: Settings) -> None:
-    if not _state.announced and current.mode == "replay" and not current.mode_was_chosen:
-        print(f"llm-workflows: {current.describe()}", file=sys.stderr)
-    _state.announced = True
+    def reset(self) -> None:
+        """Forget settings, clients and recordings, so the next call reads everything again."""
+        self._forget_clients()
+        self._settings: Settings | None = None
+        self._announced = False
 
+    def _forget_clients(self) -> None:
+        self._client: openai.OpenAI | None = None
+        self._aclient: openai.AsyncOpenAI | None = None
+        self._aclient_loop: object = None  # the event loop our async client's connections use
+        self._stores: dict[str | None, replay.Store] = {}
 
-def _make(cls: type, http_client_cls: type, current: Settings):
-    from . import replay  # replay imports this module
+    @property
+    def made(self) -> tuple[str, ...]:
+        """What has been made so far, by name ('settings', 'client', 'async client', 'store')."""
+        parts = {
+            "settings": self._settings,
+            "client": self._client,
+            "async client": self._aclient,
+            "store": self._stores or None,
+        }
+        return tuple(name for name, value in parts.items() if value is not None)
 
-    kwargs = {
-        "timeout": current.timeout,
-        "max_retries": current.max_retries,
-        "base_url": current.base_url,
-    }
-    is_async = cls is openai.AsyncOpenAI
-    http = http_module()
-    hooks = transport.event_hooks(http, asynchronous=is_async, max_retries=current.max_retries)
-    if current.mode == "replay":
-        if current.recordings and not os.path.isfile(current.recordings):
-            raise ConfigurationError(
-                "settings",
-                f"LLM_WORKFLOWS_RECORDINGS={current.recordings!r}: no such file",
-                "check the path, or unset it to replay the shipped recordings",
+    def settings(self) -> Settings:
+        """The settings, read once."""
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    def setup(self) -> Settings:
+        """Read the settings again and return them, so a caller can print ``describe()``.
+
+        If they changed since the last read (a key added in Colab secrets, notebook access
+        switched on), the clients and recordings made for the old ones are dropped. The
+        one-line notice that the CLI prints on stderr is then not repeated.
+        """
+        fresh = load_settings()
+        if self._settings is not None and fresh != self._settings:
+            self._forget_clients()
+        self._settings = fresh
+        self._announced = True
+        return fresh
+
+    def key_source(self) -> str | None:
+        """Where the key of the current settings came from, if they were read."""
+        return self._settings.key.source if self._settings else None
+
+    def model_for(self, size: str, explicit: str | None = None) -> str:
+        """The model for a step of this size (see :meth:`Settings.model_for`)."""
+        return self.settings().model_for(size, explicit)
+
+    def store(self, extra: str | None = None) -> replay.Store:
+        """The recordings for this extra file, loaded once and shared by both clients."""
+        if extra not in self._stores:
+            self._stores[extra] = replay.Store(extra)
+        return self._stores[extra]
+
+    def _announce(self, current: Settings) -> None:
+        if not self._announced and current.mode == "replay" and not current.mode_was_chosen:
+            print(f"llm-workflows: {current.describe()}", file=sys.stderr)
+        self._announced = True
+
+    def _make(self, cls: type, http_client_cls: type):
+        current = self.settings()
+        self._announce(current)
+        kwargs = {
+            "timeout": current.timeout,
+            "max_retries": current.max_retries,
+            "base_url": current.base_url,
+        }
+        is_async = cls is openai.AsyncOpenAI
+        http = http_module()
+        # A deadline per attempt and a notice on long retry waits (transport.py), every mode.
+        hooks = transport.event_hooks(http, asynchronous=is_async, max_retries=current.max_retries)
+        if current.mode == "replay":
+            if current.recordings and not os.path.isfile(current.recordings):
+                raise ConfigurationError(
+                    "settings",
+                    f"LLM_WORKFLOWS_RECORDINGS={current.recordings!r}: no such file",
+                    "check the path, or unset it to replay the shipped recordings",
+                )
+            mock = replay.replay_transport(http, self.store(current.recordings))
+            return cls(
+                api_key="replay",
+                http_client=http_client_cls(transport=mock, event_hooks=hooks),
+                **kwargs,
             )
-        mock = replay.replay_transport(http, replay.store(current.recordings))
+        if current.mode == "record":
+            # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
+            target = current.recordings or str(replay.packaged_path())
+            recordings = self.store(target)
+            recordings.prepare_append()  # before any (paid) call
+            recorder = replay.recording_transport(http, recordings, asynchronous=is_async)
+            return cls(
+                api_key=current.key.key,
+                http_client=http_client_cls(transport=recorder, event_hooks=hooks),
+                **kwargs,
+            )
+        # Live: the default transport (and so any proxy settings), with the hooks.
         return cls(
-            api_key="replay",
-            http_client=http_client_cls(transport=mock, event_hooks=hooks),
-            **kwargs,
+            api_key=current.key.key, http_client=http_client_cls(event_hooks=hooks), **kwargs
         )
-    if current.mode == "record":
-        # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
-        target = current.recordings or str(replay.packaged_path())
-        recordings = replay.store(target)
-        recordings.prepare_append()  # before any (paid) call
-        recorder = replay.recording_transport(http, recordings, asynchronous=is_async)
-        return cls(
-            api_key=current.key.key,
-            http_client=http_client_cls(transport=recorder, event_hooks=hooks),
-            **kwargs,
-        )
-    # Live: the default transport (and so any proxy settings), with the hooks.
-    return cls(api_key=current.key.key, http_client=http_client_cls(event_hooks=hooks), **kwargs)
 
+    def client(self) -> openai.OpenAI:
+        """The synchronous client, made on first use."""
+        if self._client is None:
+            self._client = self._make(openai.OpenAI, openai.DefaultHttpxClient)
+        return self._client
 
-def get_client() -> openai.OpenAI:
-    """The process's synchronous client, made on first use."""
-    if _state.client is None:
-        current = settings()
-        _announce(current)
-        _state.client = _make(openai.OpenAI, openai.DefaultHttpxClient, current)
-    return _state.client
+    def async_client(self) -> openai.AsyncOpenAI:
+        """The asynchronous client, made on first use and reused within an event loop.
+
+        Pooled connections belong to the loop that opened them, so a script that calls
+        ``asyncio.run`` twice gets a fresh client for the second loop instead of a broken one.
+        """
+        loop = _running_loop()
+        stale = self._aclient_loop is not None and self._aclient_loop is not loop
+        if self._aclient is None or stale:
+            self._aclient = self._make(openai.AsyncOpenAI, openai.DefaultAsyncHttpxClient)
+            self._aclient_loop = loop
+        return self._aclient
+
+    def use_clients(
+        self, client: openai.OpenAI | None = None, aclient: openai.AsyncOpenAI | None = None
+    ) -> None:
+        """Install ready-made clients (tests, benchmarks, or a client you configured yourself)."""
+        self._client, self._aclient, self._aclient_loop = client, aclient, None
+        self._announced = True
 
 
 def _running_loop() -> object:
@@ -331,31 +401,14 @@ def _running_loop() -> object:
         return None
 
 
-def get_async_client() -> openai.AsyncOpenAI:
-    """The process's asynchronous client, made on first use and reused within an event loop.
+runtime = Runtime()  # the package's one runtime: empty until first use
 
-    Pooled connections belong to the loop that opened them, so a script that calls
-    ``asyncio.run`` twice gets a fresh client for the second loop instead of a broken one.
-    """
-    loop = _running_loop()
-    stale = _state.aclient_loop is not None and _state.aclient_loop is not loop
-    if _state.aclient is None or stale:
-        current = settings()
-        _announce(current)
-        _state.aclient = _make(openai.AsyncOpenAI, openai.DefaultAsyncHttpxClient, current)
-        _state.aclient_loop = loop
-    return _state.aclient
-
-
-def use_clients(
-    client: openai.OpenAI | None = None, aclient: openai.AsyncOpenAI | None = None
-) -> None:
-    """Install ready-made clients (tests, benchmarks, or a client you configured yourself)."""
-    _state.client, _state.aclient, _state.aclient_loop = client, aclient, None
-    _state.announced = True
-
-
-def reset() -> None:
-    """Forget settings and clients, so the next call reads the environment again."""
-    _state.settings = _state.client = _state.aclient = _state.aclient_loop = None
-    _state.announced = False
+# The public API, acting on that runtime.
+settings = runtime.settings
+setup = runtime.setup
+reset = runtime.reset
+key_source = runtime.key_source
+model_for = runtime.model_for
+get_client = runtime.client
+get_async_client = runtime.async_client
+use_clients = runtime.use_clients

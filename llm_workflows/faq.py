@@ -13,13 +13,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import prompts
+from .clients import SMALL
 from .documents import Document, combine
 from .errors import ModelOutputError, WorkflowError
 from .llm import achat, chat
 from .parsing import describe, find_list, load_json
-from .records import CallRecord
+from .usage import Call
 
-MODEL = "gpt-4.1-nano"
+SIZE = SMALL  # the size of model these steps use by default (clients.DEFAULT_MODELS)
 JSON_MODE = {"type": "json_object"}
 DEFAULT_CONCURRENCY = 16  # the lesson's 10 questions at once; far below any rate limit
 QUESTIONS_ASKED = 10  # prompts.GENERATE_QUESTIONS asks for 10: never answer more than that
@@ -34,7 +35,7 @@ FIND_SOURCES = "find sources"
 
 
 def single_call_faq(
-    documents: list[Document], *, model: str = MODEL, calls: list[CallRecord] | None = None
+    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
 ) -> str:
     """Ask for the whole FAQ (questions, answers, sources) in one JSON-mode call; the raw reply."""
     messages = [
@@ -44,7 +45,9 @@ def single_call_faq(
             "content": prompts.SINGLE_CALL_FAQ.format(combined_content=combine(documents)),
         },
     ]
-    return chat(SINGLE_CALL, messages, model=model, response_format=JSON_MODE, calls=calls)
+    return chat(
+        SINGLE_CALL, messages, model=model, size=SIZE, response_format=JSON_MODE, calls=calls
+    )
 
 
 def check_single_call(reply: str, documents: list[Document], expected: int = 10) -> list[str]:
@@ -153,8 +156,8 @@ def parse_questions(
 def generate_questions(
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
     warnings: list[str] | None = None,
 ) -> list[str]:
     """Step 1: a list of questions a reader of the documents might ask (at most 10)."""
@@ -162,6 +165,7 @@ def generate_questions(
         GENERATE_QUESTIONS,
         _questions_messages(documents),
         model=model,
+        size=SIZE,
         response_format=JSON_MODE,
         calls=calls,
     )
@@ -171,8 +175,8 @@ def generate_questions(
 async def agenerate_questions(
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
     warnings: list[str] | None = None,
 ) -> list[str]:
     """Async :func:`generate_questions`."""
@@ -180,6 +184,7 @@ async def agenerate_questions(
         GENERATE_QUESTIONS,
         _questions_messages(documents),
         model=model,
+        size=SIZE,
         response_format=JSON_MODE,
         calls=calls,
     )
@@ -198,11 +203,11 @@ def answer_question(
     question: str,
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """Step 2: answer one question from the documents only."""
-    reply = chat(ANSWER, _answer_messages(question, documents), model=model, calls=calls)
+    reply = chat(ANSWER, _answer_messages(question, documents), model=model, size=SIZE, calls=calls)
     return reply.strip()
 
 
@@ -210,11 +215,13 @@ async def aanswer_question(
     question: str,
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """Async :func:`answer_question`."""
-    reply = await achat(ANSWER, _answer_messages(question, documents), model=model, calls=calls)
+    reply = await achat(
+        ANSWER, _answer_messages(question, documents), model=model, size=SIZE, calls=calls
+    )
     return reply.strip()
 
 
@@ -265,14 +272,15 @@ def find_sources(
     answer: str,
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> Sources:
     """Step 3: which documents the answer came from."""
     reply = chat(
         FIND_SOURCES,
         _sources_messages(question, answer, documents),
         model=model,
+        size=SIZE,
         response_format=JSON_MODE,
         calls=calls,
     )
@@ -284,14 +292,15 @@ async def afind_sources(
     answer: str,
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> Sources:
     """Async :func:`find_sources`."""
     reply = await achat(
         FIND_SOURCES,
         _sources_messages(question, answer, documents),
         model=model,
+        size=SIZE,
         response_format=JSON_MODE,
         calls=calls,
     )
@@ -325,7 +334,7 @@ class FAQResult:
 
     items: list[FAQItem]
     failures: list[FAQFailure]
-    calls: list[CallRecord]
+    calls: list[Call]
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -344,7 +353,7 @@ async def build_faq(
     documents: list[Document],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
-    model: str = MODEL,
+    model: str | None = None,
     on_progress: Progress | None = None,
     on_result: Callable[[FAQItem | FAQFailure], None] | None = None,
 ) -> FAQResult:
@@ -358,7 +367,7 @@ async def build_faq(
         raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
     if not documents:
         raise ValueError("build_faq needs at least one document")
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     warnings: list[str] = []
     questions = await agenerate_questions(documents, model=model, calls=calls, warnings=warnings)
     limit = asyncio.Semaphore(concurrency)

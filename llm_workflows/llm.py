@@ -1,4 +1,4 @@
-"""One Chat Completions call, sync or async: timed, recorded, checked, with clear errors.
+"""One Chat Completions call, sync or async: timed, counted, checked, with clear errors.
 
 The openai client already retries connection errors, timeouts, 429 and 5xx
 (``max_retries``, honouring ``retry-after``); what it finally raises is turned here into
@@ -18,11 +18,12 @@ from typing import Any
 import openai
 
 from . import clients
+from .clients import LARGE
 from .errors import ModelOutputError, WorkflowError
 from .parsing import describe
-from .records import CallRecord
 from .redaction import safe_url
 from .replay import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
+from .usage import Call
 
 Messages = list[dict[str, str]]
 # A gateway (LiteLLM) names the backend model behind an alias in this header.
@@ -30,10 +31,10 @@ SERVED_MODEL_HEADER = "x-litellm-model-name"
 OPENAI_HOST = "api.openai.com"
 
 
-def _request(step: str, model: str, messages: Messages, response_format: dict | None) -> dict:
-    # LLM_WORKFLOWS_MODEL swaps every step's model, for servers that serve other models.
-    model = clients.settings().model or model
-    kwargs: dict[str, Any] = {"model": model, "messages": messages}
+def _request(
+    step: str, model: str | None, size: str, messages: Messages, response_format: dict | None
+) -> dict:
+    kwargs: dict[str, Any] = {"model": clients.model_for(size, model), "messages": messages}
     if response_format is not None:
         kwargs["response_format"] = response_format
     kwargs["extra_headers"] = {STEP_HEADER: step}
@@ -146,7 +147,7 @@ def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
     if isinstance(error, openai.APITimeoutError):
         return WorkflowError(
             step,
-            f"no complete answer within {_seconds(client.timeout)} {retries}",
+            f"no answer within {_seconds(client.timeout)} {retries}",
             "retry, or raise LLM_WORKFLOWS_TIMEOUT",
         )
     if isinstance(error, openai.APIConnectionError):
@@ -241,7 +242,7 @@ def _tokens(value: Any) -> int | None:
 
 def _record(
     step: str, requested: str, data: dict[str, Any] | None, raw, seconds: float, prompt: bool
-) -> CallRecord:
+) -> Call:
     """What the call cost, as far as the server said. Unknown stays unknown (None), never 0."""
     data = data or {}
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
@@ -258,7 +259,7 @@ def _record(
         if reply_model
         else (requested, "request")
     )
-    return CallRecord(
+    return Call(
         step=step,
         model=model,
         prompt_tokens=prompt_tokens,
@@ -269,7 +270,7 @@ def _record(
     )
 
 
-def _finish(step: str, request: dict, raw, seconds: float, calls: list[CallRecord] | None) -> str:
+def _finish(step: str, request: dict, raw, seconds: float, calls: list[Call] | None) -> str:
     """Record the call, then check that the response is a usable completion; its text."""
     data: dict[str, Any] | None = None
     prompt = any(m.get("content") for m in request["messages"])
@@ -320,12 +321,16 @@ def chat(
     step: str,
     messages: Messages,
     *,
-    model: str,
+    model: str | None = None,
+    size: str = LARGE,
     response_format: dict | None = None,
-    calls: list[CallRecord] | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
-    """Send one chat completion with the shared sync client and return the reply's text."""
-    request = _request(step, model, messages, response_format)
+    """Send one chat completion with the shared sync client and return the reply's text.
+
+    The model is ``model`` if given, else the one for ``size`` (see ``clients.model_for``).
+    """
+    request = _request(step, model, size, messages, response_format)
     client = clients.get_client()
     start = time.perf_counter()
     try:
@@ -339,12 +344,13 @@ async def achat(
     step: str,
     messages: Messages,
     *,
-    model: str,
+    model: str | None = None,
+    size: str = LARGE,
     response_format: dict | None = None,
-    calls: list[CallRecord] | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """The async twin of :func:`chat`, with the shared async client."""
-    request = _request(step, model, messages, response_format)
+    request = _request(step, model, size, messages, response_format)
     client = clients.get_async_client()
     start = time.perf_counter()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llm_workflows import clients
+from llm_workflows.fake_server import FakeServer
 
 ENV = (
     "OPENAI_API_KEY",
@@ -30,8 +31,6 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def stub_server():
-    """One loopback OpenAI-compatible stub server for the session (tests reset it)."""
-    from benchmarks.stub_server import StubServer
-
-    with StubServer() as server:
+    """One loopback fake server for the session (tests reset its model)."""
+    with FakeServer() as server:
         yield server

@@ -1,4 +1,5 @@
-"""What each LLM call cost: tokens, seconds and an estimated price, plus a table of them."""
+"""Usage and cost of LLM calls: one ``Call`` per call (tokens, seconds, estimated price),
+``totals`` summing them into a ``Usage``, and ``calls_table`` showing them."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _base_model(model: str) -> str:
 
 
 @dataclass(frozen=True)
-class CallRecord:
+class Call:
     """One LLM call. Tokens are the API's usage numbers (None if the server sent none)."""
 
     step: str
@@ -49,7 +50,9 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
-class Totals:
+class Usage:
+    """The usage and estimated cost of several calls, added up (None where one is unknown)."""
+
     calls: int
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -61,10 +64,10 @@ def _sum(values: list) -> int | float | None:
     return None if any(v is None for v in values) else sum(values)
 
 
-def totals(calls: Iterable[CallRecord]) -> Totals:
-    """Sum a list of calls. Seconds add up call time, not wall time (calls may overlap)."""
+def totals(calls: Iterable[Call]) -> Usage:
+    """The usage of a list of calls. Seconds add up call time, not wall time (calls may overlap)."""
     calls = list(calls)
-    return Totals(
+    return Usage(
         calls=len(calls),
         prompt_tokens=_sum([c.prompt_tokens for c in calls]),
         completion_tokens=_sum([c.completion_tokens for c in calls]),
@@ -77,7 +80,7 @@ def _fmt(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def calls_table(calls: Iterable[CallRecord], seconds: bool = True) -> str:
+def calls_table(calls: Iterable[Call], seconds: bool = True) -> str:
     """A plain-text table with one row per step (calls, tokens, seconds, cost) and a total.
 
     ``reply`` says where the replies came from: ``live``, or for replayed calls the
@@ -86,7 +89,7 @@ def calls_table(calls: Iterable[CallRecord], seconds: bool = True) -> str:
     ``seconds=False`` leaves the time column out, for output that must not change between runs.
     """
     calls = list(calls)
-    steps: dict[tuple[str, str], list[CallRecord]] = {}
+    steps: dict[tuple[str, str], list[Call]] = {}
     for call in calls:
         steps.setdefault((call.step, call.model), []).append(call)
     header = ["step", "model", "reply", "calls", "prompt tok", "completion tok", "cost $"]
