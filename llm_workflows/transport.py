@@ -79,8 +79,8 @@ def event_hooks(
         request = response.request
         deadline = _deadline(request)
         if deadline is not None:
-            wrapper = _AsyncDeadline if asynchronous else _SyncDeadline
-            response.stream = wrapper(http, response.stream, deadline, request)
+            bounded = _deadline_stream_class(http, asynchronous)
+            response.stream = bounded(response.stream, deadline, request)
         status = response.status_code
         if said or not (status in RETRIED_STATUSES or status >= 500):
             return
@@ -162,17 +162,10 @@ def _async_deadline_class(http: ModuleType) -> type:
 _classes: dict[tuple[str, bool], type] = {}
 
 
-def _wrapper(http: ModuleType, asynchronous: bool) -> type:
+def _deadline_stream_class(http: ModuleType, asynchronous: bool) -> type:
+    """The body stream class for this HTTP library, made once (it subclasses the library's)."""
     key = (http.__name__, asynchronous)
     if key not in _classes:
         make = _async_deadline_class if asynchronous else _sync_deadline_class
         _classes[key] = make(http)
     return _classes[key]
-
-
-def _SyncDeadline(http: ModuleType, inner, deadline: float, request):
-    return _wrapper(http, False)(inner, deadline, request)
-
-
-def _AsyncDeadline(http: ModuleType, inner, deadline: float, request):
-    return _wrapper(http, True)(inner, deadline, request)
