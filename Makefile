@@ -6,7 +6,12 @@ STAMP := $(VENV)/.installed-dev
 RUNTIME := $(VENV)/.installed-runtime
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format seed-recordings dist clean
+.PHONY: help install demo test lint format seed-recordings notebook dist clean
+
+NOTEBOOK := notebooks/llm_workflows.ipynb
+# Unsets every LLM_WORKFLOWS_* and OPENAI_* variable: the notebook runs as a student's
+# keyless run does ("Mode: replay because no OpenAI API key was found.").
+KEYLESS := env $(foreach name,$(filter LLM_WORKFLOWS_% OPENAI_%,$(.VARIABLES)),-u $(name))
 
 help:
 	@echo "make demo             run the three workflows on the lesson's inputs (offline without a key)"
@@ -16,6 +21,7 @@ help:
 	@echo "make test-compat      run the tests with openai 2.54.0 and 3.x on Python 3.10 and 3.13 (throwaway venvs)"
 	@echo "make dist             build the sdist and the wheel into dist/ and check them (twine, package data)"
 	@echo "make seed-recordings  rebuild the shipped recordings from the lesson brief"
+	@echo "make notebook         sync the lesson's .md and .ipynb, then re-execute it offline [REPO_URL=...]"
 	@echo "make record           re-record every reply live (needs OPENAI_API_KEY), then refresh the notebook's outputs"
 	@echo "make clean            remove the virtual environment and caches"
 
@@ -39,8 +45,10 @@ demo: $(RUNTIME)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
-	env -u OPENAI_API_KEY -u LLM_WORKFLOWS_MODEL -u LLM_WORKFLOWS_RECORDINGS LLM_WORKFLOWS_MODE=replay \
-		$(BIN)/python -m pytest --nbval --nbval-current-env notebooks/
+	@# A copy in a temporary folder, so that no .env of this clone is found either.
+	tmp=$$(mktemp -d) && cp $(NOTEBOOK) $$tmp/ && cd $$tmp && \
+		$(KEYLESS) $(abspath $(BIN))/python -m pytest -p no:cacheprovider --rootdir=. \
+		--nbval --nbval-current-env llm_workflows.ipynb; status=$$?; rm -rf $$tmp; exit $$status
 
 # Not part of make test: about 1.5 minutes; exits non-zero if a speed target is missed.
 .PHONY: bench test-compat
@@ -66,6 +74,16 @@ dist: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+	$(BIN)/jupytext --sync $(NOTEBOOK)  # bring ruff's changes to the notebook into its twin
+
+# The lesson: edit notebooks/llm_workflows.md (or the .ipynb in Jupyter), then run this.
+# Sync first (edits made in Jupyter reach the twin), write the repository URL into the twin
+# (REPO_URL=..., else git's origin), sync it into the .ipynb, and re-execute it offline.
+notebook: $(STAMP)
+	$(BIN)/jupytext --sync $(NOTEBOOK)
+	$(BIN)/python scripts/lesson_url.py set $(REPO_URL)
+	$(BIN)/jupytext --sync $(NOTEBOOK)
+	$(BIN)/python scripts/execute_notebook.py
 
 seed-recordings: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,seed]'
@@ -75,6 +93,7 @@ seed-recordings: $(STAMP)
 # the notebook is re-executed in replay mode so its stored outputs are what replay prints.
 .PHONY: record
 record: $(STAMP)
+	$(BIN)/jupytext --sync $(NOTEBOOK)
 	$(BIN)/python scripts/execute_notebook.py --record
 
 clean:

@@ -28,7 +28,9 @@ KEY = "sk-proj-" + "FAKE0security0test0key0" * 2
 # What an OpenAI key looks like (sk-..., sk-proj-...), to find a real one left in a file.
 KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
 QUERY = "My invoice is wrong."
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("**/*.ipynb"))
+NOTEBOOKS = sorted(
+    [*(ROOT / "notebooks").glob("**/*.ipynb"), *(ROOT / "notebooks").glob("**/*.md")]
+)
 
 
 @pytest.fixture
