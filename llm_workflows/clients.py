@@ -343,6 +343,17 @@ class Runtime:
             print(f"llm-workflows: {current.describe()}", file=sys.stderr)
         self._announced = True
 
+    def _pace(self, request: object) -> None:
+        """An HTTP request hook: wait for this request's start slot, if calls are paced."""
+        pacer = self.pacer()
+        if pacer is not None:
+            pacer.wait()
+
+    async def _apace(self, request: object) -> None:
+        pacer = self.pacer()
+        if pacer is not None:
+            await pacer.await_turn()
+
     def _make(self, cls: type, http_client_cls: type):
         current = self.settings()
         self._announce(current)
@@ -354,16 +365,19 @@ class Runtime:
         if current.mode == "replay":
             transport = replay.replay_transport(http_module(), self.store(current.recordings))
             return cls(api_key="replay", http_client=http_client_cls(transport=transport), **kwargs)
+        # Every HTTP request, the client's own retries included, waits for its start slot:
+        # a provider counts retries against its requests-per-minute limit too.
+        asynchronous = cls is openai.AsyncOpenAI
+        http_options: dict = {
+            "event_hooks": {"request": [self._apace if asynchronous else self._pace]}
+        }
         if current.mode == "record":
             # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
             target = current.recordings or str(replay.packaged_path())
-            transport = replay.recording_transport(
-                http_module(), self.store(target), asynchronous=cls is openai.AsyncOpenAI
+            http_options["transport"] = replay.recording_transport(
+                http_module(), self.store(target), asynchronous=asynchronous
             )
-            return cls(
-                api_key=current.key.key, http_client=http_client_cls(transport=transport), **kwargs
-            )
-        return cls(api_key=current.key.key, **kwargs)
+        return cls(api_key=current.key.key, http_client=http_client_cls(**http_options), **kwargs)
 
     def client(self) -> openai.OpenAI:
         """The synchronous client, made on first use."""

@@ -163,9 +163,6 @@ def chat(
     """
     request = _request(step, model, size, messages, response_format)
     client = clients.get_client()
-    pacer = clients.runtime.pacer()
-    if pacer is not None:
-        pacer.wait()  # before the clock starts: a call's seconds are the API's, not the pace's
     start = time.perf_counter()
     try:
         raw = client.chat.completions.with_raw_response.create(**request)
@@ -186,9 +183,6 @@ async def achat(
     """The async twin of :func:`chat`, with the shared async client."""
     request = _request(step, model, size, messages, response_format)
     client = clients.get_async_client()
-    pacer = clients.runtime.pacer()
-    if pacer is not None:
-        await pacer.await_turn()
     start = time.perf_counter()
     try:
         raw = await client.chat.completions.with_raw_response.create(**request)

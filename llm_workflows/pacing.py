@@ -5,7 +5,8 @@ concurrency 4 starts 240 requests a minute), so a provider with a published
 requests-per-minute limit and no rate-limit headers (Gemini's free tier) is paced here:
 each request takes the next start slot, ``60 / per_minute`` seconds after the previous one,
 and waits for it. The slots are taken under a lock, so threads, tasks and the sync and
-async clients share one pace. A 429 retried inside the openai client is not paced again.
+async clients share one pace. The runtime's clients call it from an HTTP request hook, so
+the client's own retries (after a 429, say) wait for a slot too: they count as requests.
 """
 
 from __future__ import annotations

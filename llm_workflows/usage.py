@@ -8,9 +8,11 @@ from dataclasses import asdict, dataclass
 
 from .providers import OPENAI, PROVIDERS, Price, base_model, provider_of_model
 
-# USD per 1M tokens (input, output), from every provider's entry in providers.PROVIDERS.
-PRICES_AS_OF = OPENAI.prices_as_of  # OpenAI's list prices, at the models' launch
-PRICES_PER_MILLION: dict[str, Price] = {
+# USD per 1M tokens (input, output): the lesson's OpenAI models at their list prices of
+# PRICES_AS_OF, and every provider's models (providers.PROVIDERS) in PRICES.
+PRICES_AS_OF = OPENAI.prices_as_of
+PRICES_PER_MILLION: dict[str, Price] = dict(OPENAI.prices)
+PRICES: dict[str, Price] = {
     model: price for provider in PROVIDERS.values() for model, price in provider.prices.items()
 }
 
@@ -28,8 +30,8 @@ class Call:
 
     @property
     def cost_usd(self) -> float | None:
-        """Estimated price from PRICES_PER_MILLION, or None for an unknown model or usage."""
-        price = PRICES_PER_MILLION.get(base_model(self.model))
+        """Estimated price from PRICES, or None for an unknown model or usage."""
+        price = PRICES.get(base_model(self.model))
         if price is None or self.prompt_tokens is None or self.completion_tokens is None:
             return None
         return (self.prompt_tokens * price[0] + self.completion_tokens * price[1]) / 1_000_000
