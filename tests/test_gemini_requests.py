@@ -18,6 +18,7 @@ import fakes
 import pytest
 
 from llm_workflows import clients, faq, lesson, routing
+from llm_workflows.errors import WorkflowError
 from llm_workflows.pacing import Pacer
 from llm_workflows.providers import GEMINI, LARGE, SMALL
 from llm_workflows.replay import STEP_HEADER
@@ -48,6 +49,7 @@ class Loopback:
 
     def __init__(self) -> None:
         self.seen: list[Seen] = []
+        self.errors: list[tuple[int, object]] = []  # (status, body) to answer first, in order
         loopback = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,10 +62,15 @@ class Loopback:
                     urlsplit(self.path).path, {k.lower(): v for k, v in self.headers.items()}, body
                 )
                 loopback.seen.append(seen)
-                data = json.dumps(
-                    fakes.completion(REPLIES[seen.step], model=body["model"])
-                ).encode()
-                self.send_response(200)
+                status, answer = (
+                    loopback.errors.pop(0)
+                    if loopback.errors
+                    else (200, fakes.completion(REPLIES[seen.step], model=body["model"]))
+                )
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("retry-after-ms", "10")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -175,3 +182,44 @@ def test_gemini_mode_is_paced_by_default(gemini, monkeypatch):
     pacer = clients.runtime.pacer()
     assert pacer is not None
     assert pacer.interval == 60.0 / GEMINI.requests_per_minute == 6.0
+
+
+def test_a_retry_after_429_waits_for_a_slot_too(gemini, monkeypatch):
+    """Gemini counts every request against its limit, the client's own retries included."""
+    monkeypatch.setenv("LLM_WORKFLOWS_RPM", "12")
+    monkeypatch.setenv("LLM_WORKFLOWS_MAX_RETRIES", "1")
+    clients.reset()
+    pacer = RecordingPacer(12)
+    clients.use_pacer(pacer)
+    gemini.errors.append((429, {"error": {"message": "Resource exhausted", "code": 429}}))
+    assert routing.classify_intent(lesson.ROUTING_QUERIES[0]) == routing.BILLING_INQUIRY
+    assert len(gemini.seen) == 2  # the 429, then the retry
+    assert pacer.slept == [5.0]  # the retry waited for the next slot
+
+
+def test_googles_error_list_becomes_one_line_with_its_message(gemini):
+    body = [
+        {
+            "error": {
+                "code": 400,
+                "message": 'Invalid JSON payload received. Unknown name "web_search_options"',
+                "status": "INVALID_ARGUMENT",
+            }
+        }
+    ]
+    gemini.errors.append((400, body))
+    with pytest.raises(WorkflowError) as caught:
+        routing.classify_intent(lesson.ROUTING_QUERIES[0])
+    message = str(caught.value)
+    assert message.startswith("classify intent: the API refused the request (400): Invalid JSON")
+    assert "INVALID_ARGUMENT" not in message and "\n" not in message
+
+
+def test_a_rejected_gemini_key_names_gemini_api_key(gemini):
+    gemini.errors.append((401, [{"error": {"code": 401, "message": "API key not valid."}}]))
+    with pytest.raises(WorkflowError) as caught:
+        routing.classify_intent(lesson.ROUTING_QUERIES[0])
+    message = str(caught.value)
+    assert "environment variable GEMINI_API_KEY" in message
+    assert "check GEMINI_API_KEY" in message
+    assert GEMINI_KEY not in message
