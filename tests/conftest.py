@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from llm_workflows import clients
+from llm_workflows.fake_server import FakeServer
 
 ENV = (
     "OPENAI_API_KEY",
@@ -37,10 +38,8 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def stub_server():
-    """One loopback OpenAI-compatible stub server for the session (tests reset it)."""
-    from benchmarks.stub_server import StubServer
-
-    with StubServer() as server:
+    """One loopback fake server for the session (tests reset its model)."""
+    with FakeServer() as server:
         yield server
 
 

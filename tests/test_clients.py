@@ -304,7 +304,7 @@ def test_one_model_for_every_step_can_be_set(monkeypatch):
     bodies: list[dict] = []
 
     def handler(request):
-        bodies.append(fakes.body_of(request))
+        bodies.append(request.body)
         return fakes.reply("Technical Support")
 
     fakes.script(handler)
@@ -320,7 +320,7 @@ def models_sent(monkeypatch, **kwargs) -> list[str]:
     bodies: list[dict] = []
 
     def handler(request):
-        bodies.append(fakes.body_of(request))
+        bodies.append(request.body)
         return fakes.reply("Technical Support")
 
     fakes.script(handler)
