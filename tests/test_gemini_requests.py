@@ -1,4 +1,4 @@
-"""What Gemini mode sends, seen by a loopback server through the real openai clients.
+"""What Gemini mode sends, seen by the loopback fake server through the real openai clients.
 
 The Gemini entry's base URL is kept, path and all, with only its scheme and host turned to
 the loopback server; the key, models and parameters are the preset's own.
@@ -9,19 +9,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-import fakes
 import pytest
 
-from llm_workflows import clients, faq, lesson, routing
+from llm_workflows import clients, faq, lesson, orchestration, routing
 from llm_workflows.errors import WorkflowError
+from llm_workflows.fake_server import FakeServer
 from llm_workflows.pacing import Pacer
 from llm_workflows.providers import GEMINI, LARGE, SMALL
-from llm_workflows.replay import STEP_HEADER
+from llm_workflows.testing import Answer, FakeModel
 
 GEMINI_KEY = "gemini-SECRET-2222"
 QUESTIONS = [f"Question {i}?" for i in range(1, 11)]
@@ -33,73 +31,21 @@ REPLIES = {
 }
 
 
-@dataclasses.dataclass
-class Seen:
-    path: str
-    headers: dict[str, str]
-    body: dict
-
-    @property
-    def step(self) -> str:
-        return self.headers.get(STEP_HEADER.lower(), "")
-
-
-class Loopback:
-    """A loopback Chat Completions server answering each step from REPLIES."""
-
-    def __init__(self) -> None:
-        self.seen: list[Seen] = []
-        self.errors: list[tuple[int, object]] = []  # (status, body) to answer first, in order
-        loopback = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                seen = Seen(
-                    urlsplit(self.path).path, {k.lower(): v for k, v in self.headers.items()}, body
-                )
-                loopback.seen.append(seen)
-                status, answer = (
-                    loopback.errors.pop(0)
-                    if loopback.errors
-                    else (200, fakes.completion(REPLIES[seen.step], model=body["model"]))
-                )
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                if status == 429:
-                    self.send_header("retry-after-ms", "10")
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def server():
-    loopback = Loopback()
-    yield loopback
-    loopback.close()
+    """A loopback fake server of its own, answering each step from REPLIES."""
+    with FakeServer(FakeModel(REPLIES)) as loopback:
+        yield loopback
 
 
 @pytest.fixture
 def gemini(monkeypatch, server):
     """Gemini mode with its preset base URL pointed at the loopback server (same path)."""
-    url = urlsplit(GEMINI.base_url)._replace(scheme="http", netloc=f"127.0.0.1:{server.port}")
+    return gemini_at(server, monkeypatch)
+
+
+def gemini_at(server: FakeServer, monkeypatch) -> FakeServer:
+    url = urlsplit(GEMINI.base_url)._replace(scheme="http", netloc=f"{server.host}:{server.port}")
     local = dataclasses.replace(GEMINI, base_url=url.geturl())
     registry = MappingProxyType({**clients.PROVIDERS, GEMINI.name: local})
     monkeypatch.setattr(clients, "PROVIDERS", registry)
@@ -116,15 +62,15 @@ def test_gemini_requests_use_the_preset_path_key_and_models(gemini):
     questions = faq.generate_questions(lesson.WEBPAGES)
     assert routed.intent == routing.BILLING_INQUIRY
     assert questions == QUESTIONS  # parsed from the fenced reply
-    assert [s.step for s in gemini.seen] == [
+    assert [s.step for s in gemini.model.requests()] == [
         routing.CLASSIFY,
         routing.HANDLE,
         faq.GENERATE_QUESTIONS,
     ]
-    for seen in gemini.seen:
+    for seen in gemini.model.requests():
         assert seen.path == "/v1beta/openai/chat/completions"
-        assert seen.headers["authorization"] == f"Bearer {GEMINI_KEY}"
-    models = {s.step: s.body["model"] for s in gemini.seen}
+        assert seen.authorization == f"Bearer {GEMINI_KEY}"
+    models = {s.step: s.body["model"] for s in gemini.model.requests()}
     assert models == {
         routing.CLASSIFY: GEMINI.models[LARGE],
         routing.HANDLE: GEMINI.models[LARGE],
@@ -134,7 +80,7 @@ def test_gemini_requests_use_the_preset_path_key_and_models(gemini):
 
 def test_gemini_requests_carry_only_model_and_messages(gemini):
     faq.generate_questions(lesson.WEBPAGES)  # a step that asks OpenAI for json_object
-    (seen,) = gemini.seen
+    (seen,) = gemini.model.requests()
     assert sorted(seen.body) == ["messages", "model"]
     assert {m["role"] for m in seen.body["messages"]} <= {"system", "user"}
 
@@ -146,7 +92,7 @@ def test_the_same_step_sends_response_format_to_openai(monkeypatch, server):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     clients.reset()
     faq.generate_questions(lesson.WEBPAGES)
-    (seen,) = server.seen
+    (seen,) = server.model.requests()
     assert seen.body["response_format"] == {"type": "json_object"}
     assert seen.path == "/v1/chat/completions"
 
@@ -171,7 +117,7 @@ def test_every_gemini_request_waits_for_its_slot(gemini, monkeypatch):
     clients.use_pacer(pacer)
     asyncio.run(routing.route(lesson.ROUTING_QUERIES[0]))  # async client: 2 requests
     faq.generate_questions(lesson.WEBPAGES)  # sync client: 1 request
-    assert len(gemini.seen) == 3
+    assert len(gemini.model.requests()) == 3
     assert pacer.slept == [5.0, 10.0]  # the first started at once; on a frozen clock, the
     # second and third waited for slots 5 s and 10 s later
 
@@ -191,10 +137,16 @@ def test_a_retry_after_429_waits_for_a_slot_too(gemini, monkeypatch):
     clients.reset()
     pacer = RecordingPacer(12)
     clients.use_pacer(pacer)
-    gemini.errors.append((429, {"error": {"message": "Resource exhausted", "code": 429}}))
+    gemini.model.add_fault("429", count=1, retry_after=0.01)
     assert routing.classify_intent(lesson.ROUTING_QUERIES[0]) == routing.BILLING_INQUIRY
-    assert len(gemini.seen) == 2  # the 429, then the retry
+    assert len(gemini.model.requests()) == 2  # the 429, then the retry
     assert pacer.slept == [5.0]  # the retry waited for the next slot
+
+
+def answer_with(server: FakeServer, status: int, body: object) -> None:
+    """Answer the classifier with this status and JSON body (Google's come in a list)."""
+    answer = Answer(status, json.dumps(body), {"content-type": "application/json"})
+    server.model.replies[routing.CLASSIFY] = lambda request: answer
 
 
 def test_googles_error_list_becomes_one_line_with_its_message(gemini):
@@ -207,7 +159,7 @@ def test_googles_error_list_becomes_one_line_with_its_message(gemini):
             }
         }
     ]
-    gemini.errors.append((400, body))
+    answer_with(gemini, 400, body)
     with pytest.raises(WorkflowError) as caught:
         routing.classify_intent(lesson.ROUTING_QUERIES[0])
     message = str(caught.value)
@@ -216,10 +168,31 @@ def test_googles_error_list_becomes_one_line_with_its_message(gemini):
 
 
 def test_a_rejected_gemini_key_names_gemini_api_key(gemini):
-    gemini.errors.append((401, [{"error": {"code": 401, "message": "API key not valid."}}]))
+    answer_with(gemini, 401, [{"error": {"code": 401, "message": "API key not valid."}}])
     with pytest.raises(WorkflowError) as caught:
         routing.classify_intent(lesson.ROUTING_QUERIES[0])
     message = str(caught.value)
     assert "environment variable GEMINI_API_KEY" in message
     assert "check GEMINI_API_KEY" in message
     assert GEMINI_KEY not in message
+
+
+def test_every_step_of_the_three_workflows_sends_only_what_gemini_documents(
+    stub_server, monkeypatch
+):
+    """The whole lesson's request shapes, against the standard fake (a reply for every step)."""
+    stub_server.model.reset()
+    gemini_at(stub_server, monkeypatch)
+    asyncio.run(faq.build_faq(lesson.WEBPAGES, concurrency=4))
+    asyncio.run(routing.route_many(lesson.ROUTING_QUERIES))
+    asyncio.run(orchestration.process_customer_message(lesson.CUSTOMER_MESSAGE))
+    seen = stub_server.model.requests()
+    small_steps = {faq.GENERATE_QUESTIONS, faq.ANSWER, faq.FIND_SOURCES}
+    assert small_steps < {r.step for r in seen}
+    assert {orchestration.ORCHESTRATOR, orchestration.SYNTHESIZER} < {r.step for r in seen}
+    for request in seen:
+        assert request.path == "/v1beta/openai/chat/completions"
+        assert request.authorization == f"Bearer {GEMINI_KEY}"
+        assert sorted(request.body) == ["messages", "model"], request.step
+        size = SMALL if request.step in small_steps else LARGE
+        assert request.body["model"] == GEMINI.models[size], request.step
