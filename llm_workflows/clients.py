@@ -23,9 +23,9 @@ from dotenv import dotenv_values, find_dotenv
 from . import replay
 from .errors import ConfigurationError
 from .pacing import Pacer
-from .providers import LARGE, OPENAI, PROVIDERS, SMALL, Provider
-
-__all__ = ["LARGE", "SMALL"]  # re-exported: steps ask for a model by size
+from .providers import LARGE as LARGE  # re-exported: steps ask for a model by size
+from .providers import OPENAI, PROVIDERS, Provider
+from .providers import SMALL as SMALL
 
 MODES = ("live", "replay", "record")
 KEY_NAME = OPENAI.key_name
@@ -223,6 +223,14 @@ def load_settings() -> Settings:
             f"found (looked for {names} in the environment, a .env file, Colab secrets)",
             f"set {names}, or unset LLM_WORKFLOWS_MODE to replay the recordings",
         )
+    recordings = get("LLM_WORKFLOWS_RECORDINGS")
+    if mode == "record" and provider is not OPENAI and not recordings:
+        raise ConfigurationError(
+            "settings",
+            f"record mode with {provider.key_name} would add {provider.label}'s replies to "
+            "the shipped recordings, which are OpenAI's",
+            f"set LLM_WORKFLOWS_RECORDINGS to a file of their own, e.g. {provider.name}.jsonl",
+        )
     api = OPENAI if mode == "replay" else provider  # the recordings are OpenAI's
     pace = _number("LLM_WORKFLOWS_RPM", get("LLM_WORKFLOWS_RPM"), api.requests_per_minute, float)
     return Settings(
@@ -240,7 +248,7 @@ def load_settings() -> Settings:
                 int,
             )
         ),
-        recordings=get("LLM_WORKFLOWS_RECORDINGS"),
+        recordings=recordings,
         model=get("LLM_WORKFLOWS_MODEL"),
         mode_was_chosen=chosen,
         preset_models=api.models,

@@ -59,4 +59,8 @@ def colab_sim(monkeypatch):
     importlib.invalidate_caches()
     userdata = importlib.import_module("google.colab.userdata")
     assert Path(userdata.__file__).is_relative_to(COLAB_SIM)  # not an installed google package
-    return userdata
+    yield userdata
+    # Later tests must not find the simulation: forget what was imported from it (the
+    # modules deleted above come back when monkeypatch undoes its changes).
+    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+        del sys.modules[name]

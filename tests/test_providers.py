@@ -98,6 +98,18 @@ def test_live_mode_without_any_key_names_both_keys(monkeypatch):
     assert "\n" not in message
 
 
+def test_recording_gemini_needs_a_recordings_file_of_its_own(monkeypatch, tmp_path):
+    monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
+    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "record")
+    with pytest.raises(ConfigurationError) as caught:
+        clients.load_settings()
+    assert "set LLM_WORKFLOWS_RECORDINGS to a file of their own" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", str(tmp_path / "gemini.jsonl"))
+    settings = clients.load_settings()
+    assert (settings.mode, settings.api.name) == ("record", "gemini")
+
+
 # --- what the Gemini preset sets ---------------------------------------------------------------
 
 
