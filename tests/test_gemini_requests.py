@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from llm_workflows import clients, faq, lesson, orchestration, routing
+from llm_workflows.cli import main
 from llm_workflows.errors import WorkflowError
 from llm_workflows.fake_server import FakeServer
 from llm_workflows.pacing import Pacer
@@ -196,3 +197,11 @@ def test_every_step_of_the_three_workflows_sends_only_what_gemini_documents(
         assert sorted(request.body) == ["messages", "model"], request.step
         size = SMALL if request.step in small_steps else LARGE
         assert request.body["model"] == GEMINI.models[size], request.step
+
+
+def test_cli_says_under_the_calls_that_gemini_free_tier_costs_nothing(gemini, capsys):
+    assert main(["route", lesson.ROUTING_QUERIES[0]]) == 0
+    out = capsys.readouterr().out
+    assert GEMINI.cost_note in out.splitlines()
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert total.endswith("0.000000")  # usage was known (the fake's), and the price is $0
