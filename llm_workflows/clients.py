@@ -35,6 +35,8 @@ DEFAULT_MAX_RETRIES = 2
 # Each step asks for a model by size (SMALL: the FAQ chain's many short calls, as in the
 # lesson; LARGE: routing and the orchestrator-worker); these are the defaults.
 DEFAULT_MODELS: Mapping[str, str] = OPENAI.models
+# The shipped recordings were made with OpenAI's models and parameters: replay sends those.
+RECORDED = OPENAI
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Settings:
     @property
     def api(self) -> Provider:
         """The provider whose requests are sent: OpenAI in replay (the recordings are its)."""
-        return OPENAI if self.mode == "replay" else self.provider
+        return RECORDED if self.mode == "replay" else self.provider
 
     def model_for(self, size: str, explicit: str | None = None) -> str:
         """The model a step of this size uses: the one precedence rule of the package.
@@ -224,14 +226,14 @@ def load_settings() -> Settings:
             f"set {names}, or unset LLM_WORKFLOWS_MODE to replay the recordings",
         )
     recordings = get("LLM_WORKFLOWS_RECORDINGS")
-    if mode == "record" and provider is not OPENAI and not recordings:
+    if mode == "record" and provider is not RECORDED and not recordings:
         raise ConfigurationError(
             "settings",
             f"record mode with {provider.key_name} would add {provider.label}'s replies to "
             "the shipped recordings, which are OpenAI's",
             f"set LLM_WORKFLOWS_RECORDINGS to a file of their own, e.g. {provider.name}.jsonl",
         )
-    api = OPENAI if mode == "replay" else provider  # the recordings are OpenAI's
+    api = RECORDED if mode == "replay" else provider
     pace = _number("LLM_WORKFLOWS_RPM", get("LLM_WORKFLOWS_RPM"), api.requests_per_minute, float)
     return Settings(
         mode=mode,
