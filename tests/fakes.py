@@ -3,18 +3,32 @@
 ``script(handler)`` installs the fake model in-process with ``handler(request)`` answering
 every step; ``reply``/``error`` build its answers. ``use_stub`` points the package's own
 clients at the loopback fake server (the ``stub_server`` fixture of conftest.py).
+``load_script`` imports one of ``scripts/`` without touching ``sys.path``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from llm_workflows import clients, testing
 from llm_workflows.testing import Answer, FakeModel, Request, completion, error
 
 ROOT = Path(__file__).resolve().parents[1]
-__all__ = ["ROOT", "Answer", "Request", "completion", "error", "reply", "script", "use_stub"]
+__all__ = [
+    "ROOT",
+    "Answer",
+    "Request",
+    "completion",
+    "error",
+    "load_script",
+    "reply",
+    "script",
+    "use_stub",
+]
 
 
 def reply(content: str | None, **kwargs) -> Answer:
@@ -39,3 +53,12 @@ def use_stub(stub_server, monkeypatch, key: str, **settings: str) -> testing.Fak
         monkeypatch.setenv(name, value)
     clients.reset()
     return stub_server.model
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/NAME.py`` as a module (scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
