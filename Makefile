@@ -9,9 +9,9 @@ RUNTIME := $(VENV)/.installed-runtime
 .PHONY: help install demo test lint format seed-recordings notebook dist clean
 
 NOTEBOOK := notebooks/llm_workflows.ipynb
-# Unsets every LLM_WORKFLOWS_* and OPENAI_* variable: the notebook runs as a student's
+# Unsets every LLM_WORKFLOWS_*, OPENAI_* and GEMINI_* variable: the notebook runs as a student's
 # keyless run does ("Mode: replay because no OpenAI API key was found.").
-KEYLESS := env $(foreach name,$(filter LLM_WORKFLOWS_% OPENAI_%,$(.VARIABLES)),-u $(name))
+KEYLESS := env $(foreach name,$(filter LLM_WORKFLOWS_% OPENAI_% GEMINI_%,$(.VARIABLES)),-u $(name))
 
 help:
 	@echo "make demo             run the three workflows on the lesson's inputs (offline without a key)"

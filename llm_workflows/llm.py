@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from typing import Any
 
 import openai
@@ -21,6 +22,7 @@ from . import clients
 from .clients import LARGE
 from .errors import ModelOutputError, WorkflowError
 from .parsing import describe
+from .providers import PROVIDERS
 from .redaction import safe_url
 from .replay import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
 from .usage import Call
@@ -34,8 +36,12 @@ OPENAI_HOST = "api.openai.com"
 def _request(
     step: str, model: str | None, size: str, messages: Messages, response_format: dict | None
 ) -> dict:
-    kwargs: dict[str, Any] = {"model": clients.model_for(size, model), "messages": messages}
-    if response_format is not None:
+    """The keyword arguments of one Chat Completions call: only what the provider accepts."""
+    settings = clients.settings()
+    kwargs: dict[str, Any] = {"model": settings.model_for(size, model), "messages": messages}
+    # Where the provider does not document response_format (Gemini), the prompt alone asks
+    # for JSON, and the parsers accept it inside a Markdown code fence.
+    if response_format is not None and settings.api.send_response_format:
         kwargs["response_format"] = response_format
     kwargs["extra_headers"] = {STEP_HEADER: step}
     return kwargs
@@ -50,11 +56,19 @@ def _api_message(error: openai.APIStatusError) -> str:
     """The API's own message, once (``str(error)`` adds "Error code: 400 - " and, on
     openai 2.x, the whole error body)."""
     body = error.body
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
+        body = body[0].get("error", body[0])  # Google's error object comes in a list
     if isinstance(body, dict) and body.get("message"):
         text = str(body["message"])
     else:  # not the API's JSON (a proxy's HTML page, say): keep one short line of it
         text = str(body or error.response.reason_phrase or "no message")
     return _short(text)
+
+
+def _provider_hosts() -> set[str]:
+    """The hosts of the providers' own APIs (api.openai.com, Gemini's...)."""
+    hosts = {urllib.parse.urlsplit(p.base_url).hostname for p in PROVIDERS.values() if p.base_url}
+    return {OPENAI_HOST, *(h for h in hosts if h)}
 
 
 def _cause(error: BaseException, kinds: tuple[type, ...]) -> BaseException | None:
@@ -99,9 +113,9 @@ def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
     n = client.max_retries
     retries = f"after {n} {'retry' if n == 1 else 'retries'} by llm-workflows"
     where = safe_url(client.base_url)
-    # Behind a gateway the server's own words say what failed (its key to its provider,
-    # say): keep them rather than guess.
-    gateway = client.base_url.host != OPENAI_HOST
+    # Behind a gateway (or any server but a provider's own API) the server's own words say
+    # what failed (its key to its provider, say): keep them rather than guess.
+    gateway = client.base_url.host not in _provider_hosts()
     if isinstance(error, openai.NotFoundError) and getattr(error, "code", None) == MISS_CODE:
         return WorkflowError(
             step,
@@ -109,18 +123,21 @@ def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
             "set OPENAI_API_KEY and LLM_WORKFLOWS_MODE=record to record it",
         )
     if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)) and gateway:
+        source = clients.key_source()
+        ours = clients.settings().api.key_name + (f" (from the {source})" if source else "")
         return WorkflowError(
             step,
             f"the server at {where} refused the request ({error.status_code}): "
             f"{_api_message(error)}",
-            "check OPENAI_API_KEY, or the server's own key if its message is about its provider",
+            f"check {ours}, or the server's own key if its message is about its provider",
         )
     if isinstance(error, openai.AuthenticationError):
         source = clients.key_source()
         return WorkflowError(
             step,
             "the API rejected the key (401)" + (f" from the {source}" if source else ""),
-            "check OPENAI_API_KEY (and OPENAI_BASE_URL if you use another server)",
+            f"check {clients.settings().api.key_name} "
+            "(and OPENAI_BASE_URL if you use another server)",
         )
     if isinstance(error, openai.PermissionDeniedError):
         return WorkflowError(

@@ -54,8 +54,12 @@ def write(nb: nbformat.NotebookNode, path: Path) -> None:
 
 
 def student_env() -> dict[str, str | None]:
-    """Unset every LLM_WORKFLOWS_* and OPENAI_* variable: what a student without a key has."""
-    return {name: None for name in os.environ if name.startswith(("LLM_WORKFLOWS_", "OPENAI_"))}
+    """Unset every LLM_WORKFLOWS_*, OPENAI_* and GEMINI_* variable: a student without a key."""
+    return {
+        name: None
+        for name in os.environ
+        if name.startswith(("LLM_WORKFLOWS_", "OPENAI_", "GEMINI_"))
+    }
 
 
 def _run(path: Path, env: dict[str, str | None], cwd: Path | None = None) -> nbformat.NotebookNode:
