@@ -10,6 +10,7 @@ two differ. Regenerate the page with ``python tests/test_faults.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import re
@@ -17,21 +18,20 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import fakes
 import pytest
 from fakes import ROOT, use_stub
-from loopback import Loopback, reset, send, send_json, trickle
 
 from llm_workflows import cli, clients, lesson, llm, replay, transport
 from llm_workflows.documents import Document
 from llm_workflows.errors import WorkflowError
+from llm_workflows.fake_server import FakeServer
 from llm_workflows.faq import build_faq
 from llm_workflows.orchestration import process_customer_message
-from llm_workflows.replay import STEP_HEADER
 from llm_workflows.routing import Routed, route, route_many
 from llm_workflows.testing import Answer, FakeModel, Fault
 from llm_workflows.usage import calls_table
@@ -895,10 +895,10 @@ BUGS: list[tuple[str, str, str]] = []  # (area, input, now and expected) of xfai
 # --- Reliability II: hostile replies, hostile files, secrets, wrong results ---------------------
 #
 # Each test below is a row of docs/faults.md: ``@hostile(family, plays)`` registers it, and
-# its ``shows`` default is the text it asserts (and the doc prints). Body-shape faults play
-# through an in-process MockTransport (``fakes.script``); the faults that need a socket
-# (a trickle, a reset, broken gzip, a redirect loop, a gateway's headers) play through the
-# standard-library loopback server of ``tests/loopback.py``, with the package's own clients.
+# its ``shows`` default is the text it asserts (and the doc prints). All play the one fake
+# model: body-shape faults in-process (``fakes.script``, a MockTransport); the faults that
+# need a socket (a trickle, a reset, broken gzip, a redirect loop, a gateway's headers) on
+# its loopback server (``llm_workflows.fake_server``), with the package's own clients.
 
 FAMILIES = {
     "200": "A 200 that is not a usable completion",
@@ -986,10 +986,18 @@ def live(monkeypatch, url: str, key: str = KEY, **settings: str) -> None:
     clients.reset()
 
 
-def completion_json(h, request, **kwargs) -> None:
-    """The lesson model's reply, sent by the loopback server."""
-    step = request.headers.get(STEP_HEADER.lower(), "")
-    send_json(h, 200, body(LESSON_REPLIES[step], **kwargs.pop("body", {})), **kwargs)
+@contextlib.contextmanager
+def serving(answer: Callable) -> Iterator[FakeServer]:
+    """The one fake model on its loopback server, answering every request with ``answer``."""
+    with FakeServer(FakeModel(default=answer)) as server:
+        yield server
+
+
+def gateway_reply(request, headers: dict[str, str] | None = None, **kwargs) -> Answer:
+    """The lesson model's reply, with a gateway's extra headers."""
+    answer = lesson_model(request, **kwargs)
+    answer.headers.update(headers or {})
+    return answer
 
 
 # 1. A 200 response that is not a usable completion ------------------------------------------
@@ -1310,14 +1318,13 @@ def test_a_key_echoed_by_the_server_is_redacted(
 ):
     key = "gw-" + "FAKE0echo0key0" * 2  # not sk-shaped: only known as our key
 
-    def answer(h, request):
-        sent = request.headers["authorization"]
-        send_json(h, 400, {"error": {"message": f"Invalid header: {sent} (key {key})"}})
+    def answer(request):
+        return fakes.error(400, f"Invalid header: {request.authorization} (key {key})")
 
-    with Loopback(answer) as server:
+    with serving(answer) as server:
         live(monkeypatch, server.url, key=key)
         status, out, err = run_cli(capsys, "route", "--json", "My invoice is wrong.")
-    assert server.requests[0].headers["authorization"] == f"Bearer {key}"
+    assert server.model.requests()[0].authorization == f"Bearer {key}"
     assert status == 1 and key not in out + err
     assert json.loads(out)["results"][0]["error"] == shows
 
@@ -1331,13 +1338,12 @@ def test_a_trickling_server_cannot_outlive_the_timeout(
     capsys,
     shows="classify intent: no answer within 1 s after 1 retry by llm-workflows",
 ):
-    data = json.dumps(body("Billing Inquiry")).encode()
-    with Loopback(lambda h, request: trickle(h, data, every=0.2)) as server:
+    with serving(lambda request: Answer(200, body("Billing Inquiry"), trickle=0.2)) as server:
         live(monkeypatch, server.url, LLM_WORKFLOWS_TIMEOUT="1", LLM_WORKFLOWS_MAX_RETRIES="1")
         start = time.monotonic()
         status, _out, err = run_cli(capsys, "route", "My invoice is wrong.")
         seconds = time.monotonic() - start
-    assert status == 1 and shows in err and len(server.requests) == 2
+    assert status == 1 and shows in err and server.model.count() == 2
     assert seconds < 1 * 2 + 1.5  # timeout × (retries + 1) + the client's backoff
 
 
@@ -1345,8 +1351,7 @@ def test_a_trickling_server_cannot_outlive_the_timeout(
 def test_a_trickling_server_cannot_outlive_twice_the_timeout_in_sync_code(
     monkeypatch, shows="answer: no answer within 1 s after 0 retries by llm-workflows"
 ):
-    data = json.dumps(body(ANSWER_TEXT)).encode()
-    with Loopback(lambda h, request: trickle(h, data, every=0.2)) as server:
+    with serving(lambda request: Answer(200, body(ANSWER_TEXT), trickle=0.2)) as server:
         live(monkeypatch, server.url, LLM_WORKFLOWS_TIMEOUT="1")
         start = time.monotonic()
         with pytest.raises(WorkflowError) as error:
@@ -1361,10 +1366,10 @@ def test_a_trickling_server_cannot_outlive_twice_the_timeout_in_sync_code(
 
 @hostile("named", "`OPENAI_API_KEY` with spaces and a newline around it")
 def test_whitespace_around_the_key_is_stripped(monkeypatch, capsys, shows="Bearer " + KEY):
-    with Loopback(completion_json) as server:
+    with serving(lesson_model) as server:
         live(monkeypatch, server.url, key=f"  {KEY}\n")
         status, _, _ = run_cli(capsys, "route", "My invoice is wrong.")
-    assert status == 0 and {r.headers["authorization"] for r in server.requests} == {shows}
+    assert status == 0 and {r.authorization for r in server.model.requests()} == {shows}
 
 
 @pytest.mark.parametrize(
@@ -1396,20 +1401,24 @@ ROWS.append(
 )
 
 
-def _gzip_garbage(h, request):
-    send(h, 200, b"\x1f\x8b\x08\x00not really gzip", {"content-encoding": "gzip"})
+CUT_BODY = b'{"id": "chatcmpl-1", "choices": [' + b" " * 1967  # 2000 bytes, 33 sent
 
 
-def _cut_short(h, request):
-    send(h, 200, b'{"id": "chatcmpl-1", "choices": [', length=2000)
+def _gzip_garbage(request) -> Answer:
+    headers = {"content-encoding": "gzip", "content-type": "application/json"}
+    return Answer(200, b"\x1f\x8bnot really gzip", headers)
 
 
-def _reset(h, request):
-    reset(h, b'{"id": "chatcmpl-1", "choices": [')
+def _cut_short(request) -> Answer:
+    return Answer(200, CUT_BODY, {"content-type": "application/json"}, cut=33)
 
 
-def _redirect_loop(h, request):
-    send(h, 307, b"", {"location": request.path})
+def _reset(request) -> Answer:
+    return Answer(200, CUT_BODY, {"content-type": "application/json"}, cut=33, reset=True)
+
+
+def _redirect_loop(request) -> Answer:
+    return Answer(307, b"", {"location": request.path})
 
 
 SOCKET_FAULTS = [
@@ -1446,7 +1455,7 @@ for _id, _plays, _, _shows in SOCKET_FAULTS:
     ("answer", "shows"), [(f[2], f[3]) for f in SOCKET_FAULTS], ids=[f[0] for f in SOCKET_FAULTS]
 )
 def test_a_broken_reply_is_named_for_what_it_is(monkeypatch, capsys, answer, shows):
-    with Loopback(answer) as server:
+    with serving(answer) as server:
         live(monkeypatch, server.url)
         status, out, err = run_cli(capsys, "route", "My invoice is wrong.")
     assert status == 1 and out == ""
@@ -1585,7 +1594,7 @@ def test_record_mode_checks_the_file_before_any_call(
     monkeypatch, capsys, tmp_path, shows="record: cannot write the recordings file"
 ):
     (tmp_path / "a-file").write_text("x")
-    with Loopback(completion_json) as server:
+    with serving(lesson_model) as server:
         live(
             monkeypatch,
             server.url,
@@ -1593,7 +1602,7 @@ def test_record_mode_checks_the_file_before_any_call(
             LLM_WORKFLOWS_RECORDINGS=str(tmp_path / "a-file" / "rec.jsonl"),
         )
         status, out, err = run_cli(capsys, "demo")
-    assert status == 1 and out == "" and server.requests == []  # no call made, none paid
+    assert status == 1 and out == "" and server.model.count() == 0  # no call made, none paid
     assert err.startswith(f"llm-workflows: error: {shows}") and "no call was made" in err
 
 
@@ -1604,7 +1613,7 @@ def test_record_mode_starts_after_a_cut_off_line(
     path = tmp_path / "rec.jsonl"
     good = recordings_for(RECORDED_QUERY)
     path.write_text(good[0] + "\n" + good[1][:40], encoding="utf-8")
-    with Loopback(completion_json) as server:
+    with serving(lesson_model) as server:
         live(
             monkeypatch, server.url, LLM_WORKFLOWS_MODE="record", LLM_WORKFLOWS_RECORDINGS=str(path)
         )
@@ -1657,21 +1666,11 @@ def test_an_upstream_401_keeps_the_gateways_message(
     capsys,
     shows=f"classify intent: the server at http://127.0.0.1:PORT/v1/ refused the request (401): {LITELLM_401}",
 ):
-    def answer(h, request):
-        send_json(
-            h,
-            401,
-            {
-                "error": {
-                    "message": LITELLM_401,
-                    "type": "auth_error",
-                    "param": "None",
-                    "code": "401",
-                }
-            },
-        )
+    def answer(request):  # LiteLLM's body for its upstream's 401
+        error = {"message": LITELLM_401, "type": "auth_error", "param": "None", "code": "401"}
+        return Answer(401, {"error": error})
 
-    with Loopback(answer) as server:
+    with serving(answer) as server:
         live(monkeypatch, server.url)
         status, _, err = run_cli(capsys, "route", "My invoice is wrong.")
     assert status == 1 and f"error: query 'My invoice is wrong.': {shows}" in _portless(err)
@@ -1684,27 +1683,20 @@ def test_an_upstream_500_keeps_the_message_and_says_whose_retries(
     capsys,
     shows=f"classify intent: the server failed (500) after 1 retry by llm-workflows: {LITELLM_DOWN}",
 ):
-    def answer(h, request):
-        send_json(
-            h,
-            500,
-            {"error": {"message": LITELLM_DOWN, "type": None, "param": None, "code": "500"}},
-            {"retry-after": "0.01"},
-        )
+    def answer(request):  # LiteLLM's body when its upstream cannot be reached
+        error = {"message": LITELLM_DOWN, "type": None, "param": None, "code": "500"}
+        return Answer(500, {"error": error}, {"retry-after": "0.01"})
 
-    with Loopback(answer) as server:
+    with serving(answer) as server:
         live(monkeypatch, server.url, LLM_WORKFLOWS_MAX_RETRIES="1")
         status, _, err = run_cli(capsys, "route", "My invoice is wrong.")
-    assert status == 1 and len(server.requests) == 2
+    assert status == 1 and server.model.count() == 2
     assert err.startswith(f"llm-workflows: error: query 'My invoice is wrong.': {shows}")
 
 
 @hostile("gateway", "usage filled in as 0 tokens (the upstream sent none)")
 def test_zero_usage_for_a_prompt_is_unknown_not_free(monkeypatch, capsys, shows="n/a"):
-    def answer(h, request):
-        completion_json(h, request, body={"usage": (0, 0)})
-
-    with Loopback(answer) as server:
+    with serving(lambda request: lesson_model(request, usage=(0, 0))) as server:
         live(monkeypatch, server.url)
         status, out, _ = run_cli(capsys, "route", "--json", "My invoice is wrong.")
         _, text, _ = run_cli(capsys, "route", "My invoice is wrong.")
@@ -1724,12 +1716,10 @@ def test_zero_usage_for_a_prompt_is_unknown_not_free(monkeypatch, capsys, shows=
 def test_a_gateway_alias_is_priced_as_the_model_named_in_its_header(
     monkeypatch, shows="gpt-4.1-nano"
 ):
-    def answer(h, request):
-        completion_json(
-            h, request, body={"usage": (1000, 100)}, headers={"x-litellm-model-name": shows}
-        )
+    def answer(request):
+        return gateway_reply(request, {"x-litellm-model-name": shows}, usage=(1000, 100))
 
-    with Loopback(answer) as server:
+    with serving(answer) as server:
         live(monkeypatch, server.url)
         routed = asyncio.run(route("My invoice is wrong."))
     assert {(c.model, c.model_source) for c in routed.calls} == {(shows, "header")}
@@ -1745,17 +1735,16 @@ def test_a_long_wait_before_a_retry_is_said_once_on_stderr(
     monkeypatch.setattr(transport, "NOTICE_AFTER_SECONDS", 0.2)  # the real threshold is 3 s
     seen = []
 
-    def answer(h, request):
+    def answer(request):
         seen.append(request)
         if len(seen) <= 2:
-            send_json(h, 429, {"error": {"message": "Rate limit reached"}}, {"retry-after": "0.5"})
-        else:
-            completion_json(h, request)
+            return fakes.error(429, retry_after=0.5)
+        return lesson_model(request)
 
-    with Loopback(answer) as server:
+    with serving(answer) as server:
         live(monkeypatch, server.url, LLM_WORKFLOWS_MAX_RETRIES="2")
         status, _out, err = run_cli(capsys, "route", "My invoice is wrong.")
-    assert status == 0 and len(server.requests) == 4  # 2 × 429, then classify and handle
+    assert status == 0 and server.model.count() == 4  # 2 × 429, then classify and handle
     assert err.splitlines() == [shows]
 
 
@@ -1841,12 +1830,13 @@ def render_doc() -> str:
         "",
         "## Hostile replies, hostile files, secrets and wrong results",
         "",
-        "Each row is one test of tests/test_faults.py, through the real `openai` client: "
-        "body-shape faults through an in-process `MockTransport`, the faults that need a "
-        "socket (a trickled body, a reset, broken gzip, a redirect loop, a gateway's "
-        "headers) through the standard-library loopback server of `tests/loopback.py` with "
-        "the package's own clients and `OPENAI_BASE_URL`. The last column is the text the "
-        "test asserts (`PORT` stands for the loopback server's port). Whatever comes back, "
+        "Each row is one test of tests/test_faults.py, through the real `openai` client and "
+        "the one fake model (`llm_workflows/testing.py`): body-shape faults in-process (a "
+        "`MockTransport`), the faults that need a socket (a trickled body, a cut or reset "
+        "body, broken gzip, a redirect loop, a gateway's headers) on its loopback server "
+        "(`llm_workflows/fake_server.py`), with the package's own clients and "
+        "`OPENAI_BASE_URL`. The last column is the text the test asserts (`PORT` stands for "
+        "the loopback server's port). Whatever comes back, "
         "the run ends in the right result or in one line naming the step, setting or file; "
         "the other items, queries and tasks go on, and no secret is shown.",
         "",
