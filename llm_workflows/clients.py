@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType, ModuleType
 
 import openai
@@ -53,6 +53,8 @@ class Settings:
     model: str | None = None  # LLM_WORKFLOWS_MODEL: one model for every step (e.g. on Ollama)
     # A provider preset's model per size (SMALL, LARGE); empty: the DEFAULT_MODELS apply.
     preset_models: Mapping[str, str] = field(default_factory=dict)
+    # LLM_WORKFLOWS_REPLAY_LATENCY: seconds each replayed call waits (a simulated latency).
+    replay_latency: float = 0.0
 
     def model_for(self, size: str, explicit: str | None = None) -> str:
         """The model a step of this size uses: the one precedence rule of the package.
@@ -71,6 +73,11 @@ class Settings:
                 f"Mode: replay{why}. Every model reply comes from the recordings shipped "
                 "with llm_workflows; set OPENAI_API_KEY to run live."
             )
+            if self.replay_latency:
+                text += (
+                    f"\nEach replayed call waits {self.replay_latency:g} s, a simulated latency: "
+                    "times are on a simulated clock."
+                )
         elif self.mode == "record":
             text = f"Mode: record. Calling the API{where} and saving each reply as it arrives."
         else:
@@ -172,6 +179,9 @@ def load_settings() -> Settings:
         recordings=get("LLM_WORKFLOWS_RECORDINGS"),
         model=get("LLM_WORKFLOWS_MODEL"),
         mode_was_chosen=chosen,
+        replay_latency=_number(
+            "LLM_WORKFLOWS_REPLAY_LATENCY", get("LLM_WORKFLOWS_REPLAY_LATENCY"), 0.0, float
+        ),
     )
 
 
@@ -205,6 +215,7 @@ class Runtime:
         self._aclient: openai.AsyncOpenAI | None = None
         self._aclient_loop: object = None  # the event loop our async client's connections use
         self._stores: dict[str | None, replay.Store] = {}
+        self._clock: replay.Clock | None = None
 
     @property
     def made(self) -> tuple[str, ...]:
@@ -223,14 +234,19 @@ class Runtime:
             self._settings = load_settings()
         return self._settings
 
-    def setup(self) -> Settings:
+    def setup(self, replay_latency: float | None = None) -> Settings:
         """Read the settings again and return them, so a caller can print ``describe()``.
 
         If they changed since the last read (a key added in Colab secrets, notebook access
         switched on), the clients and recordings made for the old ones are dropped. The
         one-line notice that the CLI prints on stderr is then not repeated.
+        ``replay_latency`` (seconds) overrides LLM_WORKFLOWS_REPLAY_LATENCY.
         """
         fresh = load_settings()
+        if replay_latency is not None:
+            if replay_latency < 0:
+                raise ConfigurationError("settings", "replay_latency must not be negative")
+            fresh = replace(fresh, replay_latency=float(replay_latency))
         if self._settings is not None and fresh != self._settings:
             self._forget_clients()
         self._settings = fresh
@@ -244,6 +260,20 @@ class Runtime:
     def model_for(self, size: str, explicit: str | None = None) -> str:
         """The model for a step of this size (see :meth:`Settings.model_for`)."""
         return self.settings().model_for(size, explicit)
+
+    def clock(self) -> replay.Clock:
+        """The clock workflows time themselves with: in replay with a simulated latency,
+        the simulated clock the replayed calls run on; otherwise the wall clock."""
+        if self._clock is None:
+            try:
+                current = self.settings()
+            except ConfigurationError:  # the first call reports it, naming its step
+                return replay.Clock()
+            simulated = current.mode == "replay" and current.replay_latency > 0
+            self._clock = (
+                replay.SimulatedClock(current.replay_latency) if simulated else replay.Clock()
+            )
+        return self._clock
 
     def store(self, extra: str | None = None) -> replay.Store:
         """The recordings for this extra file, loaded once and shared by both clients."""
@@ -265,7 +295,13 @@ class Runtime:
             "base_url": current.base_url,
         }
         if current.mode == "replay":
-            transport = replay.replay_transport(http_module(), self.store(current.recordings))
+            clock = self.clock()
+            transport = replay.replay_transport(
+                http_module(),
+                self.store(current.recordings),
+                clock if isinstance(clock, replay.SimulatedClock) else None,
+                asynchronous=cls is openai.AsyncOpenAI,
+            )
             return cls(api_key="replay", http_client=http_client_cls(transport=transport), **kwargs)
         if current.mode == "record":
             # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
@@ -322,4 +358,5 @@ key_source = runtime.key_source
 model_for = runtime.model_for
 get_client = runtime.client
 get_async_client = runtime.async_client
+clock = runtime.clock
 use_clients = runtime.use_clients

@@ -34,15 +34,22 @@ FIND_SOURCES = "find sources"
 
 
 def single_call_faq(
-    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
+    documents: list[Document],
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
-    """Ask for the whole FAQ (questions, answers, sources) in one JSON-mode call; the raw reply."""
+    """Ask for the whole FAQ (questions, answers, sources) in one
+    JSON-mode call; return the raw reply.
+
+    ``prompt``: a template to use instead of prompts.SINGLE_CALL_FAQ.
+    """
+    template = prompts.SINGLE_CALL_FAQ if prompt is None else prompt
+    user = template.format(combined_content=combine(documents))
     messages = [
         {"role": "system", "content": prompts.FAQ_SYSTEM},
-        {
-            "role": "user",
-            "content": prompts.SINGLE_CALL_FAQ.format(combined_content=combine(documents)),
-        },
+        {"role": "user", "content": user},
     ]
     return chat(
         SINGLE_CALL, messages, model=model, size=SIZE, response_format=JSON_MODE, calls=calls
@@ -83,8 +90,9 @@ def check_single_call(reply: str, documents: list[Document], expected: int = 10)
 # --- Section 2: the chain, one step at a time --------------------------------------------
 
 
-def _questions_messages(documents: list[Document]) -> list[dict]:
-    user = prompts.GENERATE_QUESTIONS.format(combined_content=combine(documents))
+def _questions_messages(documents: list[Document], prompt: str | None) -> list[dict]:
+    template = prompts.GENERATE_QUESTIONS if prompt is None else prompt
+    user = template.format(combined_content=combine(documents))
     return [
         {"role": "system", "content": prompts.GENERATE_QUESTIONS_SYSTEM},
         {"role": "user", "content": user},
@@ -109,12 +117,19 @@ def parse_questions(reply: str) -> list[str]:
 
 
 def generate_questions(
-    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
+    documents: list[Document],
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> list[str]:
-    """Step 1: a list of questions a reader of the documents might ask."""
+    """Step 1: a list of questions a reader of the documents might ask.
+
+    ``prompt``: a template to use instead of prompts.GENERATE_QUESTIONS.
+    """
     reply = chat(
         GENERATE_QUESTIONS,
-        _questions_messages(documents),
+        _questions_messages(documents, prompt),
         model=model,
         size=SIZE,
         response_format=JSON_MODE,
@@ -124,12 +139,16 @@ def generate_questions(
 
 
 async def agenerate_questions(
-    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
+    documents: list[Document],
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> list[str]:
     """Async :func:`generate_questions`."""
     reply = await achat(
         GENERATE_QUESTIONS,
-        _questions_messages(documents),
+        _questions_messages(documents, prompt),
         model=model,
         size=SIZE,
         response_format=JSON_MODE,
@@ -138,8 +157,9 @@ async def agenerate_questions(
     return parse_questions(reply)
 
 
-def _answer_messages(question: str, documents: list[Document]) -> list[dict]:
-    user = prompts.ANSWER_QUESTION.format(question=question, combined_content=combine(documents))
+def _answer_messages(question: str, documents: list[Document], prompt: str | None) -> list[dict]:
+    template = prompts.ANSWER_QUESTION if prompt is None else prompt
+    user = template.format(question=question, combined_content=combine(documents))
     return [
         {"role": "system", "content": prompts.ANSWER_QUESTION_SYSTEM},
         {"role": "user", "content": user},
@@ -150,11 +170,16 @@ def answer_question(
     question: str,
     documents: list[Document],
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> str:
-    """Step 2: answer one question from the documents only."""
-    reply = chat(ANSWER, _answer_messages(question, documents), model=model, size=SIZE, calls=calls)
+    """Step 2: answer one question from the documents only.
+
+    ``prompt``: a template to use instead of prompts.ANSWER_QUESTION.
+    """
+    messages = _answer_messages(question, documents, prompt)
+    reply = chat(ANSWER, messages, model=model, size=SIZE, calls=calls)
     return reply.strip()
 
 
@@ -162,12 +187,13 @@ async def aanswer_question(
     question: str,
     documents: list[Document],
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> str:
     """Async :func:`answer_question`."""
     reply = await achat(
-        ANSWER, _answer_messages(question, documents), model=model, size=SIZE, calls=calls
+        ANSWER, _answer_messages(question, documents, prompt), model=model, size=SIZE, calls=calls
     )
     return reply.strip()
 
@@ -180,10 +206,11 @@ class Sources:
     unknown: list[str] = field(default_factory=list)
 
 
-def _sources_messages(question: str, answer: str, documents: list[Document]) -> list[dict]:
-    user = prompts.FIND_SOURCES.format(
-        question=question, answer=answer, combined_content=combine(documents)
-    )
+def _sources_messages(
+    question: str, answer: str, documents: list[Document], prompt: str | None
+) -> list[dict]:
+    template = prompts.FIND_SOURCES if prompt is None else prompt
+    user = template.format(question=question, answer=answer, combined_content=combine(documents))
     return [
         {"role": "system", "content": prompts.FIND_SOURCES_SYSTEM},
         {"role": "user", "content": user},
@@ -217,13 +244,17 @@ def find_sources(
     answer: str,
     documents: list[Document],
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> Sources:
-    """Step 3: which documents the answer came from."""
+    """Step 3: which documents the answer came from.
+
+    ``prompt``: a template to use instead of prompts.FIND_SOURCES.
+    """
     reply = chat(
         FIND_SOURCES,
-        _sources_messages(question, answer, documents),
+        _sources_messages(question, answer, documents, prompt),
         model=model,
         size=SIZE,
         response_format=JSON_MODE,
@@ -237,13 +268,14 @@ async def afind_sources(
     answer: str,
     documents: list[Document],
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> Sources:
     """Async :func:`find_sources`."""
     reply = await achat(
         FIND_SOURCES,
-        _sources_messages(question, answer, documents),
+        _sources_messages(question, answer, documents, prompt),
         model=model,
         size=SIZE,
         response_format=JSON_MODE,

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import prompts
+from . import clients, prompts
 from .clients import LARGE
 from .errors import ModelOutputError, WorkflowError
 from .llm import achat
@@ -78,6 +78,15 @@ class Worker:
     field_labels: dict[str, str] = field(default_factory=dict)  # field -> label in the email
 
 
+@dataclass(frozen=True)
+class Span:
+    """When one part of the workflow ran, in seconds since the workflow began."""
+
+    name: str
+    start: float
+    end: float
+
+
 @dataclass
 class Plan:
     """The orchestrator's tasks that can be served, what was wrong with the others, and its reply."""
@@ -96,8 +105,9 @@ def _canonical_type(value: Any) -> str | None:
 def parse_tasks(reply: str) -> Plan:
     """Read the orchestrator's reply: a JSON array, fenced or not, or an object wrapping one.
 
-    Tasks with an unknown ``query_type`` or a missing required field are reported in
-    ``problems`` and left out; the valid ones are kept.
+    Tasks with an unknown ``query_type``, a missing required field, or the same type and
+    parameters as an earlier task are reported in ``problems`` and left out; the valid
+    ones are kept.
     """
     data = load_json(reply, ORCHESTRATOR, "a JSON array of tasks")
     if isinstance(data, dict) and "query_type" in data:
@@ -134,18 +144,30 @@ def parse_tasks(reply: str) -> Plan:
         if missing:
             problems.append(f"task {number} ({query_type}) lacks {', '.join(missing)}; skipped")
             continue
-        tasks.append(Task(query_type, params))
+        task = Task(query_type, params)
+        if task in tasks:  # served once: a repeat would open a second case for one request
+            problems.append(f"task {number} ({query_type}) repeats an earlier task; skipped")
+            continue
+        tasks.append(task)
     return Plan(tasks, problems, reply)
 
 
 async def orchestrator(
-    complex_query: str, *, model: str | None = None, calls: list[Call] | None = None
+    complex_query: str,
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> Plan:
-    """Break a customer's message into tasks with one LLM call."""
+    """Break a customer's message into tasks with one LLM call.
+
+    ``prompt``: a template to use instead of prompts.ORCHESTRATOR.
+    """
     complex_query = complex_query.strip()
     if not complex_query:
         raise WorkflowError(ORCHESTRATOR, "the customer message is empty", "pass some text")
-    prompt = prompts.ORCHESTRATOR.format(complex_query=complex_query)
+    template = prompts.ORCHESTRATOR if prompt is None else prompt
+    prompt = template.format(complex_query=complex_query)
     reply = await achat(
         ORCHESTRATOR, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
     )
@@ -166,13 +188,14 @@ async def handle_billing_worker(
     invoice_number: str,
     original_user_query: str,
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> WorkerResult:
-    """Extract the customer's concern about the invoice with the LLM, then open a (simulated) case."""
-    prompt = prompts.BILLING_WORKER_EXTRACTOR.format(
-        invoice_number=invoice_number, original_user_query=original_user_query
-    )
+    """Extract the customer's concern about the invoice with the LLM, then open a
+    (simulated) case. ``prompt``: instead of prompts.BILLING_WORKER_EXTRACTOR."""
+    template = prompts.BILLING_WORKER_EXTRACTOR if prompt is None else prompt
+    prompt = template.format(invoice_number=invoice_number, original_user_query=original_user_query)
     reply = await achat(
         BILLING_WORKER, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
     )
@@ -310,13 +333,16 @@ async def synthesizer(
     results: list[WorkerResult],
     *,
     signature: str = DEFAULT_SIGNATURE,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> str:
-    """Write one friendly email to the customer from all the worker results."""
-    prompt = prompts.SYNTHESIZER.format(
-        formatted_results=format_results(results), signature=signature
-    )
+    """Write one friendly email to the customer from all the worker results.
+
+    ``prompt``: a template to use instead of prompts.SYNTHESIZER.
+    """
+    template = prompts.SYNTHESIZER if prompt is None else prompt
+    prompt = template.format(formatted_results=format_results(results), signature=signature)
     return await achat(
         SYNTHESIZER, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
     )
@@ -333,6 +359,9 @@ class CustomerReply:
     email: str | None
     calls: list[Call] = field(default_factory=list)
     raw_plan: str = ""
+    # When each part ran (orchestrator, each worker, synthesizer), in the order they
+    # finished, on clients.clock(): simulated in replay with a simulated latency.
+    timeline: list[Span] = field(default_factory=list)
 
     @property
     def actions(self) -> list[str]:
@@ -352,11 +381,26 @@ async def process_customer_message(
 ) -> CustomerReply:
     """Orchestrator -> concurrent workers -> synthesizer. Failed tasks are reported, not fatal."""
     calls: list[Call] = []
+    clock, timeline = clients.clock(), []
+    began = clock.now()
+
+    async def timed(name: str, work: Awaitable):
+        start = clock.now() - began
+        try:
+            return await work
+        finally:
+            timeline.append(Span(name, start, clock.now() - began))
+
     user_query = user_query.strip()
-    plan = await orchestrator(user_query, model=model, calls=calls)
+    plan = await timed(ORCHESTRATOR, orchestrator(user_query, model=model, calls=calls))
     job = Job(user_query, model, calls)
+    workers = [WORKERS[t.query_type] for t in plan.tasks]
     outcomes = await asyncio.gather(
-        *(WORKERS[t.query_type].handler(t, job) for t in plan.tasks), return_exceptions=True
+        *(
+            timed(f"{w.label} worker", w.handler(t, job))
+            for w, t in zip(workers, plan.tasks, strict=True)
+        ),
+        return_exceptions=True,
     )
     results, problems = [], list(plan.problems)
     for task, outcome in zip(plan.tasks, outcomes, strict=True):
@@ -369,9 +413,13 @@ async def process_customer_message(
     email = None
     if results:
         try:
-            email = await synthesizer(results, signature=signature, model=model, calls=calls)
+            email = await timed(
+                SYNTHESIZER, synthesizer(results, signature=signature, model=model, calls=calls)
+            )
         except WorkflowError as error:  # keep the served tasks; say why there is no email
             problems.append(str(error))
     else:
         problems.append("no task could be served, so no email was written")
-    return CustomerReply(user_query, plan.tasks, problems, results, email, calls, plan.raw)
+    return CustomerReply(
+        user_query, plan.tasks, problems, results, email, calls, plan.raw, timeline
+    )

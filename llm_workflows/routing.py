@@ -44,30 +44,39 @@ def _check_query(step: str, user_query: str) -> str:
     return user_query.strip()
 
 
-def _classify_messages(user_query: str) -> list[dict]:
+def _classify_messages(user_query: str, prompt: str | None = None) -> list[dict]:
+    template = prompts.CLASSIFY_INTENT if prompt is None else prompt
     return [
         {"role": "system", "content": prompts.CLASSIFY_SYSTEM},
-        {"role": "user", "content": prompts.CLASSIFY_INTENT.format(user_query=user_query)},
+        {"role": "user", "content": template.format(user_query=user_query)},
     ]
 
 
 def classify_intent(
-    user_query: str, *, model: str | None = None, calls: list[Call] | None = None
+    user_query: str,
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
-    """Step 1: the classifier's label for the query, as the model wrote it (stripped)."""
+    """Step 1: the classifier's label for the query, as the model wrote
+    it (stripped). ``prompt``: instead of prompts.CLASSIFY_INTENT."""
     user_query = _check_query(CLASSIFY, user_query)
-    return chat(
-        CLASSIFY, _classify_messages(user_query), model=model, size=SIZE, calls=calls
-    ).strip()
+    messages = _classify_messages(user_query, prompt)
+    return chat(CLASSIFY, messages, model=model, size=SIZE, calls=calls).strip()
 
 
 async def aclassify_intent(
-    user_query: str, *, model: str | None = None, calls: list[Call] | None = None
+    user_query: str,
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """Async :func:`classify_intent`."""
     user_query = _check_query(CLASSIFY, user_query)
     reply = await achat(
-        CLASSIFY, _classify_messages(user_query), model=model, size=SIZE, calls=calls
+        CLASSIFY, _classify_messages(user_query, prompt), model=model, size=SIZE, calls=calls
     )
     return reply.strip()
 
@@ -89,15 +98,21 @@ def handle_query(
     user_query: str,
     intent: str | None,
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> str:
-    """Step 3: answer the query with the prompt of its route."""
+    """Step 3: answer the query with the prompt of its route.
+
+    ``prompt``: a template to use instead of the route's own.
+    """
     user_query = _check_query(HANDLE, user_query)
-    _, prompt = choose_prompt(user_query, normalize_intent(intent or ""))
-    return chat(
-        HANDLE, [{"role": "system", "content": prompt}], model=model, size=SIZE, calls=calls
-    )
+    if prompt is None:
+        _, text = choose_prompt(user_query, normalize_intent(intent or ""))
+    else:
+        text = prompt.format(user_query=user_query)
+    messages = [{"role": "system", "content": text}]
+    return chat(HANDLE, messages, model=model, size=SIZE, calls=calls)
 
 
 @dataclass
