@@ -7,6 +7,7 @@ closely, not verdicts: a phrase found only in an uncited page suggests a missing
 from __future__ import annotations
 
 import re
+import textwrap
 from itertools import pairwise
 
 from .documents import Document
@@ -34,12 +35,15 @@ def phrases(text: str) -> set[str]:
 def uncited_phrases(
     answer: str, sources: list[str], documents: list[Document]
 ) -> dict[str, list[str]]:
-    """Phrases of an answer found only in pages it does not cite, by page title."""
-    cited = set().union(*(phrases(d.content) for d in documents if d.title in sources))
+    """Phrases of an answer found only in pages it does not cite, by
+    page title."""
+    cited = [phrases(d.content) for d in documents if d.title in sources]
+    cited_phrases = set().union(*cited)
     found = {}
     for document in documents:
         if document.title not in sources:
-            only_here = phrases(answer) & (phrases(document.content) - cited)
+            page = phrases(document.content) - cited_phrases
+            only_here = phrases(answer) & page
             if only_here:
                 found[document.title] = sorted(only_here)
     return found
@@ -59,4 +63,5 @@ class Claims:
         """Print the claim with whether it holds; in replay, fail if it does not."""
         if self.enforced and not holds:
             raise AssertionError(f"the lesson's text is wrong about the recorded run: {claim}")
-        print(f"✓ {claim}" if holds else f"✗ {claim} (not in this live run)")
+        text = f"✓ {claim}" if holds else f"✗ {claim} (not in this live run)"
+        print(textwrap.fill(text, 75, subsequent_indent="  "))

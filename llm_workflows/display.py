@@ -24,7 +24,7 @@ from . import prompts
 from .provenance import origin_lines
 from .usage import Call
 
-WIDTH = 76  # characters per line in the 678 px notebook column (measured in Chromium)
+WIDTH = 75  # characters per line in the 678 px notebook column (measured in Chromium)
 
 # Colours readable on a light and on a dark background.
 COLOURS = {
@@ -195,3 +195,23 @@ def shorten(text: str, width: int) -> str:
     """``text`` on one line, cut to ``width`` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def show_origin(calls: Iterable[Call], step: str | None = None) -> None:
+    """Print the origin line of replies (of one step) that no model wrote for their request."""
+    for line in origin_lines(calls, step):
+        print(wrap(line))
+
+
+def show_items(items: Iterable[Any], answers: bool = True, limit: int | None = None) -> None:
+    """FAQ items (dicts or FAQItem) as numbered questions, wrapped answers and sources."""
+    items = [i if isinstance(i, dict) else vars(i) for i in items]
+    for number, item in enumerate(items[:limit], 1):
+        question = f"{number:2}. {item['question']}"
+        print(textwrap.fill(question, WIDTH, subsequent_indent="    "))
+        if answers:
+            print(wrap(item["answer"], "    "))
+        print(wrap(f"Sources: {', '.join(item['sources']) or '(none)'}", "    "))
+    rest = len(items) - len(items[:limit])
+    if rest:
+        print(f"... and {rest} more item{'s' * (rest != 1)}")

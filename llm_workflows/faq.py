@@ -52,7 +52,12 @@ def single_call_faq(
         {"role": "user", "content": user},
     ]
     return chat(
-        SINGLE_CALL, messages, model=model, size=SIZE, response_format=JSON_MODE, calls=calls
+        SINGLE_CALL,
+        messages,
+        model=model,
+        size=SIZE,
+        response_format=JSON_MODE,
+        calls=calls,
     )
 
 
@@ -217,21 +222,28 @@ def _sources_messages(
     ]
 
 
+def _squash(name: str) -> str:
+    """A title compared ignoring case and spacing."""
+    return " ".join(name.lower().split())
+
+
 def parse_sources(reply: str, documents: list[Document]) -> Sources:
-    """Keep the cited titles that name a document (ignoring case and spaces); report the rest."""
-    data = load_json(reply, FIND_SOURCES, 'an object {"sources": [...]}')
+    """Keep the cited titles that name a document (ignoring case and
+    spaces); report the rest."""
+    expected = 'an object {"sources": [...]}'
+    data = load_json(reply, FIND_SOURCES, expected)
     cited, _ = find_list(data, "sources")
     if cited is None:
         raise ModelOutputError(
             FIND_SOURCES,
-            f'expected an object {{"sources": [...]}}, got {describe(data)}',
+            f"expected {expected}, got {describe(data)}",
             "retry the step",
             raw=reply,
         )
-    by_name = {" ".join(d.title.lower().split()): d.title for d in documents}
+    by_name = {_squash(d.title): d.title for d in documents}
     titles, unknown = [], []
     for name in cited:
-        title = by_name.get(" ".join(str(name).lower().split()))
+        title = by_name.get(_squash(str(name)))
         if title is None:
             unknown.append(str(name))
         elif title not in titles:
@@ -328,16 +340,20 @@ async def build_faq(
     model: str | None = None,
     on_progress: Progress | None = None,
 ) -> FAQResult:
-    """Generate questions, then answer each and find its sources, ``concurrency`` at a time.
+    """Generate questions, then answer each and find its sources,
+    ``concurrency`` questions at a time.
 
-    A question whose step fails becomes a :class:`FAQFailure`; the other questions go on.
+    A question whose step fails becomes a :class:`FAQFailure`; the
+    other questions go on.
     """
     if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
+        given = f"(got {concurrency})"
+        raise ValueError(f"concurrency must be at least 1 {given}")
     if not documents:
         raise ValueError("build_faq needs at least one document")
     calls: list[Call] = []
-    questions = await agenerate_questions(documents, model=model, calls=calls)
+    options = {"model": model, "calls": calls}
+    questions = await agenerate_questions(documents, **options)
     limit = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -346,8 +362,17 @@ async def build_faq(
         answer = None
         async with limit:
             try:
-                answer = await aanswer_question(question, documents, model=model, calls=calls)
-                sources = await afind_sources(question, answer, documents, model=model, calls=calls)
+                answer = await aanswer_question(
+                    question,
+                    documents,
+                    **options,
+                )
+                sources = await afind_sources(
+                    question,
+                    answer,
+                    documents,
+                    **options,
+                )
                 result: FAQItem | FAQFailure = FAQItem(
                     question, answer, sources.titles, sources.unknown
                 )

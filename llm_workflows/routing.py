@@ -24,12 +24,15 @@ HANDLE = "handle query"
 
 
 def normalize_intent(label: str) -> str | None:
-    """Map a classifier's reply to one of INTENTS, or None if it names none (or several).
+    """Map a classifier's reply to one of INTENTS, or None if it names
+    none (or several).
 
-    Tolerates case, quotes, markdown emphasis, hyphens, punctuation and words around the
-    label ("Category: **billing-inquiry**." -> "Billing Inquiry").
+    Tolerates case, quotes, markdown emphasis, hyphens, punctuation and
+    words around the label ("Category: **billing-inquiry**." -> "Billing
+    Inquiry").
     """
-    # Quotes, emphasis, hyphens and punctuation become spaces: "**billing-inquiry**." -> "billing inquiry"
+    # Quotes, emphasis, hyphens and punctuation become spaces:
+    # "**billing-inquiry**." -> "billing inquiry"
     text = re.sub(r"[^a-z0-9]+", " ", label.lower()).strip()
     exact = [i for i in INTENTS if text == i.lower()]
     if exact:
@@ -63,7 +66,8 @@ def classify_intent(
     it (stripped). ``prompt``: instead of prompts.CLASSIFY_INTENT."""
     user_query = _check_query(CLASSIFY, user_query)
     messages = _classify_messages(user_query, prompt)
-    return chat(CLASSIFY, messages, model=model, size=SIZE, calls=calls).strip()
+    reply = chat(CLASSIFY, messages, model=model, size=SIZE, calls=calls)
+    return reply.strip()
 
 
 async def aclassify_intent(
@@ -82,16 +86,18 @@ async def aclassify_intent(
 
 
 def choose_prompt(user_query: str, intent: str | None) -> tuple[str, str]:
-    """Step 2: the route for an intent and its prompt, formatted once. Unknown -> fallback."""
+    """Step 2: the route for an intent and its prompt, formatted once.
+    An unknown intent (None) takes the fallback route."""
     if intent == TECHNICAL_SUPPORT:
-        return TECHNICAL_SUPPORT, prompts.TECHNICAL_SUPPORT.format(user_query=user_query)
+        route, template = TECHNICAL_SUPPORT, prompts.TECHNICAL_SUPPORT
     elif intent == BILLING_INQUIRY:
-        return BILLING_INQUIRY, prompts.BILLING_INQUIRY.format(user_query=user_query)
+        route, template = BILLING_INQUIRY, prompts.BILLING_INQUIRY
     elif intent == GENERAL_QUESTION:
-        return GENERAL_QUESTION, prompts.GENERAL_QUESTION.format(user_query=user_query)
+        route, template = GENERAL_QUESTION, prompts.GENERAL_QUESTION
     else:
-        # Out of scope or unreadable: ask the customer to rephrase rather than guess.
-        return FALLBACK, prompts.GENERAL_QUESTION.format(user_query=user_query)
+        # Out of scope or unreadable: ask to rephrase rather than guess.
+        route, template = FALLBACK, prompts.GENERAL_QUESTION
+    return route, template.format(user_query=user_query)
 
 
 def handle_query(
