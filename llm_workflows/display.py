@@ -104,9 +104,17 @@ def _show(text: str, markup: str, kind: str) -> None:
     )
 
 
+# Jupyter's code font where its variables exist (JupyterLab), else 13 px monospace (Colab).
+_FONT = (
+    "font-family: var(--jp-code-font-family, monospace); "
+    "font-size: var(--jp-code-font-size, 13px); line-height: 1.35"
+)
+
+
 def _pre(body: str, wrap: bool) -> str:
+    """Preformatted HTML: source does not wrap (it fits the column), prose prompts may."""
     space = "pre-wrap" if wrap else "pre"
-    return f'<pre style="white-space: {space}; margin: 0 0 0.6em 0; line-height: 1.35">{body}</pre>'
+    return f'<pre style="white-space: {space}; margin: 0 0 0.6em 0; {_FONT}">{body}</pre>'
 
 
 def show_source(*objects: Any) -> None:
