@@ -9,16 +9,16 @@ RUNTIME := $(VENV)/.installed-runtime
 .PHONY: help install demo test lint format seed-recordings notebook dist clean
 
 NOTEBOOK := notebooks/llm_workflows.ipynb
-# Unsets every LLM_WORKFLOWS_* and OPENAI_* variable: the notebook runs as a student's
+# Unsets every LLM_WORKFLOWS_*, OPENAI_* and GEMINI_* variable: the notebook runs as a student's
 # keyless run does ("Mode: replay because no OpenAI API key was found.").
-KEYLESS := env $(foreach name,$(filter LLM_WORKFLOWS_% OPENAI_%,$(.VARIABLES)),-u $(name))
+KEYLESS := env $(foreach name,$(filter LLM_WORKFLOWS_% OPENAI_% GEMINI_%,$(.VARIABLES)),-u $(name))
 
 help:
 	@echo "make demo             run the three workflows on the lesson's inputs (offline without a key)"
 	@echo "make test             run the test suite and the notebook (offline)"
 	@echo "make lint             ruff check and format check"
-	@echo "make bench            time the workflows against a loopback stub server (in units of its latency L)"
-	@echo "make test-compat      run the tests with openai 2.54.0 and 3.x on Python 3.10 and 3.13 (throwaway venvs)"
+	@echo "make bench            time the workflows against the loopback fake server (in units of its latency L)"
+	@echo "make test-compat      run the tests with openai 2.54.0 and 3.x on Python 3.10 and 3.13 (nox sessions)"
 	@echo "make dist             build the sdist and the wheel into dist/ and check them (twine, package data)"
 	@echo "make seed-recordings  rebuild the shipped recordings from the lesson brief"
 	@echo "make notebook         sync the lesson's .md and .ipynb, then re-execute it offline [REPO_URL=...]"
@@ -55,9 +55,14 @@ test: $(STAMP)
 bench: $(RUNTIME)
 	$(BIN)/python benchmarks/run.py
 
-# Throwaway environments in a temporary directory; needs only $(PYTHON), not .venv.
-test-compat:
-	$(PYTHON) scripts/test_compat.py
+# nox sessions in throwaway environments under .nox/ (noxfile.py); nox goes into .venv.
+NOX := $(VENV)/.installed-nox
+$(NOX): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'nox>=2026.10.20'
+	@touch $@
+
+test-compat: $(NOX)
+	$(BIN)/python noxfile.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -97,4 +102,4 @@ record: $(STAMP)
 	$(BIN)/python scripts/execute_notebook.py --record
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .nox .pytest_cache .ruff_cache build dist *.egg-info

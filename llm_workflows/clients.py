@@ -1,4 +1,5 @@
-"""Settings, API key lookup, model choice, and the one runtime that owns the shared clients.
+"""Settings, API key lookup, provider and model choice, and the one runtime that owns the
+shared clients.
 
 Nothing here runs at import time: the runtime starts empty; settings are read, and the sync
 and async clients and the recordings are made, on first use; they are then reused
@@ -8,28 +9,34 @@ and async clients and the recordings are made, on first use; they are then reuse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType, ModuleType
+from types import ModuleType
 
 import openai
 from dotenv import dotenv_values, find_dotenv
 
 from . import replay
 from .errors import ConfigurationError
+from .pacing import Pacer
+from .providers import LARGE as LARGE  # re-exported: steps ask for a model by size
+from .providers import OPENAI, PROVIDERS, Provider
+from .providers import SMALL as SMALL
 
 MODES = ("live", "replay", "record")
-KEY_NAME = "OPENAI_API_KEY"
+KEY_NAME = OPENAI.key_name
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_RETRIES = 2
 
-# Each step asks for a model by size; these are the defaults. "small": the FAQ chain's many
-# short calls (gpt-4.1-nano, as in the lesson); "large": routing and the orchestrator-worker.
-SMALL, LARGE = "small", "large"
-DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({SMALL: "gpt-4.1-nano", LARGE: "gpt-4.1-mini"})
+# Each step asks for a model by size (SMALL: the FAQ chain's many short calls, as in the
+# lesson; LARGE: routing and the orchestrator-worker); these are the defaults.
+DEFAULT_MODELS: Mapping[str, str] = OPENAI.models
+# The shipped recordings were made with OpenAI's models and parameters: replay sends those.
+RECORDED = OPENAI
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class KeyLookup:
     key: str | None = field(repr=False)
     source: str | None
     hints: tuple[str, ...] = ()
+    colab_error: str | None = None  # the class name of Colab's error, if reading it failed
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,15 @@ class Settings:
     model: str | None = None  # LLM_WORKFLOWS_MODEL: one model for every step (e.g. on Ollama)
     # A provider preset's model per size (SMALL, LARGE); empty: the DEFAULT_MODELS apply.
     preset_models: Mapping[str, str] = field(default_factory=dict)
+    provider: Provider = OPENAI  # the provider chosen (LLM_WORKFLOWS_PROVIDER, or by its key)
+    requests_per_minute: float | None = None  # the pace of request starts; None: not paced
     # LLM_WORKFLOWS_REPLAY_LATENCY: seconds each replayed call waits (a simulated latency).
     replay_latency: float = 0.0
+
+    @property
+    def api(self) -> Provider:
+        """The provider whose requests are sent: OpenAI in replay (the recordings are its)."""
+        return RECORDED if self.mode == "replay" else self.provider
 
     def model_for(self, size: str, explicit: str | None = None) -> str:
         """The model a step of this size uses: the one precedence rule of the package.
@@ -66,9 +81,12 @@ class Settings:
 
     def describe(self) -> str:
         """One or two lines on what the clients will do; safe to print (no key, no secret)."""
-        where = f" at {self.base_url}" if self.base_url else ""
+        own_url = self.base_url and self.base_url != self.api.base_url
+        where = f" at {self.base_url}" if own_url else ""
+        calling = self.api.label
         if self.mode == "replay":
-            why = "" if self.mode_was_chosen else " because no OpenAI API key was found"
+            missing = f"no {self.provider.key_label} was found"
+            why = "" if self.mode_was_chosen else f" because {missing}"
             text = (
                 f"Mode: replay{why}. Every model reply comes from the recordings shipped "
                 "with llm_workflows; set OPENAI_API_KEY to run live."
@@ -79,10 +97,16 @@ class Settings:
                     "times are on a simulated clock."
                 )
         elif self.mode == "record":
-            text = f"Mode: record. Calling the API{where} and saving each reply as it arrives."
+            text = f"Mode: record. Calling {calling}{where} and saving each reply as it arrives."
         else:
-            text = f"Mode: live. Calling the API{where} with the key from the {self.key.source}."
-        return "\n".join([text, *self.key.hints])
+            text = f"Mode: live. Calling {calling}{where} with the key from the {self.key.source}."
+        lines = [text]
+        if self.requests_per_minute:
+            lines.append(
+                f"Pacing: at most {self.requests_per_minute:g} requests start per minute "
+                "(LLM_WORKFLOWS_RPM changes it; 0 switches pacing off)."
+            )
+        return "\n".join([*lines, *self.key.hints])
 
 
 def _dotenv() -> dict[str, str]:
@@ -92,46 +116,84 @@ def _dotenv() -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v}
 
 
-def _colab_key() -> KeyLookup:
+NOT_FOUND, TIMED_OUT = "SecretNotFoundError", "TimeoutException"  # Colab's error classes
+
+
+def _colab_key(name: str = KEY_NAME) -> KeyLookup:
     """Read the key from Colab Secrets; outside Colab the import fails and this is skipped."""
     try:
         from google.colab import userdata  # type: ignore[import-not-found]
     except ImportError:
         return KeyLookup(None, None)
     errors = {
-        "SecretNotFoundError": "Colab: no secret named OPENAI_API_KEY; add it in the key icon "
+        NOT_FOUND: f"Colab: no secret named {name}; add it in the key icon "
         "(Secrets) panel on the left, then re-run this cell.",
-        "NotebookAccessError": "Colab: the OPENAI_API_KEY secret exists but this notebook may "
+        "NotebookAccessError": f"Colab: the {name} secret exists but this notebook may "
         "not read it; switch on 'Notebook access' for it in the Secrets panel.",
-        "TimeoutException": "Colab: reading the OPENAI_API_KEY secret timed out; answer the "
+        TIMED_OUT: f"Colab: reading the {name} secret timed out; answer the "
         "access prompt that Colab shows, then re-run this cell.",
     }
     try:
-        key = userdata.get(KEY_NAME)
+        key = userdata.get(name)
     except Exception as error:  # the userdata error classes differ between Colab releases
-        hint = errors.get(type(error).__name__, f"Colab: could not read the secret ({error}).")
-        return KeyLookup(None, None, (hint,))
-    return KeyLookup(key or None, "Colab secret OPENAI_API_KEY" if key else None)
+        kind = type(error).__name__
+        hint = errors.get(kind, f"Colab: could not read the secret {name} ({error}).")
+        return KeyLookup(None, None, (hint,), colab_error=kind)
+    return KeyLookup(key or None, f"Colab secret {name}" if key else None)
 
 
-def find_api_key(dotenv: dict[str, str] | None = None) -> KeyLookup:
-    """Look for the key in the environment, then a .env file, then Colab Secrets."""
-    if os.environ.get(KEY_NAME):
-        return KeyLookup(os.environ[KEY_NAME], "environment variable OPENAI_API_KEY")
+def find_api_key(dotenv: dict[str, str] | None = None, name: str = KEY_NAME) -> KeyLookup:
+    """Look for the key ``name`` in the environment, then a .env file, then Colab Secrets."""
+    if os.environ.get(name):
+        return KeyLookup(os.environ[name], f"environment variable {name}")
     dotenv = _dotenv() if dotenv is None else dotenv
-    if dotenv.get(KEY_NAME):
-        return KeyLookup(dotenv[KEY_NAME], ".env file")
-    return _colab_key()
+    if dotenv.get(name):
+        return KeyLookup(dotenv[name], ".env file")
+    return _colab_key(name)
 
 
-def _number(name: str, raw: str | None, default: float, kind: type) -> float:
+def find_key(
+    dotenv: dict[str, str] | None = None, provider: Provider | None = None
+) -> tuple[Provider, KeyLookup]:
+    """The provider to call and its key: ``provider`` if given, else the first in
+    ``providers.PROVIDERS`` (OpenAI first) whose key is found, else OpenAI with no key."""
+    if provider is not None:
+        return provider, find_api_key(dotenv, provider.key_name)
+    dotenv = _dotenv() if dotenv is None else dotenv
+    hints: list[str] = []  # what a student can fix (access switched off), kept in any case
+    missing: list[str] = []  # Colab secrets that do not exist
+    for candidate in PROVIDERS.values():
+        found = find_api_key(dotenv, candidate.key_name)
+        if found.key:
+            return candidate, dataclasses.replace(found, hints=(*hints, *found.hints))
+        if found.colab_error == NOT_FOUND:
+            missing.append(candidate.key_name)
+        else:
+            hints.extend(found.hints)
+        if found.colab_error == TIMED_OUT:
+            break  # the student has a prompt to answer; do not make them wait again
+    if missing and not hints:
+        names = " or ".join(missing)
+        hints.append(
+            f"Colab: no secret named {names}; add one in the key icon (Secrets) panel on "
+            "the left, then re-run this cell."
+        )
+    return OPENAI, KeyLookup(None, None, tuple(hints))
+
+
+def _a(label: str) -> str:
+    return f"{'an' if label[:1] in 'AEIOU' else 'a'} {label}"
+
+
+def _number(name: str, raw: str | None, default: float | None, kind: type) -> float | None:
     if raw in (None, ""):
         return default
     try:
         value = kind(raw)
     except ValueError:
+        example = default if default is not None else 10
         raise ConfigurationError(
-            "settings", f"{name}={raw!r} is not a number", f"set it to e.g. {default}"
+            "settings", f"{name}={raw!r} is not a number", f"set it to e.g. {example}"
         ) from None
     if value < 0:
         raise ConfigurationError("settings", f"{name} must not be negative (got {raw})")
@@ -145,7 +207,14 @@ def load_settings() -> Settings:
     def get(name: str) -> str | None:
         return os.environ.get(name) or dotenv.get(name) or None
 
-    key = find_api_key(dotenv)
+    asked = (get("LLM_WORKFLOWS_PROVIDER") or "").strip().lower()
+    if asked and asked not in PROVIDERS:
+        raise ConfigurationError(
+            "settings",
+            f"LLM_WORKFLOWS_PROVIDER={asked!r} is not a provider",
+            f"use {' or '.join(PROVIDERS)}, or unset it to choose by the key found",
+        )
+    provider, key = find_key(dotenv, PROVIDERS.get(asked))
     mode = (get("LLM_WORKFLOWS_MODE") or "").strip().lower()
     if mode and mode not in MODES:
         raise ConfigurationError(
@@ -155,16 +224,28 @@ def load_settings() -> Settings:
     if not mode:
         mode = "live" if key.key else "replay"
     if mode in ("live", "record") and not key.key:
+        wanted = [PROVIDERS[asked]] if asked else list(PROVIDERS.values())
+        names = " or ".join(p.key_name for p in wanted)
         raise ConfigurationError(
             "settings",
-            f"{mode} mode needs an OpenAI API key and none was found "
-            "(looked in the OPENAI_API_KEY environment variable, a .env file, Colab secrets)",
-            "set OPENAI_API_KEY, or unset LLM_WORKFLOWS_MODE to replay the recordings",
+            f"{mode} mode needs {' or '.join(_a(p.key_label) for p in wanted)} and none was "
+            f"found (looked for {names} in the environment, a .env file, Colab secrets)",
+            f"set {names}, or unset LLM_WORKFLOWS_MODE to replay the recordings",
         )
+    recordings = get("LLM_WORKFLOWS_RECORDINGS")
+    if mode == "record" and provider is not RECORDED and not recordings:
+        raise ConfigurationError(
+            "settings",
+            f"record mode with {provider.key_name} would add {provider.label}'s replies to "
+            "the shipped recordings, which are OpenAI's",
+            f"set LLM_WORKFLOWS_RECORDINGS to a file of their own, e.g. {provider.name}.jsonl",
+        )
+    api = RECORDED if mode == "replay" else provider
+    pace = _number("LLM_WORKFLOWS_RPM", get("LLM_WORKFLOWS_RPM"), api.requests_per_minute, float)
     return Settings(
         mode=mode,
         key=key,
-        base_url=get("OPENAI_BASE_URL"),
+        base_url=get("OPENAI_BASE_URL") or api.base_url,  # an explicit URL wins
         timeout=_number(
             "LLM_WORKFLOWS_TIMEOUT", get("LLM_WORKFLOWS_TIMEOUT"), DEFAULT_TIMEOUT_SECONDS, float
         ),
@@ -176,9 +257,12 @@ def load_settings() -> Settings:
                 int,
             )
         ),
-        recordings=get("LLM_WORKFLOWS_RECORDINGS"),
+        recordings=recordings,
         model=get("LLM_WORKFLOWS_MODEL"),
         mode_was_chosen=chosen,
+        preset_models=api.models,
+        provider=provider,
+        requests_per_minute=(pace or None) if mode != "replay" else None,  # 0: not paced
         replay_latency=_number(
             "LLM_WORKFLOWS_REPLAY_LATENCY", get("LLM_WORKFLOWS_REPLAY_LATENCY"), 0.0, float
         ),
@@ -215,6 +299,7 @@ class Runtime:
         self._aclient: openai.AsyncOpenAI | None = None
         self._aclient_loop: object = None  # the event loop our async client's connections use
         self._stores: dict[str | None, replay.Store] = {}
+        self._pacer: Pacer | None = None
         self._clock: replay.Clock | None = None
 
     @property
@@ -225,6 +310,7 @@ class Runtime:
             "client": self._client,
             "async client": self._aclient,
             "store": self._stores or None,
+            "pacer": self._pacer,
         }
         return tuple(name for name, value in parts.items() if value is not None)
 
@@ -275,6 +361,17 @@ class Runtime:
             )
         return self._clock
 
+    def pacer(self) -> Pacer | None:
+        """The pace of request starts, made on first use; None when calls are not paced."""
+        rate = self.settings().requests_per_minute
+        if self._pacer is None and rate:
+            self._pacer = Pacer(rate)
+        return self._pacer
+
+    def use_pacer(self, pacer: Pacer | None) -> None:
+        """Install your own pacer (tests with a fake clock, or a limiter of your own)."""
+        self._pacer = pacer
+
     def store(self, extra: str | None = None) -> replay.Store:
         """The recordings for this extra file, loaded once and shared by both clients."""
         if extra not in self._stores:
@@ -285,6 +382,17 @@ class Runtime:
         if not self._announced and current.mode == "replay" and not current.mode_was_chosen:
             print(f"llm-workflows: {current.describe()}", file=sys.stderr)
         self._announced = True
+
+    def _pace(self, request: object) -> None:
+        """An HTTP request hook: wait for this request's start slot, if calls are paced."""
+        pacer = self.pacer()
+        if pacer is not None:
+            pacer.wait()
+
+    async def _apace(self, request: object) -> None:
+        pacer = self.pacer()
+        if pacer is not None:
+            await pacer.await_turn()
 
     def _make(self, cls: type, http_client_cls: type):
         current = self.settings()
@@ -303,16 +411,19 @@ class Runtime:
                 asynchronous=cls is openai.AsyncOpenAI,
             )
             return cls(api_key="replay", http_client=http_client_cls(transport=transport), **kwargs)
+        # Every HTTP request, the client's own retries included, waits for its start slot:
+        # a provider counts retries against its requests-per-minute limit too.
+        asynchronous = cls is openai.AsyncOpenAI
+        http_options: dict = {
+            "event_hooks": {"request": [self._apace if asynchronous else self._pace]}
+        }
         if current.mode == "record":
             # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
             target = current.recordings or str(replay.packaged_path())
-            transport = replay.recording_transport(
-                http_module(), self.store(target), asynchronous=cls is openai.AsyncOpenAI
+            http_options["transport"] = replay.recording_transport(
+                http_module(), self.store(target), asynchronous=asynchronous
             )
-            return cls(
-                api_key=current.key.key, http_client=http_client_cls(transport=transport), **kwargs
-            )
-        return cls(api_key=current.key.key, **kwargs)
+        return cls(api_key=current.key.key, http_client=http_client_cls(**http_options), **kwargs)
 
     def client(self) -> openai.OpenAI:
         """The synchronous client, made on first use."""
@@ -360,3 +471,4 @@ get_client = runtime.client
 get_async_client = runtime.async_client
 clock = runtime.clock
 use_clients = runtime.use_clients
+use_pacer = runtime.use_pacer

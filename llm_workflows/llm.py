@@ -24,8 +24,12 @@ Messages = list[dict[str, str]]
 def _request(
     step: str, model: str | None, size: str, messages: Messages, response_format: dict | None
 ) -> dict:
-    kwargs: dict[str, Any] = {"model": clients.model_for(size, model), "messages": messages}
-    if response_format is not None:
+    """The keyword arguments of one Chat Completions call: only what the provider accepts."""
+    settings = clients.settings()
+    kwargs: dict[str, Any] = {"model": settings.model_for(size, model), "messages": messages}
+    # Where the provider does not document response_format (Gemini), the prompt alone asks
+    # for JSON, and the parsers accept it inside a Markdown code fence.
+    if response_format is not None and settings.api.send_response_format:
         kwargs["response_format"] = response_format
     kwargs["extra_headers"] = {STEP_HEADER: step}
     return kwargs
@@ -35,6 +39,8 @@ def _api_message(error: openai.APIStatusError) -> str:
     """The API's own message, once (``str(error)`` adds "Error code: 400 - " and, on
     openai 2.x, the whole error body)."""
     body = error.body
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
+        body = body[0].get("error", body[0])  # Google's error object comes in a list
     if isinstance(body, dict) and body.get("message"):
         text = str(body["message"])
     else:  # not the API's JSON (a proxy's HTML page, say): keep one short line of it
@@ -57,7 +63,8 @@ def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
         return WorkflowError(
             step,
             "the API rejected the key (401)" + (f" from the {source}" if source else ""),
-            "check OPENAI_API_KEY (and OPENAI_BASE_URL if you use another server)",
+            f"check {clients.settings().api.key_name} "
+            "(and OPENAI_BASE_URL if you use another server)",
         )
     if isinstance(error, openai.PermissionDeniedError):
         return WorkflowError(

@@ -48,7 +48,7 @@ def chat_completion(
 ) -> dict[str, Any]:
     """A Chat Completions response body with one choice, as the API sends it.
 
-    For replies that no API sent: seeded recordings, the benchmark's stub server, tests.
+    For replies that no API sent: seeded recordings and the fake model of ``testing``.
     ``usage`` is (prompt tokens, completion tokens), or None to send none.
     """
     body: dict[str, Any] = {
@@ -226,8 +226,13 @@ def replay_transport(
     return http.MockTransport(ahandle if asynchronous else handle)
 
 
+def error_body(message: str, type: str, code: str | None = None) -> dict[str, Any]:
+    """An error response body shaped like the OpenAI API's (replay and the test fake)."""
+    return {"error": {"message": message, "type": type, "code": code, "param": None}}
+
+
 def _error(message: str, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": "replay", "code": code, "param": None}}
+    return error_body(message, "replay", code)
 
 
 def _provenance(response: dict) -> dict:

@@ -6,20 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-# USD per 1M tokens (input, output) at the models' launch on 2025-04-14. Update as prices change.
-PRICES_AS_OF = "2025-04-14"
-PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
+from .providers import OPENAI, PROVIDERS, Price, base_model, provider_of_model
+
+# USD per 1M tokens (input, output): the lesson's OpenAI models at their list prices of
+# PRICES_AS_OF, and every provider's models (providers.PROVIDERS) in PRICES.
+PRICES_AS_OF = OPENAI.prices_as_of
+PRICES_PER_MILLION: dict[str, Price] = dict(OPENAI.prices)
+PRICES: dict[str, Price] = {
+    model: price for provider in PROVIDERS.values() for model, price in provider.prices.items()
 }
-
-
-def _base_model(model: str) -> str:
-    """'gpt-4.1-nano-2025-04-14' -> 'gpt-4.1-nano' (responses name the dated snapshot)."""
-    for name in PRICES_PER_MILLION:
-        if model == name or model.startswith(name + "-20"):
-            return name
-    return model
 
 
 @dataclass(frozen=True)
@@ -35,8 +30,8 @@ class Call:
 
     @property
     def cost_usd(self) -> float | None:
-        """Estimated price from PRICES_PER_MILLION, or None for an unknown model or usage."""
-        price = PRICES_PER_MILLION.get(_base_model(self.model))
+        """Estimated price from PRICES, or None for an unknown model or usage."""
+        price = PRICES.get(base_model(self.model))
         if price is None or self.prompt_tokens is None or self.completion_tokens is None:
             return None
         return (self.prompt_tokens * price[0] + self.completion_tokens * price[1]) / 1_000_000
@@ -83,6 +78,7 @@ def calls_table(calls: Iterable[Call], seconds: bool = True) -> str:
     recording's provenance (``brief``: the lesson brief's output; ``authored``: by hand).
 
     ``seconds=False`` leaves the time column out, for output that must not change between runs.
+    A provider's cost note (the Gemini free tier's $0) follows when its models were called.
     """
     calls = list(calls)
     steps: dict[tuple[str, str], list[Call]] = {}
@@ -119,4 +115,11 @@ def calls_table(calls: Iterable[Call], seconds: bool = True) -> str:
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])])
+    table = [line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])]
+    return "\n".join([*table, *cost_notes(calls)])
+
+
+def cost_notes(calls: Iterable[Call]) -> list[str]:
+    """One line per provider whose models were called and whose costs need a word."""
+    called = {getattr(provider_of_model(call.model), "name", None) for call in calls}
+    return [p.cost_note for p in PROVIDERS.values() if p.name in called and p.cost_note]

@@ -30,12 +30,11 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from llm_workflows import clients, replay
+from llm_workflows.errors import ConfigurationError
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "llm_workflows.ipynb"
-sys.path.insert(0, str(ROOT))
-
-from llm_workflows import clients, replay  # noqa: E402
-from llm_workflows.errors import ConfigurationError  # noqa: E402
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 CELL_TIMEOUT_SECONDS = 600
@@ -55,8 +54,12 @@ def write(nb: nbformat.NotebookNode, path: Path) -> None:
 
 
 def student_env() -> dict[str, str | None]:
-    """Unset every LLM_WORKFLOWS_* and OPENAI_* variable: what a student without a key has."""
-    return {name: None for name in os.environ if name.startswith(("LLM_WORKFLOWS_", "OPENAI_"))}
+    """Unset every LLM_WORKFLOWS_*, OPENAI_* and GEMINI_* variable: a student without a key."""
+    return {
+        name: None
+        for name in os.environ
+        if name.startswith(("LLM_WORKFLOWS_", "OPENAI_", "GEMINI_"))
+    }
 
 
 def _run(path: Path, env: dict[str, str | None], cwd: Path | None = None) -> nbformat.NotebookNode:

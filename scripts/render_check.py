@@ -134,9 +134,13 @@ def report(name: str, width: int, data: dict) -> list[str]:
         if cell.get("outputHeight", 0) > 1.5 * SCREEN_HEIGHT:
             problems.append(f"  cell {cell['index']}: output {cell['outputHeight']} px tall")
         if cell.get("inputOverflow", 0) > 1:
-            problems.append(f"  cell {cell['index']}: code runs {cell['inputOverflow']} px past the edge")
+            problems.append(
+                f"  cell {cell['index']}: code runs {cell['inputOverflow']} px past the edge"
+            )
         if cell.get("overflow", 0) > 1:
-            problems.append(f"  cell {cell['index']}: output runs {cell['overflow']} px past the edge")
+            problems.append(
+                f"  cell {cell['index']}: output runs {cell['overflow']} px past the edge"
+            )
         if cell.get("wrapped") and not cell.get("prompt"):
             problems.append(f"  cell {cell['index']}: {cell['wrapped']} output lines wrap")
         for image in cell.get("images", []):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 import subprocess
 import sys
 import textwrap
 import types
-from pathlib import Path
 
 import fakes
 import openai
@@ -306,7 +304,7 @@ def test_one_model_for_every_step_can_be_set(monkeypatch):
     bodies: list[dict] = []
 
     def handler(request):
-        bodies.append(fakes.body_of(request))
+        bodies.append(request.body)
         return fakes.reply("Technical Support")
 
     fakes.script(handler)
@@ -322,7 +320,7 @@ def models_sent(monkeypatch, **kwargs) -> list[str]:
     bodies: list[dict] = []
 
     def handler(request):
-        bodies.append(fakes.body_of(request))
+        bodies.append(request.body)
         return fakes.reply("Technical Support")
 
     fakes.script(handler)
@@ -349,24 +347,6 @@ def test_model_precedence_is_explicit_then_environment_then_preset_then_default(
 
 
 # --- setup() re-reads the settings (the notebook's setup cell, re-run) --------------------
-
-COLAB_SIM = Path(__file__).resolve().parents[1].parent / "shared" / "colab-sim"
-
-
-@pytest.fixture
-def colab_sim(monkeypatch):
-    """The repository's ../shared/colab-sim as google.colab (a fake userdata, see its README)."""
-    if not (COLAB_SIM / "google" / "colab").is_dir():
-        pytest.skip(f"the Colab simulation is not at {COLAB_SIM} (it lives beside the repository)")
-    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.syspath_prepend(str(COLAB_SIM))
-    monkeypatch.delenv("FAKE_COLAB_SECRETS", raising=False)
-    monkeypatch.delenv("FAKE_COLAB_SECRET_NAME", raising=False)
-    importlib.invalidate_caches()
-    userdata = importlib.import_module("google.colab.userdata")
-    assert Path(userdata.__file__).is_relative_to(COLAB_SIM)  # not an installed google package
-    return userdata
 
 
 def test_setup_after_adding_the_colab_secret_goes_live_without_a_restart(

@@ -5,15 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from fakes import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 DIAGRAMS = ROOT / "llm_workflows" / "diagrams"
-sys.path.insert(0, str(ROOT / "scripts"))
-import make_diagrams  # noqa: E402  (a script, not a package module)
+make_diagrams = load_script("make_diagrams")
 
 META = json.loads((DIAGRAMS / "diagrams.json").read_text())
 

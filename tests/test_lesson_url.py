@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -10,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "lesson_url.py"
@@ -17,14 +17,7 @@ URL = "https://github.com/Owner/llm-workflows"
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("lesson_url", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lesson_url = _load()
+lesson_url = load_script("lesson_url")
 
 
 @pytest.mark.parametrize(

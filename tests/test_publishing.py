@@ -13,13 +13,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from fakes import load_script
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_CHECK = ("-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows")
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
-sys.path.insert(0, str(ROOT / "scripts"))
-import check_dist  # noqa: E402  (a script, not a package module)
+check_dist = load_script("check_dist")
 
 
 def validate_workflow(path: Path) -> subprocess.CompletedProcess[str]:
