@@ -11,6 +11,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from fakes import load_script
 
 from llm_workflows import clients, faq, lesson, orchestration, provenance, routing
 from llm_workflows.checks import Claims, uncited_phrases
@@ -285,3 +286,38 @@ def test_the_readme_names_every_provenance_label():
     section = readme.split("### Recordings and where they came from", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^- `([a-z]+)`:", section, re.M)
     assert sorted(listed) == sorted(provenance.ORIGINS)
+
+
+# --- the recordings' labels ---------------------------------------------------------------
+
+SEED = load_script("seed_recordings")
+
+
+def _body(model: str, *contents: str) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": c} for c in contents]}
+
+
+def test_a_recording_is_brief_only_for_the_briefs_own_prompt_ignoring_whitespace():
+    brief = _body("m", "Answer  this\n   question.")
+    assert SEED.provenance_of(faq.ANSWER, _body("m", "Answer this question."), brief)[0] == "brief"
+    source, note = SEED.provenance_of(faq.ANSWER, _body("m", "Answer that question."), brief)
+    assert source == "reused"
+    assert "the brief's said 'user: Answer this" in note
+    assert "ours says 'user: Answer that question.'" in note
+    assert SEED.provenance_of(faq.ANSWER, _body("other", "Answer this question."), brief)[0] == (
+        "reused"
+    )
+
+
+def test_a_reply_the_brief_printed_parsed_is_rebuilt_and_a_missing_one_authored():
+    body = _body("m", "Sources?")
+    assert SEED.provenance_of(faq.FIND_SOURCES, body, body)[0] == "rebuilt"
+    assert SEED.provenance_of(orchestration.SYNTHESIZER, body, None)[0] == "authored"
+
+
+def test_every_shipped_recording_has_a_known_label_and_a_note():
+    path = Path(orchestration.__file__).parent / "recordings" / "chat_completions.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        provenance_ = json.loads(line)["provenance"]
+        assert provenance_["source"] in provenance.ORIGINS
+        assert provenance_["note"]
