@@ -249,8 +249,8 @@ async def handle_billing_worker(
         {
             "invoice_number": invoice_number,
             "user_concern": concern,
-            "action_taken": f"An investigation (Case ID: {case}) has been "
-            "opened regarding your concern.",
+            "action_taken": f"An investigation (Case ID: {case}) has "
+            "been opened regarding your concern.",
             "resolution_eta": "2 business days",
         },
         f"{action} for concern: '{concern}'",
@@ -470,7 +470,8 @@ async def process_customer_message(
         except WorkflowError as error:  # keep the tasks served; say why
             problems.append(str(error))
     else:
-        problems.append("no task could be served, so no email was written")
+        note = "no task could be served, so no email was written"
+        problems.append(note)
     return CustomerReply(
         user_query,
         plan.tasks,
