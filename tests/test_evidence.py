@@ -321,3 +321,10 @@ def test_every_shipped_recording_has_a_known_label_and_a_note():
         provenance_ = json.loads(line)["provenance"]
         assert provenance_["source"] in provenance.ORIGINS
         assert provenance_["note"]
+
+
+def test_the_cli_faq_says_where_its_questions_and_sources_came_from(capsys):
+    assert main(["faq"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "Questions: " + provenance.ORIGINS["reused"].line
+    assert lines[2] == "Sources: " + provenance.ORIGINS["rebuilt"].line
