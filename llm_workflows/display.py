@@ -223,3 +223,17 @@ def show_items(items: Iterable[Any], answers: bool = True, limit: int | None = N
     rest = len(items) - len(items[:limit])
     if rest:
         print(f"... and {rest} more item{'s' * (rest != 1)}")
+
+
+def show_uncited(items: Iterable[Any], documents: list) -> None:
+    """Print each FAQ answer that uses phrases found only in pages it does not cite."""
+    from .checks import uncited_phrases
+
+    items = [i if isinstance(i, dict) else vars(i) for i in items]
+    for number, item in enumerate(items, 1):
+        found = uncited_phrases(item["answer"], item["sources"], documents)
+        for title, phrases in found.items():
+            print(wrap(f"Item {number}: {item['question']}"))
+            print(wrap(f"Answer: {item['answer']}", "  "))
+            cites = f"Cites {item['sources']}, but uses {phrases}"
+            print(wrap(f"{cites}, found only in {title!r}.", "  "))
