@@ -80,9 +80,9 @@ def show_reply(reply: CustomerReply) -> str:
 
 
 REPLAY_NOTE = (
-    "Replayed calls: tokens are the recordings' usage (counted offline for the brief's and "
-    "hand-written replies, see each recording's provenance); seconds are replay time, not "
-    "model time."
+    "Replayed calls: tokens are the recordings' usage (counted offline for every reply not "
+    "recorded live; the reply column says where each came from, see each recording's "
+    "provenance); seconds are replay time, not model time."
 )
 
 
