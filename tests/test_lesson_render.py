@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = nbformat.read(str(ROOT / "notebooks" / "llm_workflows.ipynb"), as_version=4)
 TWIN = (ROOT / "notebooks" / "llm_workflows.md").read_text(encoding="utf-8")
 DIAGRAMS = json.loads((ROOT / "llm_workflows" / "diagrams" / "diagrams.json").read_text())
-COLUMN_CHARS = 75
+COLUMN_CHARS = 75  # printed output; code gets one less (the editor is 1 px narrower)
 MAX_OUTPUT_LINES = 65  # ~1200 px, one and a half screens at 1280 x 800
 LINE_PX = 19  # an output line's height in the render, margins included
 
@@ -43,9 +43,9 @@ def test_every_code_line_fits_the_column():
         (n, line)
         for n, cell in CODE
         for line in cell.source.splitlines()
-        if len(line) > COLUMN_CHARS
+        if len(line) > COLUMN_CHARS - 1
     ]
-    assert not long, f"code lines over {COLUMN_CHARS} characters: {long[:3]}"
+    assert not long, f"code lines over {COLUMN_CHARS - 1} characters: {long[:3]}"
 
 
 def test_printed_lines_fit_the_column_except_prompt_prose():
