@@ -133,11 +133,11 @@ def report(name: str, width: int, data: dict) -> list[str]:
     for cell in data["cells"]:
         if cell.get("outputHeight", 0) > 1.5 * SCREEN_HEIGHT:
             problems.append(f"  cell {cell['index']}: output {cell['outputHeight']} px tall")
-        if cell.get("inputOverflow", 0) > 1:
+        if cell.get("inputOverflow", 0) > 0:
             problems.append(
                 f"  cell {cell['index']}: code runs {cell['inputOverflow']} px past the edge"
             )
-        if cell.get("overflow", 0) > 1:
+        if cell.get("overflow", 0) > 0:
             problems.append(
                 f"  cell {cell['index']}: output runs {cell['overflow']} px past the edge"
             )
