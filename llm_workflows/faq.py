@@ -142,13 +142,16 @@ def screen_questions(entries: list, asked: int = QUESTIONS_ASKED) -> tuple[list[
     return questions, [f"{GENERATE_QUESTIONS}: {w}" for w in warnings]
 
 
-def parse_questions(
-    reply: str, *, asked: int = QUESTIONS_ASKED, warnings: list[str] | None = None
-) -> list[str]:
-    """The questions in a reply: ``{"questions": [...]}``, a bare array, or one list under another key.
+class Questions(list[str]):
+    """A list of questions, and ``warnings``: what :func:`screen_questions` found wrong."""
 
-    What :func:`screen_questions` finds wrong is appended to ``warnings``, if given.
-    """
+    def __init__(self, questions: list[str], warnings: list[str] | None = None):
+        super().__init__(questions)
+        self.warnings = list(warnings or [])
+
+
+def parse_questions(reply: str, *, asked: int = QUESTIONS_ASKED) -> Questions:
+    """The questions in a reply: ``{"questions": [...]}``, a bare array, or one list under another key."""
     data = load_json(reply, GENERATE_QUESTIONS, 'an object {"questions": [...]}')
     questions, _ = find_list(data, "questions")
     if questions is None:
@@ -161,9 +164,7 @@ def parse_questions(
     questions, found = screen_questions(questions, asked)
     if not questions:
         raise ModelOutputError(GENERATE_QUESTIONS, "the reply holds no questions", raw=reply)
-    if warnings is not None:
-        warnings.extend(found)
-    return questions
+    return Questions(questions, found)
 
 
 def generate_questions(
@@ -172,10 +173,9 @@ def generate_questions(
     prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
-    warnings: list[str] | None = None,
-) -> list[str]:
-    """Step 1: a list of questions a reader of the documents might ask (at most 10;
-    what looks wrong with them is appended to ``warnings``).
+) -> Questions:
+    """Step 1: a list of questions a reader of the documents might ask (at most 10; what
+    looks wrong with them is in its ``warnings``).
 
     ``prompt``: a template to use instead of prompts.GENERATE_QUESTIONS.
     """
@@ -187,7 +187,7 @@ def generate_questions(
         response_format=JSON_MODE,
         calls=calls,
     )
-    return parse_questions(reply, warnings=warnings)
+    return parse_questions(reply)
 
 
 async def agenerate_questions(
@@ -196,8 +196,7 @@ async def agenerate_questions(
     prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
-    warnings: list[str] | None = None,
-) -> list[str]:
+) -> Questions:
     """Async :func:`generate_questions`."""
     reply = await achat(
         GENERATE_QUESTIONS,
@@ -207,7 +206,7 @@ async def agenerate_questions(
         response_format=JSON_MODE,
         calls=calls,
     )
-    return parse_questions(reply, warnings=warnings)
+    return parse_questions(reply)
 
 
 def _answer_messages(question: str, documents: list[Document], prompt: str | None) -> list[dict]:
@@ -282,7 +281,7 @@ def parse_sources(reply: str, documents: list[Document]) -> Sources:
     data = load_json(reply, FIND_SOURCES, expected)
     cited, _ = find_list(data, "sources")
     if isinstance(data, dict) and isinstance(data.get("sources"), str):
-        cited = [data["sources"]]  # one title given as a string, not a list of one
+        cited = [data["sources"]]  # one title, as a string
     if cited is None:
         raise ModelOutputError(
             FIND_SOURCES,
@@ -394,15 +393,13 @@ async def build_faq(
     concurrency: int = DEFAULT_CONCURRENCY,
     model: str | None = None,
     on_progress: Progress | None = None,
-    on_result: Callable[[FAQItem | FAQFailure], None] | None = None,
+    on_result: Callable[[FAQItem | FAQFailure], None] = lambda _: None,
 ) -> FAQResult:
     """Generate questions, then answer each and find its sources,
     ``concurrency`` questions at a time.
 
     A question whose step fails becomes a :class:`FAQFailure`; the
-    other questions go on. ``on_result`` gets each question's outcome as
-    it finishes (the CLI keeps them, so an interrupted run still shows
-    what was done).
+    other questions go on. ``on_result`` sees each as it finishes.
     """
     if concurrency < 1:
         given = f"(got {concurrency})"
@@ -411,8 +408,7 @@ async def build_faq(
         raise ValueError("build_faq needs at least one document")
     calls: list[Call] = []
     options = {"model": model, "calls": calls}
-    warnings: list[str] = []
-    questions = await agenerate_questions(documents, **options, warnings=warnings)
+    questions = await agenerate_questions(documents, **options)
     limit = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -438,8 +434,7 @@ async def build_faq(
             except WorkflowError as error:
                 result = FAQFailure(question, str(error), answer)
         done += 1
-        if on_result:
-            on_result(result)
+        on_result(result)
         if on_progress:
             on_progress(done, len(questions))
         return result
@@ -451,5 +446,5 @@ async def build_faq(
         items=[r for r in results if isinstance(r, FAQItem)],
         failures=[r for r in results if isinstance(r, FAQFailure)],
         calls=calls,
-        warnings=warnings,
+        warnings=questions.warnings,
     )

@@ -109,7 +109,7 @@ class Plan:
     tasks: list[Task]
     problems: list[str]
     raw: str
-    skipped: int = 0  # tasks left out as invalid: requests the customer made that go unserved
+    skipped: int = 0  # invalid tasks left out: requests that go unserved
 
 
 def _canonical_type(value: Any) -> str | None:
@@ -173,8 +173,9 @@ def parse_tasks(reply: str) -> Plan:
             repeats += 1
             continue
         tasks.append(task)
-    # A repeat is served by its first copy; every other task left out goes unserved.
-    return Plan(tasks, problems, reply, skipped=len(items) - len(tasks) - repeats)
+    # A repeat is served by its first copy; the others go unserved.
+    skipped = len(items) - len(tasks) - repeats
+    return Plan(tasks, problems, reply, skipped)
 
 
 async def orchestrator(
@@ -364,13 +365,13 @@ WORKERS: dict[str, Worker] = {
 }
 
 
-def format_results(results: list[WorkerResult], unhandled: int = 0) -> str:
+def format_results(results: list[WorkerResult], unserved: int = 0) -> str:
     """Every worker result as a block of bullet points; none left out.
 
     (The lesson's first synthesizer matched each result against a list
     of task names and misspelt one, 'ProductReturn' for 'Product
-    Return', so the return silently vanished.) ``unhandled`` requests
-    get a block of their own, so the email cannot pretend they were served.
+    Return', so the return silently vanished.) ``unserved`` requests get
+    a block of their own: the email cannot pretend they were served.
     """
     blocks = []
     for result in results:
@@ -381,8 +382,8 @@ def format_results(results: list[WorkerResult], unhandled: int = 0) -> str:
             if value != "N/A":
                 lines.append(f"  - {label}: {value}")
         blocks.append("\n".join(lines))
-    if unhandled:
-        blocks.append(prompts.UNHANDLED_REQUESTS.format(count=unhandled))
+    if unserved:
+        blocks.append(prompts.UNHANDLED_REQUESTS.format(count=unserved))
     return "\n\n".join(blocks)
 
 
