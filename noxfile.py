@@ -32,7 +32,12 @@ UNSET = {
 }
 # These test the repository (the lesson pair, the install cell, the built wheel), not how
 # the package uses each openai: `make test` runs them, with the dev tools they need.
-REPOSITORY_TESTS = ["test_lesson.py", "test_install_cell.py", "test_publishing.py"]
+REPOSITORY_TESTS = [
+    "test_lesson.py",
+    "test_lesson_render.py",
+    "test_install_cell.py",
+    "test_publishing.py",
+]
 
 nox.options.default_venv_backend = "virtualenv"
 
