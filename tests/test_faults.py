@@ -1624,9 +1624,10 @@ def test_record_mode_starts_after_a_cut_off_line(
     assert [json.loads(line)["request"]["messages"][-1]["content"] for line in lines[2:]]
 
 
-@hostile("recordings", "Ctrl-C while question 6 is still being answered (faq)")
+@hostile("recordings", "Ctrl-C while question 6 is still being answered (faq, and faq --json)")
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
 def test_ctrl_c_keeps_the_finished_items(
-    capsys, shows="llm-workflows: interrupted (Ctrl-C); 9 finished items printed above"
+    capsys, as_json, shows="llm-workflows: interrupted (Ctrl-C); 9 finished items printed above"
 ):
     sources_done = threading.Semaphore(0)
     main = threading.main_thread().ident
@@ -1645,10 +1646,13 @@ def test_ctrl_c_keeps_the_finished_items(
     fake = fakes.script(handle, timeout=60.0)
     fake.add_fault("slow", step="answer", contains=Q6, delay=30.0)  # waiting when Ctrl-C comes
     threading.Thread(target=interrupt, daemon=True).start()
-    status, out, err = run_cli(capsys, "faq")
-    assert status == 130
-    assert out.startswith("FAQ: 9 questions answered") and Q6 not in out
-    assert err.splitlines() == [shows]
+    status, out, err = run_cli(capsys, "faq", *(["--json"] if as_json else []))
+    assert status == 130 and err.splitlines() == [shows]
+    if as_json:
+        items = json.loads(out)["items"]
+        assert len(items) == 9 and Q6 not in {i["question"] for i in items}
+    else:
+        assert out.startswith("FAQ: 9 questions answered") and Q6 not in out
 
 
 # 7. Behind a gateway ----------------------------------------------------------------------
