@@ -146,16 +146,85 @@ def _parser() -> argparse.ArgumentParser:
     faq.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N")
     faq.set_defaults(run=_faq)
     route = sub.add_parser("route", parents=[common], help="classify and answer queries")
-    route.add_argument("queries", nargs="+", metavar="QUERY")
+    route.add_argument("queries", nargs="*", metavar="QUERY")
     route.set_defaults(run=_route)
     orch = sub.add_parser("orchestrate", parents=[common], help="answer one customer message")
-    orch.add_argument("query", metavar="QUERY", help="the customer's message, or - to read stdin")
+    orch.add_argument(
+        "query", nargs="?", metavar="QUERY", help="the customer's message, or - to read stdin"
+    )
     orch.add_argument("--signature", default=DEFAULT_SIGNATURE)
     orch.set_defaults(run=_orchestrate)
     demo = sub.add_parser("demo", parents=[common], help="all three on the lesson's inputs")
     demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
     demo.set_defaults(run=_demo)
+    _add_bulk_options(route, orch)
     return parser
+
+
+# --- bulk runs from files (llm_workflows.bulk) ----------------------------------------------
+
+
+def _add_bulk_options(route: argparse.ArgumentParser, orch: argparse.ArgumentParser) -> None:
+    """``--input FILE --output RESULTS.jsonl`` on route and orchestrate: a streamed bulk run."""
+    from . import bulk
+
+    for parser, single, kind in [
+        (route, _route, bulk.ROUTE),
+        (orch, _orchestrate, bulk.ORCHESTRATE),
+    ]:
+        group = parser.add_argument_group("bulk run from a file")
+        group.add_argument(
+            "--input",
+            metavar="FILE",
+            help=f'JSONL ({{"id": ..., "{kind.field}": ...}} per line) or text, one per line',
+        )
+        group.add_argument("--output", metavar="RESULTS.jsonl", help="appended to; resumes")
+        group.add_argument(
+            "--concurrency",
+            type=int,
+            default=bulk.DEFAULT_CONCURRENCY,
+            metavar="N",
+            help="most items in flight (the rate limiter may use fewer)",
+        )
+        group.add_argument(
+            "--retry-failed", action="store_true", help="run again the items that failed"
+        )
+        parser.set_defaults(run=_bulk_or(single, kind))
+
+
+def _bulk_or(single, kind):
+    """The command's handler: a bulk run when --input is given, else ``single``."""
+
+    async def run(args) -> tuple[dict, str, list[str]]:
+        from . import bulk
+
+        positional = args.queries if kind is bulk.ROUTE else args.query
+        if args.input is None:
+            if args.output is not None:
+                raise WorkflowError(kind.command, "--output needs --input FILE")
+            if not positional:
+                raise WorkflowError(kind.command, f"give a {kind.noun}, or --input FILE")
+            return await single(args)
+        if positional:
+            raise WorkflowError(kind.command, f"give either {kind.noun}s or --input, not both")
+        if args.output is None:
+            raise WorkflowError(kind.command, "--input needs --output RESULTS.jsonl")
+        summary = await bulk.run_file(
+            kind,
+            args.input,
+            args.output,
+            concurrency=args.concurrency,
+            retry_failed=args.retry_failed,
+        )
+        errors = []
+        if summary.failed:
+            errors.append(
+                f"{summary.failed} {kind.noun}(s) failed; their errors are in {args.output}; "
+                "rerun with --retry-failed to run them again"
+            )
+        return {"summary": summary.line()}, summary.line(), errors
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

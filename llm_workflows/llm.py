@@ -8,6 +8,7 @@ one WorkflowError line that names the step and says what to do.
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import openai
@@ -18,6 +19,10 @@ from .records import CallRecord
 from .replay import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
 
 Messages = list[dict[str, str]]
+
+# Set by bulk runs to a limits.AdaptiveLimiter: it sends each async call itself, to pace it
+# by the server's rate-limit headers and to see every 429. None: a plain client call.
+CALL_GATE: ContextVar[Any] = ContextVar("llm_workflows_call_gate", default=None)
 
 
 def _request(step: str, model: str, messages: Messages, response_format: dict | None) -> dict:
@@ -172,7 +177,11 @@ async def achat(
     client = clients.get_async_client()
     start = time.perf_counter()
     try:
-        raw = await client.chat.completions.with_raw_response.create(**request)
+        gate = CALL_GATE.get()
+        if gate is None:
+            raw = await client.chat.completions.with_raw_response.create(**request)
+        else:
+            raw = await gate.send(client, request)
     except openai.OpenAIError as error:
         raise _api_error(step, error, client) from error
     return _finish(step, raw, time.perf_counter() - start, calls)

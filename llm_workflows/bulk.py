@@ -1,0 +1,330 @@
+"""Bulk runs from files: streamed, resumable, rate-limit aware, with a progress bar.
+
+``route_file`` and ``orchestrate_file`` read queries (or messages) one line at a time,
+keep at most ``concurrency`` of them in flight, and append each result to a JSONL file as
+soon as it is done (flushed, in completion order). Rerunning the same command skips the
+ids already in the output, so a crash or Ctrl-C loses only the queries in flight. Every
+call goes through one :class:`limits.AdaptiveLimiter`, which paces the run by the
+server's rate-limit headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import llm
+from .errors import WorkflowError
+from .limits import AdaptiveLimiter
+from .orchestration import process_customer_message
+from .routing import route
+
+DEFAULT_CONCURRENCY = 64
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input line: its id (a JSONL id, or the line number of a plain text file) and text."""
+
+    id: Any
+    text: str
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a bulk command reads and writes: ``route`` (queries) or ``orchestrate`` (messages)."""
+
+    command: str
+    field: str  # the input's JSONL field, and the result's
+    noun: str  # for messages: "query", "message"
+    work: Callable[[Item], Awaitable[dict[str, Any]]]
+
+
+def _key(item_id: Any) -> str:
+    """Ids compare as JSON, so 7 and "7" stay different ids."""
+    return json.dumps(item_id, ensure_ascii=False)
+
+
+def _input_error(path: Path, number: int, problem: str, hint: str) -> WorkflowError:
+    return WorkflowError("input", f"{path} line {number}: {problem}", hint)
+
+
+def _parse(path: Path, number: int, line: str, field: str, jsonl: bool) -> Item | None:
+    """One input line as an Item (None for a blank line), or a one-line error."""
+    if not line.strip():
+        return None
+    if not jsonl:
+        return Item(number, line.rstrip("\r\n"))
+    hint = f'write one JSON object per line, {{"id": ..., "{field}": "..."}}'
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise _input_error(path, number, f"not JSON ({error.msg})", hint) from None
+    if not isinstance(data, dict):
+        raise _input_error(path, number, "not a JSON object", hint)
+    if "id" not in data or not isinstance(data["id"], (str, int)) or isinstance(data["id"], bool):
+        raise _input_error(path, number, 'no "id" (a string or an integer)', hint)
+    if not isinstance(data.get(field), str):
+        raise _input_error(path, number, f'no "{field}" text', hint)
+    return Item(data["id"], data[field])
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with path.open(encoding="utf-8") as f:
+            yield from enumerate(f, 1)
+    except UnicodeDecodeError:
+        raise WorkflowError("input", f"{path} is not UTF-8 text", "save it as UTF-8") from None
+
+
+def _is_jsonl(path: Path) -> bool:
+    """JSONL if the first non-blank line is a JSON object; plain text (one per line) otherwise."""
+    for _, line in _lines(path):
+        if line.strip():
+            return line.lstrip().startswith("{")
+    return False
+
+
+def read_items(path: str | Path, field: str) -> Iterator[Item]:
+    """Stream the input's items: JSONL ``{"id", field}`` or plain text (id = line number)."""
+    path = Path(path)
+    jsonl = _is_jsonl(path)
+    for number, line in _lines(path):
+        item = _parse(path, number, line, field, jsonl)
+        if item is not None:
+            yield item
+
+
+def check_input(path: str | Path, field: str, done: set[str] = frozenset()) -> tuple[int, int]:
+    """Read the whole input once (streamed): its item count and how many are in ``done``.
+    Bad lines fail here, before any call is made."""
+    total = already = 0
+    for item in read_items(path, field):
+        total += 1
+        already += _key(item.id) in done
+    return total, already
+
+
+def scan_output(path: str | Path, retry_failed: bool = False) -> tuple[set[str], int]:
+    """The ids already finished in an output file, and how many of those failed.
+
+    A cut-off last line (a crash mid-write) is cut away. With ``retry_failed`` the failed
+    lines are removed from the file (rewritten in a stream), so they run again.
+    """
+    path = Path(path)
+    done: set[str] = set()
+    failed = 0
+    if not path.exists():
+        return done, failed
+    good_end = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            complete = raw.endswith(b"\n")
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                record = None
+            if not isinstance(record, dict) or "id" not in record:
+                if not complete:
+                    break  # cut off by a crash: dropped below, and that item runs again
+                raise WorkflowError(
+                    "output",
+                    f"{path} line {number}: not a result line",
+                    "remove that line, or choose another --output",
+                )
+            good_end += len(raw)
+            if not complete:  # whole JSON, only its newline was lost
+                with path.open("ab") as out:
+                    out.write(b"\n")
+                good_end += 1
+            key = _key(record["id"])
+            if record.get("error") is None or not retry_failed:
+                done.add(key)
+                failed += record.get("error") is not None
+    if path.stat().st_size > good_end:
+        with path.open("r+b") as f:
+            f.truncate(good_end)
+    if retry_failed:
+        _drop_failed(path)
+    return done, failed
+
+
+def _drop_failed(path: Path) -> None:
+    """Rewrite the output without its failed lines (through a temporary file, then rename)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with path.open(encoding="utf-8") as source, temporary.open("w", encoding="utf-8") as target:
+        for line in source:
+            if json.loads(line).get("error") is None:
+                target.write(line)
+    os.replace(temporary, path)
+
+
+# --- the two kinds of bulk run --------------------------------------------------------------
+
+
+async def _route_one(item: Item) -> dict[str, Any]:
+    result: dict[str, Any] = {"id": item.id, "query": item.text}
+    try:
+        routed = await route(item.text)
+    except WorkflowError as error:
+        return {
+            **result,
+            "intent": None,
+            "used_fallback": None,
+            "response": None,
+            "error": str(error),
+        }
+    return {
+        **result,
+        "intent": routed.intent,
+        "used_fallback": routed.used_fallback,
+        "response": routed.response,
+        "error": None,
+    }
+
+
+async def _orchestrate_one(item: Item) -> dict[str, Any]:
+    result: dict[str, Any] = {"id": item.id, "message": item.text}
+    try:
+        reply = await process_customer_message(item.text)
+    except WorkflowError as error:
+        return {**result, "tasks": [], "problems": [], "email": None, "error": str(error)}
+    error = None if reply.email else "no email was written: " + "; ".join(reply.problems)
+    return {
+        **result,
+        "tasks": [t.to_dict() for t in reply.tasks],
+        "problems": reply.problems,
+        "email": reply.email,
+        "error": error,
+    }
+
+
+ROUTE = Kind("route", "query", "query", _route_one)
+ORCHESTRATE = Kind("orchestrate", "message", "message", _orchestrate_one)
+
+
+# --- the runner -----------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """What a bulk run did: counts of this run, and the limiter's calls, tokens and cost."""
+
+    kind: Kind
+    output: Path
+    total: int  # items in the input
+    skipped: int  # already in the output
+    done: int  # finished now without an error
+    failed: int  # finished now with an error
+    seconds: float
+    limiter: AdaptiveLimiter
+
+    def line(self) -> str:
+        """One summary line: totals, calls, tokens and estimated cost."""
+        s = self.limiter.stats
+        plural = "queries" if self.kind.noun == "query" else self.kind.noun + "s"
+        cost = f"${s.cost_usd:.4f}" if s.cost_known else "n/a (no usage or unknown model)"
+        return (
+            f"{self.kind.command}: {self.total} {plural}: {self.done} done, {self.failed} failed, "
+            f"{self.skipped} already in {self.output.name}; {s.calls} calls "
+            f"({s.rate_limited} answered 429), {s.prompt_tokens + s.completion_tokens:,} tokens "
+            f"({s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion), "
+            f"estimated cost {cost}; {self.seconds:.1f} s"
+        )
+
+
+def _progress(total: int, initial: int, noun: str, enabled: bool):
+    from tqdm import tqdm  # only a bulk run needs it
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit=" " + noun,
+        file=sys.stderr,
+        disable=not enabled,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
+
+
+def _write(out: TextIO, result: dict[str, Any]) -> None:
+    out.write(json.dumps(result, ensure_ascii=False) + "\n")  # one write per line
+    out.flush()
+
+
+async def run_file(
+    kind: Kind,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    retry_failed: bool = False,
+    progress: bool = True,
+    limiter: AdaptiveLimiter | None = None,
+) -> Summary:
+    """Run ``kind`` on every item of the input that is not yet in the output; see module doc."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_input(input_path, kind.field)  # bad input fails before the output is touched
+    done_keys, _ = scan_output(output_path, retry_failed)
+    total, already = check_input(input_path, kind.field, done_keys)
+    limiter = limiter or AdaptiveLimiter(max_concurrency=concurrency)
+    llm.CALL_GATE.set(limiter)  # this task's context, copied into every task it starts
+    start = time.monotonic()
+    skipped = finished = failed = 0
+    pending: set[asyncio.Task] = set()
+    bar = _progress(total, already, kind.noun, progress)
+
+    def collect(tasks: set[asyncio.Task]) -> None:
+        nonlocal finished, failed
+        for task in tasks:
+            result = task.result()
+            _write(out, result)
+            if result["error"] is None:
+                finished += 1
+            else:
+                failed += 1
+            bar.update(1)
+        bar.set_postfix_str(f"failed {failed}", refresh=False)
+
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with output_path.open("a", encoding="utf-8") as out:
+            for item in read_items(input_path, kind.field):
+                if _key(item.id) in done_keys:
+                    skipped += 1
+                    continue
+                while len(pending) >= concurrency:
+                    ready, pending = await asyncio.wait(
+                        pending, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    collect(ready)
+                pending.add(asyncio.create_task(kind.work(item)))
+            while pending:
+                ready, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                collect(ready)
+    finally:
+        for task in pending:  # Ctrl-C or a crash: these run again on the next run
+            task.cancel()
+        bar.close()
+    return Summary(
+        kind, output_path, total, skipped, finished, failed, time.monotonic() - start, limiter
+    )
+
+
+async def route_file(input_path: str | Path, output_path: str | Path, **options) -> Summary:
+    """Route every query of a file into a JSONL file of results (see :func:`run_file`)."""
+    return await run_file(ROUTE, input_path, output_path, **options)
+
+
+async def orchestrate_file(input_path: str | Path, output_path: str | Path, **options) -> Summary:
+    """Answer every customer message of a file into a JSONL file of replies."""
+    return await run_file(ORCHESTRATE, input_path, output_path, **options)

@@ -1,0 +1,135 @@
+"""A fake of OpenAI's rate limits, for tests and the bulk benchmark (not used by the workflows).
+
+:class:`FakeRateLimit` keeps a requests-per-minute and a tokens-per-minute bucket that
+refill continuously, like the API's. :meth:`FakeRateLimit.admit` charges one request body
+and returns the headers to send (``x-ratelimit-*``, plus ``retry-after``/``retry-after-ms``
+on a 429). It is transport-agnostic:
+
+- on a ``MockTransport``: ``http.MockTransport(limit.wrap(handler, http))``, where
+  ``handler(request) -> response`` is any step->reply fake;
+- in a loopback server (asyncio or ``http.server``): call ``admit(body)`` before answering;
+  if it says no, send ``limit.error_body()`` with status 429, else add its headers to the
+  reply.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from .limits import estimate_tokens
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds the way the API writes its reset headers: ``"20ms"``, ``"1.5s"``, ``"6m0s"``."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
+
+
+@dataclass
+class Admission:
+    """The outcome of one request: allowed or not, and the headers to send with the reply."""
+
+    allowed: bool
+    headers: dict[str, str]
+
+
+class FakeRateLimit:
+    """Requests- and tokens-per-minute budgets that refill continuously (thread-safe).
+
+    ``burst_seconds`` is how much budget can pile up: the API lets a full minute's worth
+    accumulate; a benchmark of a few minutes uses less, so that it measures the steady rate.
+    ``retry_after_ms`` sends ``retry-after-ms`` instead of ``retry-after`` on 429s.
+    """
+
+    def __init__(
+        self,
+        rpm: float,
+        tpm: float,
+        *,
+        burst_seconds: float = 60.0,
+        retry_after_ms: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.rpm, self.tpm = rpm, tpm
+        self.retry_after_ms = retry_after_ms
+        self.clock = clock
+        self.capacity = (rpm * burst_seconds / 60.0, tpm * burst_seconds / 60.0)
+        self.level = list(self.capacity)
+        self.at = clock()
+        self.allowed = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def _refill(self, now: float) -> None:
+        for i, per_minute in enumerate((self.rpm, self.tpm)):
+            self.level[i] = min(self.capacity[i], self.level[i] + per_minute / 60 * (now - self.at))
+        self.at = now
+
+    def _headers(self) -> dict[str, str]:
+        headers = {}
+        for i, (kind, per_minute) in enumerate((("requests", self.rpm), ("tokens", self.tpm))):
+            missing = self.capacity[i] - self.level[i]
+            headers[f"x-ratelimit-limit-{kind}"] = f"{per_minute:g}"
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(self.level[i])))
+            headers[f"x-ratelimit-reset-{kind}"] = format_duration(missing / (per_minute / 60))
+        return headers
+
+    def admit(self, body: dict[str, Any]) -> Admission:
+        """Charge one request (1 request, its estimated tokens) if the budgets allow it."""
+        tokens = estimate_tokens(body)
+        with self._lock:
+            now = self.clock()
+            self._refill(now)
+            need = (1.0, float(min(tokens, self.capacity[1])))
+            if all(self.level[i] >= need[i] for i in (0, 1)):
+                self.level[0] -= need[0]
+                self.level[1] -= need[1]
+                self.allowed += 1
+                return Admission(True, self._headers())
+            self.refused += 1
+            wait = max(
+                (need[i] - self.level[i]) / (per_minute / 60)
+                for i, per_minute in enumerate((self.rpm, self.tpm))
+            )
+            headers = self._headers()
+            if self.retry_after_ms:
+                headers["retry-after-ms"] = str(math.ceil(wait * 1000))
+            else:
+                headers["retry-after"] = f"{max(wait, 0.001):.3f}"
+            return Admission(False, headers)
+
+    @staticmethod
+    def error_body() -> dict[str, Any]:
+        """The API's 429 body for an exceeded rate limit."""
+        return {
+            "error": {
+                "message": "Rate limit reached for requests (fake)",
+                "type": "requests",
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
+        }
+
+    def wrap(self, handler: Callable, http: ModuleType) -> Callable:
+        """A MockTransport handler: chat completions pass the budget first, then ``handler``."""
+
+        def limited(request):
+            if not request.url.path.endswith("/chat/completions"):
+                return handler(request)
+            admission = self.admit(json.loads(request.content))
+            if not admission.allowed:
+                return http.Response(429, json=self.error_body(), headers=admission.headers)
+            response = handler(request)
+            response.headers.update(admission.headers)
+            return response
+
+        return limited
