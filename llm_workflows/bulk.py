@@ -124,9 +124,13 @@ def scan_output(path: str | Path, retry_failed: bool = False) -> tuple[set[str],
     if not path.exists():
         return done, failed
     good_end = 0
+    newline_lost = False
     with path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             complete = raw.endswith(b"\n")
+            if not raw.strip():
+                good_end += len(raw) if complete else 0
+                continue
             try:
                 record = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -140,10 +144,7 @@ def scan_output(path: str | Path, retry_failed: bool = False) -> tuple[set[str],
                     "remove that line, or choose another --output",
                 )
             good_end += len(raw)
-            if not complete:  # whole JSON, only its newline was lost
-                with path.open("ab") as out:
-                    out.write(b"\n")
-                good_end += 1
+            newline_lost = not complete  # whole JSON, only its newline was lost
             key = _key(record["id"])
             if record.get("error") is None or not retry_failed:
                 done.add(key)
@@ -151,6 +152,9 @@ def scan_output(path: str | Path, retry_failed: bool = False) -> tuple[set[str],
     if path.stat().st_size > good_end:
         with path.open("r+b") as f:
             f.truncate(good_end)
+    if newline_lost:
+        with path.open("ab") as f:
+            f.write(b"\n")
     if retry_failed:
         _drop_failed(path)
     return done, failed
@@ -161,7 +165,7 @@ def _drop_failed(path: Path) -> None:
     temporary = path.with_name(path.name + ".tmp")
     with path.open(encoding="utf-8") as source, temporary.open("w", encoding="utf-8") as target:
         for line in source:
-            if json.loads(line).get("error") is None:
+            if line.strip() and json.loads(line).get("error") is None:
                 target.write(line)
     os.replace(temporary, path)
 
