@@ -14,7 +14,8 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
    (discovery); a server that sends none gets the maximum.
 4. A 429 pauses every call for its ``retry-after-ms``/``retry-after`` (else the reset time,
    else 1 s, doubling), empties the mirror and doubles the reserve (up to 10 % of the
-   limit); each success with room shrinks the reserve back by 1 % towards 1 % of the limit.
+   bucket); each success with room shrinks the reserve back by 1 % towards 1 % of it. The
+   bucket's size is the most the server ever said remained (at most a minute's limit).
 """
 
 from __future__ import annotations
@@ -85,22 +86,29 @@ class Bucket:
     limit: float | None = None  # per minute; None until the server says
     level: float = 0.0
     at: float = 0.0  # clock time of ``level``
+    peak: float = 0.0  # the most the server ever said remained: what its bucket holds
 
     @property
     def rate(self) -> float:
         return (self.limit or 0.0) / 60.0
 
+    @property
+    def capacity(self) -> float:
+        """How much can pile up: a minute's limit, or less if the server never showed more."""
+        return min(self.limit or 0.0, max(self.peak, 1.0))
+
     def refill(self, now: float) -> None:
         if self.limit is not None:
-            self.level = min(self.limit, self.level + self.rate * (now - self.at))
+            self.level = min(self.capacity, self.level + self.rate * (now - self.at))
         self.at = now
 
     def wait_for(self, amount: float, reserve: float) -> float:
         """Seconds until ``amount`` can be taken with ``reserve`` left (0: now)."""
         if self.limit is None:
             return 0.0
-        amount = min(amount, self.limit * (1 - reserve))  # a huge request must not wait forever
-        missing = amount + reserve * self.limit - self.level
+        # A request bigger than the bucket must not wait forever: the server takes it when full.
+        amount = min(amount, self.capacity * (1 - reserve))
+        missing = amount + reserve * self.capacity - self.level
         return 0.0 if missing <= 0 else missing / self.rate
 
     def sync(self, limit: str | None, remaining: str | None, now: float) -> None:
@@ -111,6 +119,7 @@ class Bucket:
             return
         if self.limit is None:
             self.level = server
+        self.peak = max(self.peak, server + 1)  # + the request this response answers
         self.refill(now)
         self.limit = new_limit
         self.level = server if server < self.level else (self.level + server) / 2
@@ -241,7 +250,7 @@ class AdaptiveLimiter:
     def _on_success(self, raw, seconds: float) -> None:
         self.observe(raw.headers, seconds)
         if self.requests.limit is None or self.requests.level > 2 * self.reserve * (
-            self.requests.limit or 0
+            self.requests.capacity
         ):
             self.reserve = max(MIN_RESERVE, self.reserve * 0.99)
         completion = raw.parse()  # parsed once: llm._finish gets the cached object

@@ -14,6 +14,7 @@ on a 429). It is transport-agnostic:
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import threading
@@ -129,7 +130,15 @@ class FakeRateLimit:
             if not admission.allowed:
                 return http.Response(429, json=self.error_body(), headers=admission.headers)
             response = handler(request)
+            if inspect.isawaitable(response):  # an async handler (async clients only)
+                return _with_headers(response, admission.headers)
             response.headers.update(admission.headers)
             return response
 
         return limited
+
+
+async def _with_headers(pending, headers: dict[str, str]):
+    response = await pending
+    response.headers.update(headers)
+    return response
