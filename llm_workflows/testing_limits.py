@@ -68,6 +68,7 @@ class FakeRateLimit:
         self.at = clock()
         self.allowed = 0
         self.refused = 0
+        self.drained_at: float | None = None  # when the first burst was used up (< 10 % left)
         self._lock = threading.Lock()
 
     def _refill(self, now: float) -> None:
@@ -94,6 +95,9 @@ class FakeRateLimit:
             if all(self.level[i] >= need[i] for i in (0, 1)):
                 self.level[0] -= need[0]
                 self.level[1] -= need[1]
+                low = any(self.level[i] < 0.1 * self.capacity[i] for i in (0, 1))
+                if low and self.drained_at is None:
+                    self.drained_at = now
                 self.allowed += 1
                 return Admission(True, self._headers())
             self.refused += 1
