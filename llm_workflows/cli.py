@@ -158,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
     demo.set_defaults(run=_demo)
     _add_bulk_options(route, orch)
+    _add_batch_command(sub)
     return parser
 
 
@@ -247,3 +248,34 @@ def main(argv: list[str] | None = None) -> int:
     for error in errors:
         print(f"{PROG}: error: {error}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _add_batch_command(sub) -> None:
+    """``batch submit route --input FILE``, ``batch status``, ``batch collect --output FILE``."""
+    from . import batch
+
+    parser = sub.add_parser("batch", help="route a file of queries with the Batch API (half price)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument(
+        "--state", default=batch.DEFAULT_STATE, metavar="FILE", help="where the run is kept"
+    )
+    submit = actions.add_parser("submit", parents=[state], help="upload and start the first batch")
+    submit.add_argument("workflow", choices=["route"])
+    submit.add_argument("--input", required=True, metavar="FILE")
+    actions.add_parser("status", parents=[state], help="where the run stands")
+    collect = actions.add_parser("collect", parents=[state], help="collect the finished step")
+    collect.add_argument("--output", required=True, metavar="RESULTS.jsonl")
+
+    async def run(args) -> tuple[dict, str, list[str]]:
+        if args.action == "submit":
+            done = batch.submit_route(args.input, args.state)
+            ids = done.batches[done.step]
+            text = f"batch route: submitted {ids['batch_id']} (classify); state in {args.state}"
+        elif args.action == "status":
+            text = batch.status(args.state)
+        else:
+            text = batch.collect(args.output, args.state)
+        return {"message": text}, text, []
+
+    parser.set_defaults(run=run, json=False)

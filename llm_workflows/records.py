@@ -11,6 +11,7 @@ PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
     "gpt-4.1-nano": (0.10, 0.40),
     "gpt-4.1-mini": (0.40, 1.60),
 }
+BATCH_PRICE_FACTOR = 0.5  # the Batch API bills half the price of the same call made live
 
 
 def _base_model(model: str) -> str:
