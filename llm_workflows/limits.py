@@ -21,7 +21,6 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import re
 import time
@@ -170,6 +169,7 @@ class AdaptiveLimiter:
         self.paused_until = 0.0
         self.stats = LimiterStats()
         self._changed = asyncio.Event()
+        self._turn = asyncio.Lock()
         self._bare: dict[int, Any] = {}  # client id -> the same client without retries
 
     @property
@@ -194,19 +194,19 @@ class AdaptiveLimiter:
 
     async def _admit(self, tokens: int) -> None:
         start = self.clock()
-        while True:
-            self._changed.clear()  # before the check: a release after it wakes us
-            if self.in_flight < self.concurrency:
+        async with self._turn:  # one waiter at a time, first come first served
+            while True:
+                if self.in_flight >= self.concurrency:
+                    self._changed.clear()
+                    await self._changed.wait()  # a call in flight will finish
+                    continue
                 delay = self._delay(tokens)
                 if delay <= 0:
                     break
-            else:
-                delay = 1.0  # a finished call wakes us sooner
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=min(delay, 1.0))
-        self.in_flight += 1
-        self.requests.level -= 1
-        self.tokens.level -= tokens
+                await asyncio.sleep(min(delay, 0.25))  # then look again: headers may have come
+            self.in_flight += 1
+            self.requests.level -= 1
+            self.tokens.level -= tokens
         self.stats.waited_seconds += self.clock() - start
 
     def _release(self) -> None:
