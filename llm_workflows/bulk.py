@@ -16,14 +16,15 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import llm
 from .errors import WorkflowError
 from .limits import AdaptiveLimiter
-from .orchestration import process_customer_message
+from .orchestration import DEFAULT_SIGNATURE, process_customer_message
 from .routing import route
 
 DEFAULT_CONCURRENCY = 64
@@ -194,10 +195,10 @@ async def _route_one(item: Item) -> dict[str, Any]:
     }
 
 
-async def _orchestrate_one(item: Item) -> dict[str, Any]:
+async def _orchestrate_one(item: Item, signature: str = DEFAULT_SIGNATURE) -> dict[str, Any]:
     result: dict[str, Any] = {"id": item.id, "message": item.text}
     try:
-        reply = await process_customer_message(item.text)
+        reply = await process_customer_message(item.text, signature=signature)
     except WorkflowError as error:
         return {**result, "tasks": [], "problems": [], "email": None, "error": str(error)}
     error = None if reply.email else "no email was written: " + "; ".join(reply.problems)
@@ -329,6 +330,15 @@ async def route_file(input_path: str | Path, output_path: str | Path, **options)
     return await run_file(ROUTE, input_path, output_path, **options)
 
 
-async def orchestrate_file(input_path: str | Path, output_path: str | Path, **options) -> Summary:
+async def orchestrate_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    signature: str = DEFAULT_SIGNATURE,
+    **options,
+) -> Summary:
     """Answer every customer message of a file into a JSONL file of replies."""
-    return await run_file(ORCHESTRATE, input_path, output_path, **options)
+    kind = ORCHESTRATE
+    if signature != DEFAULT_SIGNATURE:
+        kind = replace(kind, work=partial(_orchestrate_one, signature=signature))
+    return await run_file(kind, input_path, output_path, **options)

@@ -210,13 +210,13 @@ def _bulk_or(single, kind):
             raise WorkflowError(kind.command, f"give either {kind.noun}s or --input, not both")
         if args.output is None:
             raise WorkflowError(kind.command, "--input needs --output RESULTS.jsonl")
-        summary = await bulk.run_file(
-            kind,
-            args.input,
-            args.output,
-            concurrency=args.concurrency,
-            retry_failed=args.retry_failed,
-        )
+        options = {"concurrency": args.concurrency, "retry_failed": args.retry_failed}
+        if kind is bulk.ORCHESTRATE:
+            summary = await bulk.orchestrate_file(
+                args.input, args.output, signature=args.signature, **options
+            )
+        else:
+            summary = await bulk.route_file(args.input, args.output, **options)
         errors = []
         if summary.failed:
             errors.append(

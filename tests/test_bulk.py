@@ -352,3 +352,21 @@ def test_killed_process_then_rerun_gives_every_result_once(tmp_path, stub_server
     finished = {json.loads(line)["id"] for line in first if line.endswith(b"}")}
     finished_texts = {f"Question number {i - 1}?" for i in finished}
     assert not [s for s in resent if any(t in s.text for t in finished_texts)]
+
+
+def test_orchestrate_signature_reaches_every_email(tmp_path):
+    prompts: list[str] = []
+
+    def handler(request):
+        if fakes.step_of(request) == "orchestrator":
+            return fakes.reply('[{"query_type": "StatusUpdate", "order_id": "A-1"}]')
+        prompts.append(fakes.user_text(request))
+        return fakes.reply("Dear customer")
+
+    fakes.script(handler)
+    messages = tmp_path / "m.txt"
+    messages.write_text("Where is order A-1?\nAnd order A-1 again?\n", encoding="utf-8")
+    args = ["orchestrate", "--input", str(messages), "--output", str(tmp_path / "o.jsonl")]
+    assert main([*args, "--signature", "Grace, Support"]) == 0
+    assert len(prompts) == 2
+    assert all("Grace, Support" in p for p in prompts)
