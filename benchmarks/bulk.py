@@ -48,7 +48,7 @@ from llm_workflows.testing_limits import FakeRateLimit  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "bulk.json"
 FAKE_KEY = "sk-bench-fake"
-TARGETS = {"throughput": 0.9, "share_429": 0.02, "extra_requests": 0.01, "memory_mb": 10.0}
+TARGETS = {"throughput": 0.9, "share_429": 0.02, "extra_requests": 0.01, "memory_mb": 5.0}
 
 TEMPLATES = [
     "My {thing} stopped working after yesterday's update.",

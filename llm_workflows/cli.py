@@ -200,13 +200,14 @@ def _bulk_or(single, kind):
         from . import bulk
 
         positional = args.queries if kind is bulk.ROUTE else args.query
+        given = positional not in (None, [])  # "" is a message: the workflow refuses it
         if args.input is None:
             if args.output is not None:
                 raise WorkflowError(kind.command, "--output needs --input FILE")
-            if not positional:
+            if not given:
                 raise WorkflowError(kind.command, f"give a {kind.noun}, or --input FILE")
             return await single(args)
-        if positional:
+        if given:
             raise WorkflowError(kind.command, f"give either {kind.noun}s or --input, not both")
         if args.output is None:
             raise WorkflowError(kind.command, "--input needs --output RESULTS.jsonl")

@@ -370,3 +370,14 @@ def test_orchestrate_signature_reaches_every_email(tmp_path):
     assert main([*args, "--signature", "Grace, Support"]) == 0
     assert len(prompts) == 2
     assert all("Grace, Support" in p for p in prompts)
+
+
+def test_route_with_neither_queries_nor_input_is_one_error(capsys):
+    assert main(["route"]) == 1
+    assert "give a query, or --input FILE" in capsys.readouterr().err
+
+
+def test_queries_and_input_together_are_refused(tmp_path, capsys):
+    queries = write_text_queries(tmp_path / "q.txt")
+    assert main(["route", "hello", "--input", str(queries), "--output", "r.jsonl"]) == 1
+    assert "not both" in capsys.readouterr().err
