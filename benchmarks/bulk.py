@@ -357,7 +357,7 @@ def report(results: dict[str, Any]) -> tuple[str, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queries", type=int, default=10_000)
-    parser.add_argument("--rpm", type=float, default=9_000, help="the budget's requests/min")
+    parser.add_argument("--rpm", type=float, default=6_000, help="the budget's requests/min")
     parser.add_argument("--tpm-headroom", type=float, default=1.25, help="TPM / what RPM needs")
     parser.add_argument("--burst", type=float, default=5.0, help="seconds of budget that pile up")
     parser.add_argument("--latency", type=float, default=0.1, metavar="SECONDS")
