@@ -41,7 +41,7 @@ test: $(STAMP)
 	env -u OPENAI_API_KEY -u LLM_WORKFLOWS_MODEL -u LLM_WORKFLOWS_RECORDINGS LLM_WORKFLOWS_MODE=replay \
 		$(BIN)/python -m pytest --nbval --nbval-current-env notebooks/
 
-# Not part of make test: about 1.5 minutes for run.py, then about 20 for bulk.py (rate
+# Not part of make test: about 1.5 minutes for run.py, then about 16 for bulk.py (rate
 # limits, crash and resume, memory at 100,000 queries); exits non-zero if a target is missed.
 .PHONY: bench test-compat
 bench: $(RUNTIME)
