@@ -269,14 +269,21 @@ def _add_batch_command(sub) -> None:
     collect.add_argument("--output", required=True, metavar="RESULTS.jsonl")
 
     async def run(args) -> tuple[dict, str, list[str]]:
-        if args.action == "submit":
-            done = batch.submit_route(args.input, args.state)
-            ids = done.batches[done.step]
-            text = f"batch route: submitted {ids['batch_id']} (classify); state in {args.state}"
-        elif args.action == "status":
-            text = batch.status(args.state)
-        else:
-            text = batch.collect(args.output, args.state)
+        import openai
+
+        from .llm import _api_error
+
+        try:
+            if args.action == "submit":
+                done = batch.submit_route(args.input, args.state)
+                ids = done.batches[done.step]
+                text = f"batch route: submitted {ids['batch_id']} (classify); state in {args.state}"
+            elif args.action == "status":
+                text = batch.status(args.state)
+            else:
+                text = batch.collect(args.output, args.state)
+        except openai.OpenAIError as error:  # one line, as for the workflows' own calls
+            raise _api_error(f"batch {args.action}", error, clients.get_client()) from error
         return {"message": text}, text, []
 
     parser.set_defaults(run=run, json=False)

@@ -175,3 +175,13 @@ def test_collect_without_a_submit_is_one_error_line(tmp_path, capsys):
     assert main(["batch", "collect", "--output", "r.jsonl"]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "no batch state file" in line and "batch submit route" in line
+
+
+def test_an_api_error_during_submit_is_one_line(tmp_path, capsys):
+    fakes.script(lambda request: fakes.error(403, "Batch API not allowed for this project"))
+    queries = queries_file(tmp_path)
+    assert main(["batch", "submit", "route", "--input", str(queries)]) == 1
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("llm-workflows: error: batch submit: access denied (403)")
+    assert "Traceback" not in err
