@@ -19,12 +19,12 @@ from .faq import (
     generate_questions,
     single_call_faq,
 )
-from .orchestration import CustomerReply, process_customer_message
-from .records import CallRecord, calls_table, totals
+from .orchestration import CustomerReply, WorkerResult, process_customer_message
 from .routing import Routed, classify_intent, handle_query, normalize_intent, route, route_many
+from .usage import Call, Usage, calls_table, totals
 
 __all__ = [
-    "CallRecord",
+    "Call",
     "ConfigurationError",
     "CustomerReply",
     "Document",
@@ -34,6 +34,8 @@ __all__ = [
     "ModelOutputError",
     "Routed",
     "Sources",
+    "Usage",
+    "WorkerResult",
     "WorkflowError",
     "answer_question",
     "build_faq",

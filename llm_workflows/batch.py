@@ -20,16 +20,16 @@ from typing import Any
 from . import clients
 from .bulk import read_items
 from .errors import WorkflowError
-from .records import BATCH_PRICE_FACTOR, CallRecord
 from .routing import (
     CLASSIFY,
     FALLBACK,
     HANDLE,
-    MODEL,
-    _classify_messages,
+    SIZE,
     choose_prompt,
+    classify_messages,
     normalize_intent,
 )
+from .usage import BATCH_PRICE_FACTOR, Call
 
 DEFAULT_STATE = "llm-workflows-batch.json"
 ENDPOINT = "/v1/chat/completions"
@@ -47,7 +47,7 @@ def parse_custom_id(value: str) -> tuple[str, Any]:
 
 def request_body(messages: list[dict[str, str]]) -> dict[str, Any]:
     """The Chat Completions body the live path sends for these messages."""
-    return {"model": clients.settings().model or MODEL, "messages": messages}
+    return {"model": clients.settings().model_for(SIZE), "messages": messages}
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Usage:
             return
         self.prompt_tokens += prompt
         self.completion_tokens += completion
-        cost = CallRecord("batch", body.get("model", ""), prompt, completion, 0.0).cost_usd
+        cost = Call("batch", body.get("model", ""), prompt, completion, 0.0).cost_usd
         if cost is None or self.cost_usd is None:
             self.cost_usd = None
         else:
@@ -154,7 +154,7 @@ def submit_route(input_path: str | Path, state: str | Path = DEFAULT_STATE) -> B
         query = item.text.strip()
         run.routes[json.dumps(item.id)] = [item.text, None, None]
         if query:
-            lines.append(_line(CLASSIFY, item.id, _classify_messages(query)))
+            lines.append(_line(CLASSIFY, item.id, classify_messages(query)))
     if not lines:
         raise WorkflowError("batch", f"{input_path} holds no queries")
     _upload_and_create(CLASSIFY, lines, run)

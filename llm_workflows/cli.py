@@ -1,4 +1,8 @@
-"""Command line: ``python -m llm_workflows {faq,route,orchestrate,demo} [--json]``."""
+"""Command line: ``python -m llm_workflows {faq,route,orchestrate,demo,batch} [--json]``.
+
+Each command is a ``run_*`` function with typed parameters that returns an ``Outcome``;
+``main`` parses argv, calls one, and prints what it returned.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,22 @@ import asyncio
 import json
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from . import clients, lesson
+import openai
+
+from . import batch, bulk, clients, lesson
+from .bulk import DEFAULT_CONCURRENCY as DEFAULT_BULK_CONCURRENCY
 from .documents import read_documents
 from .errors import WorkflowError
 from .faq import DEFAULT_CONCURRENCY, FAQResult, build_faq
+from .llm import api_error
 from .orchestration import DEFAULT_SIGNATURE, CustomerReply, process_customer_message
-from .records import calls_table
 from .routing import Routed, route_many
+from .usage import calls_table
 
 PROG = "llm-workflows"
 
@@ -69,28 +81,41 @@ def _calls(calls) -> str:
     return text
 
 
-async def _faq(args) -> tuple[dict, str, list[str]]:
+@dataclass
+class Outcome:
+    """What a command made: ``data`` for --json, ``text`` for people, one line per error."""
+
+    data: dict[str, Any]
+    text: str
+    errors: list[str] = field(default_factory=list)
+
+
+async def run_faq(
+    sources: list[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY
+) -> Outcome:
+    """The FAQ chain on text/markdown files (default: the lesson's webpages)."""
     try:
-        documents = read_documents(args.source) if args.source else lesson.WEBPAGES
+        documents = read_documents(sources) if sources else lesson.WEBPAGES
     except (OSError, UnicodeDecodeError) as error:
         name = getattr(error, "filename", None) or "a source file"
         reason = getattr(error, "strerror", None) or "not UTF-8 text"
         raise WorkflowError(
             "faq", f"cannot read {name} ({reason})", "pass text or markdown files"
         ) from None
-    result = await build_faq(documents, concurrency=args.concurrency)
+    result = await build_faq(documents, concurrency=concurrency)
     errors = [
         f"{len(result.failures)} of {len(result.failures) + len(result.items)} questions failed"
     ]
     text = show_faq(result) + "\n\n" + _calls(result.calls)
-    return result.to_dict(), text, errors if result.failures else []
+    return Outcome(result.to_dict(), text, errors if result.failures else [])
 
 
-async def _route(args) -> tuple[dict, str, list[str]]:
-    outcomes = await route_many(args.queries)
+async def run_route(queries: list[str]) -> Outcome:
+    """Classify and answer each query, concurrently; a failed query does not stop the others."""
+    outcomes = await route_many(queries)
     routed = [o for o in outcomes if isinstance(o, Routed)]
     failed: dict[str, list[str]] = {}  # one line per distinct error (a bad key fails them all)
-    for query, outcome in zip(args.queries, outcomes, strict=True):
+    for query, outcome in zip(queries, outcomes, strict=True):
         if isinstance(outcome, WorkflowError):
             failed.setdefault(str(outcome), []).append(repr(query))
     errors = [
@@ -102,32 +127,168 @@ async def _route(args) -> tuple[dict, str, list[str]]:
     data = {
         "results": [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in outcomes]
     }
-    return data, text, errors
+    return Outcome(data, text, errors)
 
 
-async def _orchestrate(args) -> tuple[dict, str, list[str]]:
-    query = sys.stdin.read().strip() if args.query == "-" else args.query
-    reply = await process_customer_message(query, signature=args.signature)
+async def run_orchestrate(query: str, signature: str = DEFAULT_SIGNATURE) -> Outcome:
+    """Answer one customer message with the orchestrator-worker workflow."""
+    reply = await process_customer_message(query, signature=signature)
     errors = [] if reply.email else ["no email was written (see Problems above)"]
-    return reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors
+    return Outcome(reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors)
 
 
-async def _demo(args) -> tuple[dict, str, list[str]]:
+async def run_demo(signature: str = DEFAULT_SIGNATURE) -> Outcome:
+    """All three workflows on the lesson's inputs, one after another."""
     parts, data, errors = [], {}, []
-    for title, run, sub in [
-        ("1. FAQ chain", _faq, argparse.Namespace(source=None, concurrency=DEFAULT_CONCURRENCY)),
-        ("2. Routing", _route, argparse.Namespace(queries=lesson.ROUTING_QUERIES)),
-        (
-            "3. Orchestrator-worker",
-            _orchestrate,
-            argparse.Namespace(query=lesson.CUSTOMER_MESSAGE, signature=args.signature),
-        ),
+    for title, command in [
+        ("1. FAQ chain", lambda: run_faq()),
+        ("2. Routing", lambda: run_route(lesson.ROUTING_QUERIES)),
+        ("3. Orchestrator-worker", lambda: run_orchestrate(lesson.CUSTOMER_MESSAGE, signature)),
     ]:
-        part_data, text, part_errors = await run(sub)
-        parts.append(f"{'=' * 88}\n{title}\n{'=' * 88}\n{text}")
-        data[title.split(". ", 1)[1]] = part_data
-        errors += part_errors
-    return data, "\n\n".join(parts), errors
+        outcome = await command()  # one part at a time, as a reader follows them
+        parts.append(f"{'=' * 88}\n{title}\n{'=' * 88}\n{outcome.text}")
+        data[title.split(". ", 1)[1]] = outcome.data
+        errors += outcome.errors
+    return Outcome(data, "\n\n".join(parts), errors)
+
+
+def _bulk_outcome(summary, noun: str) -> Outcome:
+    """A bulk run's summary line, and an error line if some items failed."""
+    errors = []
+    if summary.failed:
+        errors.append(
+            f"{summary.failed} {noun}(s) failed; their errors are in {summary.output}; "
+            "rerun with --retry-failed to run them again"
+        )
+    return Outcome({"summary": summary.line()}, summary.line(), errors)
+
+
+async def run_route_file(
+    input: str | Path,
+    output: str | Path,
+    concurrency: int = DEFAULT_BULK_CONCURRENCY,
+    retry_failed: bool = False,
+) -> Outcome:
+    """Route every query of a file into a JSONL file of results (streamed, resumable)."""
+    summary = await bulk.route_file(
+        input, output, concurrency=concurrency, retry_failed=retry_failed
+    )
+    return _bulk_outcome(summary, "query")
+
+
+async def run_orchestrate_file(
+    input: str | Path,
+    output: str | Path,
+    signature: str = DEFAULT_SIGNATURE,
+    concurrency: int = DEFAULT_BULK_CONCURRENCY,
+    retry_failed: bool = False,
+) -> Outcome:
+    """Answer every customer message of a file into a JSONL file of replies."""
+    summary = await bulk.orchestrate_file(
+        input, output, signature=signature, concurrency=concurrency, retry_failed=retry_failed
+    )
+    return _bulk_outcome(summary, "message")
+
+
+def _batch_call(action: str, work: Callable[[], str]) -> Outcome:
+    """Run one batch action; an API error becomes one line naming it."""
+    try:
+        text = work()
+    except openai.OpenAIError as error:  # one line, as for the workflows' own calls
+        raise api_error(f"batch {action}", error, clients.get_client()) from error
+    return Outcome({"message": text}, text)
+
+
+async def run_batch_submit(input: str | Path, state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+    """Upload one classify request per query and start the first batch of a routing run."""
+
+    def submit() -> str:
+        run = batch.submit_route(input, state)
+        batch_id = run.batches[run.step]["batch_id"]
+        return f"batch route: submitted {batch_id} (classify); state in {state}"
+
+    return _batch_call("submit", submit)
+
+
+async def run_batch_status(state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+    """One line on where the batch run stands."""
+    return _batch_call("status", lambda: batch.status(state))
+
+
+async def run_batch_collect(output: str | Path, state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+    """Collect the finished step: submit the second batch, or write the results."""
+    return _batch_call("collect", lambda: batch.collect(output, state))
+
+
+def _route_command(args: argparse.Namespace) -> Awaitable[Outcome]:
+    """``route QUERY...`` or ``route --input FILE --output FILE``."""
+    if _bulk_args("route", "query", bool(args.queries), args):
+        return run_route_file(args.input, args.output, args.concurrency, args.retry_failed)
+    return run_route(args.queries)
+
+
+def _orchestrate_command(args: argparse.Namespace) -> Awaitable[Outcome]:
+    """``orchestrate QUERY`` (``-``: stdin) or ``orchestrate --input FILE --output FILE``."""
+    if _bulk_args("orchestrate", "message", args.query is not None, args):
+        return run_orchestrate_file(
+            args.input, args.output, args.signature, args.concurrency, args.retry_failed
+        )
+    query = sys.stdin.read().strip() if args.query == "-" else args.query
+    return run_orchestrate(query, args.signature)
+
+
+def _bulk_args(command: str, noun: str, given: bool, args: argparse.Namespace) -> bool:
+    """True for a bulk run (--input); a one-line error for a mix that makes no sense."""
+    if args.input is None:
+        if args.output is not None:
+            raise WorkflowError(command, "--output needs --input FILE")
+        if not given:
+            raise WorkflowError(command, f"give a {noun}, or --input FILE")
+        return False
+    if given:
+        raise WorkflowError(command, f"give either {noun}s or --input, not both")
+    if args.output is None:
+        raise WorkflowError(command, "--input needs --output RESULTS.jsonl")
+    return True
+
+
+def _add_bulk_options(parser: argparse.ArgumentParser, field: str) -> None:
+    """``--input FILE --output RESULTS.jsonl``: a streamed, resumable bulk run."""
+    group = parser.add_argument_group("bulk run from a file")
+    group.add_argument(
+        "--input",
+        metavar="FILE",
+        help=f'JSONL ({{"id": ..., "{field}": ...}} per line) or text, one per line',
+    )
+    group.add_argument("--output", metavar="RESULTS.jsonl", help="appended to; resumes")
+    group.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_BULK_CONCURRENCY,
+        metavar="N",
+        help="most items in flight (the rate limiter may use fewer)",
+    )
+    group.add_argument("--retry-failed", action="store_true", help="run the failed items again")
+
+
+def _add_batch_command(sub) -> None:
+    """``batch submit route --input FILE``, ``batch status``, ``batch collect --output FILE``."""
+    parser = sub.add_parser("batch", help="route a file of queries with the Batch API (half price)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument(
+        "--state", default=batch.DEFAULT_STATE, metavar="FILE", help="where the run is kept"
+    )
+    submit = actions.add_parser("submit", parents=[state], help="upload and start the first batch")
+    submit.add_argument("workflow", choices=["route"])
+    submit.add_argument("--input", required=True, metavar="FILE")
+    submit.set_defaults(run=lambda a: run_batch_submit(a.input, a.state))
+    status = actions.add_parser("status", parents=[state], help="where the run stands")
+    status.set_defaults(run=lambda a: run_batch_status(a.state))
+    collect = actions.add_parser("collect", parents=[state], help="collect the finished step")
+    collect.add_argument("--output", required=True, metavar="RESULTS.jsonl")
+    collect.set_defaults(run=lambda a: run_batch_collect(a.output, a.state))
+    parser.set_defaults(json=False)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,146 +305,49 @@ def _parser() -> argparse.ArgumentParser:
         "--source", nargs="+", metavar="FILE", help="text/markdown files (default: the lesson's)"
     )
     faq.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N")
-    faq.set_defaults(run=_faq)
+    faq.set_defaults(run=lambda a: run_faq(a.source, a.concurrency))
     route = sub.add_parser("route", parents=[common], help="classify and answer queries")
     route.add_argument("queries", nargs="*", metavar="QUERY")
-    route.set_defaults(run=_route)
+    _add_bulk_options(route, "query")
+    route.set_defaults(run=_route_command)
     orch = sub.add_parser("orchestrate", parents=[common], help="answer one customer message")
     orch.add_argument(
         "query", nargs="?", metavar="QUERY", help="the customer's message, or - to read stdin"
     )
     orch.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    orch.set_defaults(run=_orchestrate)
+    _add_bulk_options(orch, "message")
+    orch.set_defaults(run=_orchestrate_command)
     demo = sub.add_parser("demo", parents=[common], help="all three on the lesson's inputs")
     demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    demo.set_defaults(run=_demo)
-    _add_bulk_options(route, orch)
+    demo.set_defaults(run=lambda a: run_demo(a.signature))
     _add_batch_command(sub)
     return parser
 
 
-# --- bulk runs from files (llm_workflows.bulk) ----------------------------------------------
-
-
-def _add_bulk_options(route: argparse.ArgumentParser, orch: argparse.ArgumentParser) -> None:
-    """``--input FILE --output RESULTS.jsonl`` on route and orchestrate: a streamed bulk run."""
-    from . import bulk
-
-    for parser, single, kind in [
-        (route, _route, bulk.ROUTE),
-        (orch, _orchestrate, bulk.ORCHESTRATE),
-    ]:
-        group = parser.add_argument_group("bulk run from a file")
-        group.add_argument(
-            "--input",
-            metavar="FILE",
-            help=f'JSONL ({{"id": ..., "{kind.field}": ...}} per line) or text, one per line',
-        )
-        group.add_argument("--output", metavar="RESULTS.jsonl", help="appended to; resumes")
-        group.add_argument(
-            "--concurrency",
-            type=int,
-            default=bulk.DEFAULT_CONCURRENCY,
-            metavar="N",
-            help="most items in flight (the rate limiter may use fewer)",
-        )
-        group.add_argument(
-            "--retry-failed", action="store_true", help="run again the items that failed"
-        )
-        parser.set_defaults(run=_bulk_or(single, kind))
-
-
-def _bulk_or(single, kind):
-    """The command's handler: a bulk run when --input is given, else ``single``."""
-
-    async def run(args) -> tuple[dict, str, list[str]]:
-        from . import bulk
-
-        positional = args.queries if kind is bulk.ROUTE else args.query
-        given = positional not in (None, [])  # "" is a message: the workflow refuses it
-        if args.input is None:
-            if args.output is not None:
-                raise WorkflowError(kind.command, "--output needs --input FILE")
-            if not given:
-                raise WorkflowError(kind.command, f"give a {kind.noun}, or --input FILE")
-            return await single(args)
-        if given:
-            raise WorkflowError(kind.command, f"give either {kind.noun}s or --input, not both")
-        if args.output is None:
-            raise WorkflowError(kind.command, "--input needs --output RESULTS.jsonl")
-        options = {"concurrency": args.concurrency, "retry_failed": args.retry_failed}
-        if kind is bulk.ORCHESTRATE:
-            summary = await bulk.orchestrate_file(
-                args.input, args.output, signature=args.signature, **options
-            )
-        else:
-            summary = await bulk.route_file(args.input, args.output, **options)
-        errors = []
-        if summary.failed:
-            errors.append(
-                f"{summary.failed} {kind.noun}(s) failed; their errors are in {args.output}; "
-                "rerun with --retry-failed to run them again"
-            )
-        return {"summary": summary.line()}, summary.line(), errors
-
-    return run
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the command's ``run_*`` function, print its outcome; the exit status."""
     args = _parser().parse_args(argv)
     if getattr(args, "concurrency", 1) < 1:
         print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
         return 2
     try:
-        data, text, errors = asyncio.run(args.run(args))
+        outcome = asyncio.run(args.run(args))
     except (WorkflowError, ValueError, OSError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # one line; a bulk run's finished lines stay in its output
+        kept = (
+            f"; results written so far stay in {args.output}, rerun to resume"
+            if getattr(args, "output", None) and args.command != "batch"
+            else ""
+        )
+        print(f"{PROG}: interrupted{kept}", file=sys.stderr)
         return 130
     finally:
         clients.reset()
-    output = json.dumps(data, indent=2, ensure_ascii=False) if args.json else text
+    output = json.dumps(outcome.data, indent=2, ensure_ascii=False) if args.json else outcome.text
     if output:
         print(output)
-    for error in errors:
+    for error in outcome.errors:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-    return 1 if errors else 0
-
-
-def _add_batch_command(sub) -> None:
-    """``batch submit route --input FILE``, ``batch status``, ``batch collect --output FILE``."""
-    from . import batch
-
-    parser = sub.add_parser("batch", help="route a file of queries with the Batch API (half price)")
-    actions = parser.add_subparsers(dest="action", required=True)
-    state = argparse.ArgumentParser(add_help=False)
-    state.add_argument(
-        "--state", default=batch.DEFAULT_STATE, metavar="FILE", help="where the run is kept"
-    )
-    submit = actions.add_parser("submit", parents=[state], help="upload and start the first batch")
-    submit.add_argument("workflow", choices=["route"])
-    submit.add_argument("--input", required=True, metavar="FILE")
-    actions.add_parser("status", parents=[state], help="where the run stands")
-    collect = actions.add_parser("collect", parents=[state], help="collect the finished step")
-    collect.add_argument("--output", required=True, metavar="RESULTS.jsonl")
-
-    async def run(args) -> tuple[dict, str, list[str]]:
-        import openai
-
-        from .llm import _api_error
-
-        try:
-            if args.action == "submit":
-                done = batch.submit_route(args.input, args.state)
-                ids = done.batches[done.step]
-                text = f"batch route: submitted {ids['batch_id']} (classify); state in {args.state}"
-            elif args.action == "status":
-                text = batch.status(args.state)
-            else:
-                text = batch.collect(args.output, args.state)
-        except openai.OpenAIError as error:  # one line, as for the workflows' own calls
-            raise _api_error(f"batch {args.action}", error, clients.get_client()) from error
-        return {"message": text}, text, []
-
-    parser.set_defaults(run=run, json=False)
+    return 1 if outcome.errors else 0

@@ -1,27 +1,42 @@
-"""Configuration, API key lookup and the shared OpenAI clients, in one place.
+"""Settings, API key lookup, provider and model choice, and the one runtime that owns the
+shared clients.
 
-Nothing here runs at import time: settings are read, and the sync and async clients are
-made, on first use; the same pair is then reused (keep-alive connections) by every call.
+Nothing here runs at import time: the runtime starts empty; settings are read, and the sync
+and async clients and the recordings are made, on first use; they are then reused
+(keep-alive connections) by every call, until ``reset()`` or a changed ``setup()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 
 import openai
 from dotenv import dotenv_values, find_dotenv
 
+from . import replay
 from .errors import ConfigurationError
+from .pacing import Pacer
+from .providers import LARGE as LARGE  # re-exported: steps ask for a model by size
+from .providers import OPENAI, PROVIDERS, Provider
+from .providers import SMALL as SMALL
 
 MODES = ("live", "replay", "record")
-KEY_NAME = "OPENAI_API_KEY"
+KEY_NAME = OPENAI.key_name
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_RETRIES = 2
+
+# Each step asks for a model by size (SMALL: the FAQ chain's many short calls, as in the
+# lesson; LARGE: routing and the orchestrator-worker); these are the defaults.
+DEFAULT_MODELS: Mapping[str, str] = OPENAI.models
+# The shipped recordings were made with OpenAI's models and parameters: replay sends those.
+RECORDED = OPENAI
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,7 @@ class KeyLookup:
     key: str | None = field(repr=False)
     source: str | None
     hints: tuple[str, ...] = ()
+    colab_error: str | None = None  # the class name of Colab's error, if reading it failed
 
 
 @dataclass(frozen=True)
@@ -43,21 +59,47 @@ class Settings:
     recordings: str | None  # an extra recordings file (read in replay, appended in record)
     mode_was_chosen: bool  # False when the mode fell back to replay because no key was found
     model: str | None = None  # LLM_WORKFLOWS_MODEL: one model for every step (e.g. on Ollama)
+    # A provider preset's model per size (SMALL, LARGE); empty: the DEFAULT_MODELS apply.
+    preset_models: Mapping[str, str] = field(default_factory=dict)
+    provider: Provider = OPENAI  # the provider chosen (LLM_WORKFLOWS_PROVIDER, or by its key)
+    requests_per_minute: float | None = None  # the pace of request starts; None: not paced
+
+    @property
+    def api(self) -> Provider:
+        """The provider whose requests are sent: OpenAI in replay (the recordings are its)."""
+        return RECORDED if self.mode == "replay" else self.provider
+
+    def model_for(self, size: str, explicit: str | None = None) -> str:
+        """The model a step of this size uses: the one precedence rule of the package.
+
+        An explicit ``model=`` argument wins, then ``LLM_WORKFLOWS_MODEL``, then the
+        provider preset's model for the size, then ``DEFAULT_MODELS[size]``.
+        """
+        return explicit or self.model or self.preset_models.get(size) or DEFAULT_MODELS[size]
 
     def describe(self) -> str:
         """One or two lines on what the clients will do; safe to print (no key, no secret)."""
-        where = f" at {self.base_url}" if self.base_url else ""
+        own_url = self.base_url and self.base_url != self.api.base_url
+        where = f" at {self.base_url}" if own_url else ""
+        calling = self.api.label
         if self.mode == "replay":
-            why = "" if self.mode_was_chosen else " because no OpenAI API key was found"
+            missing = f"no {self.provider.key_label} was found"
+            why = "" if self.mode_was_chosen else f" because {missing}"
             text = (
                 f"Mode: replay{why}. Every model reply comes from the recordings shipped "
                 "with llm_workflows; set OPENAI_API_KEY to run live."
             )
         elif self.mode == "record":
-            text = f"Mode: record. Calling the API{where} and saving each reply as it arrives."
+            text = f"Mode: record. Calling {calling}{where} and saving each reply as it arrives."
         else:
-            text = f"Mode: live. Calling the API{where} with the key from the {self.key.source}."
-        return "\n".join([text, *self.key.hints])
+            text = f"Mode: live. Calling {calling}{where} with the key from the {self.key.source}."
+        lines = [text]
+        if self.requests_per_minute:
+            lines.append(
+                f"Pacing: at most {self.requests_per_minute:g} requests start per minute "
+                "(LLM_WORKFLOWS_RPM changes it; 0 switches pacing off)."
+            )
+        return "\n".join([*lines, *self.key.hints])
 
 
 def _dotenv() -> dict[str, str]:
@@ -67,46 +109,84 @@ def _dotenv() -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v}
 
 
-def _colab_key() -> KeyLookup:
+NOT_FOUND, TIMED_OUT = "SecretNotFoundError", "TimeoutException"  # Colab's error classes
+
+
+def _colab_key(name: str = KEY_NAME) -> KeyLookup:
     """Read the key from Colab Secrets; outside Colab the import fails and this is skipped."""
     try:
         from google.colab import userdata  # type: ignore[import-not-found]
     except ImportError:
         return KeyLookup(None, None)
     errors = {
-        "SecretNotFoundError": "Colab: no secret named OPENAI_API_KEY; add it in the key icon "
+        NOT_FOUND: f"Colab: no secret named {name}; add it in the key icon "
         "(Secrets) panel on the left, then re-run this cell.",
-        "NotebookAccessError": "Colab: the OPENAI_API_KEY secret exists but this notebook may "
+        "NotebookAccessError": f"Colab: the {name} secret exists but this notebook may "
         "not read it; switch on 'Notebook access' for it in the Secrets panel.",
-        "TimeoutException": "Colab: reading the OPENAI_API_KEY secret timed out; answer the "
+        TIMED_OUT: f"Colab: reading the {name} secret timed out; answer the "
         "access prompt that Colab shows, then re-run this cell.",
     }
     try:
-        key = userdata.get(KEY_NAME)
+        key = userdata.get(name)
     except Exception as error:  # the userdata error classes differ between Colab releases
-        hint = errors.get(type(error).__name__, f"Colab: could not read the secret ({error}).")
-        return KeyLookup(None, None, (hint,))
-    return KeyLookup(key or None, "Colab secret OPENAI_API_KEY" if key else None)
+        kind = type(error).__name__
+        hint = errors.get(kind, f"Colab: could not read the secret {name} ({error}).")
+        return KeyLookup(None, None, (hint,), colab_error=kind)
+    return KeyLookup(key or None, f"Colab secret {name}" if key else None)
 
 
-def find_api_key(dotenv: dict[str, str] | None = None) -> KeyLookup:
-    """Look for the key in the environment, then a .env file, then Colab Secrets."""
-    if os.environ.get(KEY_NAME):
-        return KeyLookup(os.environ[KEY_NAME], "environment variable OPENAI_API_KEY")
+def find_api_key(dotenv: dict[str, str] | None = None, name: str = KEY_NAME) -> KeyLookup:
+    """Look for the key ``name`` in the environment, then a .env file, then Colab Secrets."""
+    if os.environ.get(name):
+        return KeyLookup(os.environ[name], f"environment variable {name}")
     dotenv = _dotenv() if dotenv is None else dotenv
-    if dotenv.get(KEY_NAME):
-        return KeyLookup(dotenv[KEY_NAME], ".env file")
-    return _colab_key()
+    if dotenv.get(name):
+        return KeyLookup(dotenv[name], ".env file")
+    return _colab_key(name)
 
 
-def _number(name: str, raw: str | None, default: float, kind: type) -> float:
+def find_key(
+    dotenv: dict[str, str] | None = None, provider: Provider | None = None
+) -> tuple[Provider, KeyLookup]:
+    """The provider to call and its key: ``provider`` if given, else the first in
+    ``providers.PROVIDERS`` (OpenAI first) whose key is found, else OpenAI with no key."""
+    if provider is not None:
+        return provider, find_api_key(dotenv, provider.key_name)
+    dotenv = _dotenv() if dotenv is None else dotenv
+    hints: list[str] = []  # what a student can fix (access switched off), kept in any case
+    missing: list[str] = []  # Colab secrets that do not exist
+    for candidate in PROVIDERS.values():
+        found = find_api_key(dotenv, candidate.key_name)
+        if found.key:
+            return candidate, dataclasses.replace(found, hints=(*hints, *found.hints))
+        if found.colab_error == NOT_FOUND:
+            missing.append(candidate.key_name)
+        else:
+            hints.extend(found.hints)
+        if found.colab_error == TIMED_OUT:
+            break  # the student has a prompt to answer; do not make them wait again
+    if missing and not hints:
+        names = " or ".join(missing)
+        hints.append(
+            f"Colab: no secret named {names}; add one in the key icon (Secrets) panel on "
+            "the left, then re-run this cell."
+        )
+    return OPENAI, KeyLookup(None, None, tuple(hints))
+
+
+def _a(label: str) -> str:
+    return f"{'an' if label[:1] in 'AEIOU' else 'a'} {label}"
+
+
+def _number(name: str, raw: str | None, default: float | None, kind: type) -> float | None:
     if raw in (None, ""):
         return default
     try:
         value = kind(raw)
     except ValueError:
+        example = default if default is not None else 10
         raise ConfigurationError(
-            "settings", f"{name}={raw!r} is not a number", f"set it to e.g. {default}"
+            "settings", f"{name}={raw!r} is not a number", f"set it to e.g. {example}"
         ) from None
     if value < 0:
         raise ConfigurationError("settings", f"{name} must not be negative (got {raw})")
@@ -120,7 +200,14 @@ def load_settings() -> Settings:
     def get(name: str) -> str | None:
         return os.environ.get(name) or dotenv.get(name) or None
 
-    key = find_api_key(dotenv)
+    asked = (get("LLM_WORKFLOWS_PROVIDER") or "").strip().lower()
+    if asked and asked not in PROVIDERS:
+        raise ConfigurationError(
+            "settings",
+            f"LLM_WORKFLOWS_PROVIDER={asked!r} is not a provider",
+            f"use {' or '.join(PROVIDERS)}, or unset it to choose by the key found",
+        )
+    provider, key = find_key(dotenv, PROVIDERS.get(asked))
     mode = (get("LLM_WORKFLOWS_MODE") or "").strip().lower()
     if mode and mode not in MODES:
         raise ConfigurationError(
@@ -130,16 +217,28 @@ def load_settings() -> Settings:
     if not mode:
         mode = "live" if key.key else "replay"
     if mode in ("live", "record") and not key.key:
+        wanted = [PROVIDERS[asked]] if asked else list(PROVIDERS.values())
+        names = " or ".join(p.key_name for p in wanted)
         raise ConfigurationError(
             "settings",
-            f"{mode} mode needs an OpenAI API key and none was found "
-            "(looked in the OPENAI_API_KEY environment variable, a .env file, Colab secrets)",
-            "set OPENAI_API_KEY, or unset LLM_WORKFLOWS_MODE to replay the recordings",
+            f"{mode} mode needs {' or '.join(_a(p.key_label) for p in wanted)} and none was "
+            f"found (looked for {names} in the environment, a .env file, Colab secrets)",
+            f"set {names}, or unset LLM_WORKFLOWS_MODE to replay the recordings",
         )
+    recordings = get("LLM_WORKFLOWS_RECORDINGS")
+    if mode == "record" and provider is not RECORDED and not recordings:
+        raise ConfigurationError(
+            "settings",
+            f"record mode with {provider.key_name} would add {provider.label}'s replies to "
+            "the shipped recordings, which are OpenAI's",
+            f"set LLM_WORKFLOWS_RECORDINGS to a file of their own, e.g. {provider.name}.jsonl",
+        )
+    api = RECORDED if mode == "replay" else provider
+    pace = _number("LLM_WORKFLOWS_RPM", get("LLM_WORKFLOWS_RPM"), api.requests_per_minute, float)
     return Settings(
         mode=mode,
         key=key,
-        base_url=get("OPENAI_BASE_URL"),
+        base_url=get("OPENAI_BASE_URL") or api.base_url,  # an explicit URL wins
         timeout=_number(
             "LLM_WORKFLOWS_TIMEOUT", get("LLM_WORKFLOWS_TIMEOUT"), DEFAULT_TIMEOUT_SECONDS, float
         ),
@@ -151,9 +250,12 @@ def load_settings() -> Settings:
                 int,
             )
         ),
-        recordings=get("LLM_WORKFLOWS_RECORDINGS"),
+        recordings=recordings,
         model=get("LLM_WORKFLOWS_MODEL"),
         mode_was_chosen=chosen,
+        preset_models=api.models,
+        provider=provider,
+        requests_per_minute=(pace or None) if mode != "replay" else None,  # 0: not paced
     )
 
 
@@ -166,76 +268,152 @@ def http_module() -> ModuleType:
     raise RuntimeError("cannot tell which HTTP library openai uses")  # pragma: no cover
 
 
-class _State:
-    settings: Settings | None = None
-    client: openai.OpenAI | None = None
-    aclient: openai.AsyncOpenAI | None = None
-    aclient_loop: object = None  # the event loop our async client's connections belong to
-    announced = False
+class Runtime:
+    """The process's settings, clients and recordings store, each made on first use.
 
-
-_state = _State()
-
-
-def settings() -> Settings:
-    """The settings of this process, read once."""
-    if _state.settings is None:
-        _state.settings = load_settings()
-    return _state.settings
-
-
-def key_source() -> str | None:
-    """Where the key of the current settings came from, if they were read."""
-    return _state.settings.key.source if _state.settings else None
-
-
-def setup() -> Settings:
-    """Read the settings now and return them, so a caller can print ``describe()`` itself.
-
-    The notebook calls this in its first cells: the mode is then shown on stdout, and the
-    one-line notice that the CLI prints on stderr is not repeated.
+    One object, so that one ``reset()`` forgets all of them; the module functions below
+    (``get_client``, ``setup``, ``reset``...) act on the package's one ``runtime``.
     """
-    _state.announced = True
-    return settings()
 
+    def __init__(self) -> None:
+        self.reset()
 
-def _announce(current: Settings) -> None:
-    if not _state.announced and current.mode == "replay" and not current.mode_was_chosen:
-        print(f"llm-workflows: {current.describe()}", file=sys.stderr)
-    _state.announced = True
+    def reset(self) -> None:
+        """Forget settings, clients and recordings, so the next call reads everything again."""
+        self._forget_clients()
+        self._settings: Settings | None = None
+        self._announced = False
 
+    def _forget_clients(self) -> None:
+        self._client: openai.OpenAI | None = None
+        self._aclient: openai.AsyncOpenAI | None = None
+        self._aclient_loop: object = None  # the event loop our async client's connections use
+        self._stores: dict[str | None, replay.Store] = {}
+        self._pacer: Pacer | None = None
 
-def _make(cls: type, http_client_cls: type, current: Settings):
-    from . import replay  # replay imports this module
+    @property
+    def made(self) -> tuple[str, ...]:
+        """What has been made so far, by name ('settings', 'client', 'async client', 'store')."""
+        parts = {
+            "settings": self._settings,
+            "client": self._client,
+            "async client": self._aclient,
+            "store": self._stores or None,
+            "pacer": self._pacer,
+        }
+        return tuple(name for name, value in parts.items() if value is not None)
 
-    kwargs = {
-        "timeout": current.timeout,
-        "max_retries": current.max_retries,
-        "base_url": current.base_url,
-    }
-    is_async = cls is openai.AsyncOpenAI
-    if current.mode == "replay":
-        transport = replay.replay_transport(http_module(), replay.store(current.recordings))
-        return cls(api_key="replay", http_client=http_client_cls(transport=transport), **kwargs)
-    if current.mode == "record":
-        # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
-        target = current.recordings or str(replay.packaged_path())
-        transport = replay.recording_transport(
-            http_module(), replay.store(target), asynchronous=is_async
-        )
-        return cls(
-            api_key=current.key.key, http_client=http_client_cls(transport=transport), **kwargs
-        )
-    return cls(api_key=current.key.key, **kwargs)
+    def settings(self) -> Settings:
+        """The settings, read once."""
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
 
+    def setup(self) -> Settings:
+        """Read the settings again and return them, so a caller can print ``describe()``.
 
-def get_client() -> openai.OpenAI:
-    """The process's synchronous client, made on first use."""
-    if _state.client is None:
-        current = settings()
-        _announce(current)
-        _state.client = _make(openai.OpenAI, openai.DefaultHttpxClient, current)
-    return _state.client
+        If they changed since the last read (a key added in Colab secrets, notebook access
+        switched on), the clients and recordings made for the old ones are dropped. The
+        one-line notice that the CLI prints on stderr is then not repeated.
+        """
+        fresh = load_settings()
+        if self._settings is not None and fresh != self._settings:
+            self._forget_clients()
+        self._settings = fresh
+        self._announced = True
+        return fresh
+
+    def key_source(self) -> str | None:
+        """Where the key of the current settings came from, if they were read."""
+        return self._settings.key.source if self._settings else None
+
+    def model_for(self, size: str, explicit: str | None = None) -> str:
+        """The model for a step of this size (see :meth:`Settings.model_for`)."""
+        return self.settings().model_for(size, explicit)
+
+    def pacer(self) -> Pacer | None:
+        """The pace of request starts, made on first use; None when calls are not paced."""
+        rate = self.settings().requests_per_minute
+        if self._pacer is None and rate:
+            self._pacer = Pacer(rate)
+        return self._pacer
+
+    def use_pacer(self, pacer: Pacer | None) -> None:
+        """Install your own pacer (tests with a fake clock, or a limiter of your own)."""
+        self._pacer = pacer
+
+    def store(self, extra: str | None = None) -> replay.Store:
+        """The recordings for this extra file, loaded once and shared by both clients."""
+        if extra not in self._stores:
+            self._stores[extra] = replay.Store(extra)
+        return self._stores[extra]
+
+    def _announce(self, current: Settings) -> None:
+        if not self._announced and current.mode == "replay" and not current.mode_was_chosen:
+            print(f"llm-workflows: {current.describe()}", file=sys.stderr)
+        self._announced = True
+
+    def _pace(self, request: object) -> None:
+        """An HTTP request hook: wait for this request's start slot, if calls are paced."""
+        pacer = self.pacer()
+        if pacer is not None:
+            pacer.wait()
+
+    async def _apace(self, request: object) -> None:
+        pacer = self.pacer()
+        if pacer is not None:
+            await pacer.await_turn()
+
+    def _make(self, cls: type, http_client_cls: type):
+        current = self.settings()
+        self._announce(current)
+        kwargs = {
+            "timeout": current.timeout,
+            "max_retries": current.max_retries,
+            "base_url": current.base_url,
+        }
+        if current.mode == "replay":
+            transport = replay.replay_transport(http_module(), self.store(current.recordings))
+            return cls(api_key="replay", http_client=http_client_cls(transport=transport), **kwargs)
+        # Every HTTP request, the client's own retries included, waits for its start slot:
+        # a provider counts retries against its requests-per-minute limit too.
+        asynchronous = cls is openai.AsyncOpenAI
+        http_options: dict = {
+            "event_hooks": {"request": [self._apace if asynchronous else self._pace]}
+        }
+        if current.mode == "record":
+            # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
+            target = current.recordings or str(replay.packaged_path())
+            http_options["transport"] = replay.recording_transport(
+                http_module(), self.store(target), asynchronous=asynchronous
+            )
+        return cls(api_key=current.key.key, http_client=http_client_cls(**http_options), **kwargs)
+
+    def client(self) -> openai.OpenAI:
+        """The synchronous client, made on first use."""
+        if self._client is None:
+            self._client = self._make(openai.OpenAI, openai.DefaultHttpxClient)
+        return self._client
+
+    def async_client(self) -> openai.AsyncOpenAI:
+        """The asynchronous client, made on first use and reused within an event loop.
+
+        Pooled connections belong to the loop that opened them, so a script that calls
+        ``asyncio.run`` twice gets a fresh client for the second loop instead of a broken one.
+        """
+        loop = _running_loop()
+        stale = self._aclient_loop is not None and self._aclient_loop is not loop
+        if self._aclient is None or stale:
+            self._aclient = self._make(openai.AsyncOpenAI, openai.DefaultAsyncHttpxClient)
+            self._aclient_loop = loop
+        return self._aclient
+
+    def use_clients(
+        self, client: openai.OpenAI | None = None, aclient: openai.AsyncOpenAI | None = None
+    ) -> None:
+        """Install ready-made clients (tests, benchmarks, or a client you configured yourself)."""
+        self._client, self._aclient, self._aclient_loop = client, aclient, None
+        self._announced = True
 
 
 def _running_loop() -> object:
@@ -245,31 +423,15 @@ def _running_loop() -> object:
         return None
 
 
-def get_async_client() -> openai.AsyncOpenAI:
-    """The process's asynchronous client, made on first use and reused within an event loop.
+runtime = Runtime()  # the package's one runtime: empty until first use
 
-    Pooled connections belong to the loop that opened them, so a script that calls
-    ``asyncio.run`` twice gets a fresh client for the second loop instead of a broken one.
-    """
-    loop = _running_loop()
-    stale = _state.aclient_loop is not None and _state.aclient_loop is not loop
-    if _state.aclient is None or stale:
-        current = settings()
-        _announce(current)
-        _state.aclient = _make(openai.AsyncOpenAI, openai.DefaultAsyncHttpxClient, current)
-        _state.aclient_loop = loop
-    return _state.aclient
-
-
-def use_clients(
-    client: openai.OpenAI | None = None, aclient: openai.AsyncOpenAI | None = None
-) -> None:
-    """Install ready-made clients (tests, benchmarks, or a client you configured yourself)."""
-    _state.client, _state.aclient, _state.aclient_loop = client, aclient, None
-    _state.announced = True
-
-
-def reset() -> None:
-    """Forget settings and clients, so the next call reads the environment again."""
-    _state.settings = _state.client = _state.aclient = _state.aclient_loop = None
-    _state.announced = False
+# The public API, acting on that runtime.
+settings = runtime.settings
+setup = runtime.setup
+reset = runtime.reset
+key_source = runtime.key_source
+model_for = runtime.model_for
+get_client = runtime.client
+get_async_client = runtime.async_client
+use_clients = runtime.use_clients
+use_pacer = runtime.use_pacer

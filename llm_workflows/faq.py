@@ -13,13 +13,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import prompts
+from .clients import SMALL
 from .documents import Document, combine
 from .errors import ModelOutputError, WorkflowError
 from .llm import achat, chat
 from .parsing import describe, find_list, load_json
-from .records import CallRecord
+from .usage import Call
 
-MODEL = "gpt-4.1-nano"
+SIZE = SMALL  # the size of model these steps use by default (clients.DEFAULT_MODELS)
 JSON_MODE = {"type": "json_object"}
 DEFAULT_CONCURRENCY = 16  # the lesson's 10 questions at once; far below any rate limit
 
@@ -33,7 +34,7 @@ FIND_SOURCES = "find sources"
 
 
 def single_call_faq(
-    documents: list[Document], *, model: str = MODEL, calls: list[CallRecord] | None = None
+    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
 ) -> str:
     """Ask for the whole FAQ (questions, answers, sources) in one JSON-mode call; the raw reply."""
     messages = [
@@ -43,7 +44,9 @@ def single_call_faq(
             "content": prompts.SINGLE_CALL_FAQ.format(combined_content=combine(documents)),
         },
     ]
-    return chat(SINGLE_CALL, messages, model=model, response_format=JSON_MODE, calls=calls)
+    return chat(
+        SINGLE_CALL, messages, model=model, size=SIZE, response_format=JSON_MODE, calls=calls
+    )
 
 
 def check_single_call(reply: str, documents: list[Document], expected: int = 10) -> list[str]:
@@ -106,13 +109,14 @@ def parse_questions(reply: str) -> list[str]:
 
 
 def generate_questions(
-    documents: list[Document], *, model: str = MODEL, calls: list[CallRecord] | None = None
+    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
 ) -> list[str]:
     """Step 1: a list of questions a reader of the documents might ask."""
     reply = chat(
         GENERATE_QUESTIONS,
         _questions_messages(documents),
         model=model,
+        size=SIZE,
         response_format=JSON_MODE,
         calls=calls,
     )
@@ -120,13 +124,14 @@ def generate_questions(
 
 
 async def agenerate_questions(
-    documents: list[Document], *, model: str = MODEL, calls: list[CallRecord] | None = None
+    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
 ) -> list[str]:
     """Async :func:`generate_questions`."""
     reply = await achat(
         GENERATE_QUESTIONS,
         _questions_messages(documents),
         model=model,
+        size=SIZE,
         response_format=JSON_MODE,
         calls=calls,
     )
@@ -145,11 +150,11 @@ def answer_question(
     question: str,
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """Step 2: answer one question from the documents only."""
-    reply = chat(ANSWER, _answer_messages(question, documents), model=model, calls=calls)
+    reply = chat(ANSWER, _answer_messages(question, documents), model=model, size=SIZE, calls=calls)
     return reply.strip()
 
 
@@ -157,11 +162,13 @@ async def aanswer_question(
     question: str,
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """Async :func:`answer_question`."""
-    reply = await achat(ANSWER, _answer_messages(question, documents), model=model, calls=calls)
+    reply = await achat(
+        ANSWER, _answer_messages(question, documents), model=model, size=SIZE, calls=calls
+    )
     return reply.strip()
 
 
@@ -210,14 +217,15 @@ def find_sources(
     answer: str,
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> Sources:
     """Step 3: which documents the answer came from."""
     reply = chat(
         FIND_SOURCES,
         _sources_messages(question, answer, documents),
         model=model,
+        size=SIZE,
         response_format=JSON_MODE,
         calls=calls,
     )
@@ -229,14 +237,15 @@ async def afind_sources(
     answer: str,
     documents: list[Document],
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> Sources:
     """Async :func:`find_sources`."""
     reply = await achat(
         FIND_SOURCES,
         _sources_messages(question, answer, documents),
         model=model,
+        size=SIZE,
         response_format=JSON_MODE,
         calls=calls,
     )
@@ -267,7 +276,7 @@ class FAQFailure:
 class FAQResult:
     items: list[FAQItem]
     failures: list[FAQFailure]
-    calls: list[CallRecord]
+    calls: list[Call]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -284,7 +293,7 @@ async def build_faq(
     documents: list[Document],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
-    model: str = MODEL,
+    model: str | None = None,
     on_progress: Progress | None = None,
 ) -> FAQResult:
     """Generate questions, then answer each and find its sources, ``concurrency`` at a time.
@@ -295,7 +304,7 @@ async def build_faq(
         raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
     if not documents:
         raise ValueError("build_faq needs at least one document")
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     questions = await agenerate_questions(documents, model=model, calls=calls)
     limit = asyncio.Semaphore(concurrency)
     done = 0

@@ -30,7 +30,7 @@ from typing import Any
 
 import openai
 
-from .records import CallRecord
+from .usage import Call
 
 DISCOVERY_CONCURRENCY = 4
 MIN_RESERVE, MAX_RESERVE = 0.01, 0.10  # of the limit
@@ -262,7 +262,7 @@ class AdaptiveLimiter:
         self.stats.prompt_tokens += usage.prompt_tokens
         self.stats.completion_tokens += usage.completion_tokens
         self.stats.models.add(completion.model)
-        cost = CallRecord(
+        cost = Call(
             "bulk", completion.model, usage.prompt_tokens, usage.completion_tokens, seconds
         ).cost_usd
         if cost is None:

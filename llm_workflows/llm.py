@@ -1,4 +1,4 @@
-"""One Chat Completions call, sync or async: timed, recorded, checked, with clear errors.
+"""One Chat Completions call, sync or async: timed, counted, checked, with clear errors.
 
 The openai client already retries connection errors, timeouts, 429 and 5xx
 (``max_retries``, honouring ``retry-after``); what it finally raises is turned here into
@@ -14,9 +14,10 @@ from typing import Any
 import openai
 
 from . import clients
+from .clients import LARGE
 from .errors import ModelOutputError, WorkflowError
-from .records import CallRecord
 from .replay import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
+from .usage import Call
 
 Messages = list[dict[str, str]]
 
@@ -25,11 +26,15 @@ Messages = list[dict[str, str]]
 CALL_GATE: ContextVar[Any] = ContextVar("llm_workflows_call_gate", default=None)
 
 
-def _request(step: str, model: str, messages: Messages, response_format: dict | None) -> dict:
-    # LLM_WORKFLOWS_MODEL swaps every step's model, for servers that serve other models.
-    model = clients.settings().model or model
-    kwargs: dict[str, Any] = {"model": model, "messages": messages}
-    if response_format is not None:
+def _request(
+    step: str, model: str | None, size: str, messages: Messages, response_format: dict | None
+) -> dict:
+    """The keyword arguments of one Chat Completions call: only what the provider accepts."""
+    settings = clients.settings()
+    kwargs: dict[str, Any] = {"model": settings.model_for(size, model), "messages": messages}
+    # Where the provider does not document response_format (Gemini), the prompt alone asks
+    # for JSON, and the parsers accept it inside a Markdown code fence.
+    if response_format is not None and settings.api.send_response_format:
         kwargs["response_format"] = response_format
     kwargs["extra_headers"] = {STEP_HEADER: step}
     return kwargs
@@ -39,6 +44,8 @@ def _api_message(error: openai.APIStatusError) -> str:
     """The API's own message, once (``str(error)`` adds "Error code: 400 - " and, on
     openai 2.x, the whole error body)."""
     body = error.body
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
+        body = body[0].get("error", body[0])  # Google's error object comes in a list
     if isinstance(body, dict) and body.get("message"):
         text = str(body["message"])
     else:  # not the API's JSON (a proxy's HTML page, say): keep one short line of it
@@ -47,7 +54,7 @@ def _api_message(error: openai.APIStatusError) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
+def api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
     """One line for what the client finally raised, after its own retries."""
     retries = f"after {client.max_retries} {'retry' if client.max_retries == 1 else 'retries'}"
     if isinstance(error, openai.NotFoundError) and getattr(error, "code", None) == MISS_CODE:
@@ -61,7 +68,8 @@ def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
         return WorkflowError(
             step,
             "the API rejected the key (401)" + (f" from the {source}" if source else ""),
-            "check OPENAI_API_KEY (and OPENAI_BASE_URL if you use another server)",
+            f"check {clients.settings().api.key_name} "
+            "(and OPENAI_BASE_URL if you use another server)",
         )
     if isinstance(error, openai.PermissionDeniedError):
         return WorkflowError(
@@ -111,11 +119,11 @@ def _seconds(timeout) -> str:
     return f"{read:g} s" if isinstance(read, (int, float)) else "the timeout"
 
 
-def _finish(step: str, raw, seconds: float, calls: list[CallRecord] | None) -> str:
-    """Record the call, then check that the reply is usable text."""
+def _finish(step: str, raw, seconds: float, calls: list[Call] | None) -> str:
+    """Count the call's usage, then check that the reply is usable text."""
     completion = raw.parse()
     usage = completion.usage
-    record = CallRecord(
+    call = Call(
         step=step,
         model=completion.model,
         prompt_tokens=usage.prompt_tokens if usage else None,
@@ -124,7 +132,14 @@ def _finish(step: str, raw, seconds: float, calls: list[CallRecord] | None) -> s
         source=raw.headers.get(PROVENANCE_HEADER, "live"),
     )
     if calls is not None:
-        calls.append(record)
+        calls.append(call)
+    return reply_text(step, completion)
+
+
+def reply_text(step: str, completion) -> str:
+    """The reply's text, or a ModelOutputError naming the step if it is not usable text.
+
+    Shared by live calls and batch results, so both refuse the same replies."""
     if not completion.choices:
         raise ModelOutputError(step, "the reply has no choices", "retry the step")
     choice = completion.choices[0]
@@ -149,18 +164,22 @@ def chat(
     step: str,
     messages: Messages,
     *,
-    model: str,
+    model: str | None = None,
+    size: str = LARGE,
     response_format: dict | None = None,
-    calls: list[CallRecord] | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
-    """Send one chat completion with the shared sync client and return the reply's text."""
-    request = _request(step, model, messages, response_format)
+    """Send one chat completion with the shared sync client and return the reply's text.
+
+    The model is ``model`` if given, else the one for ``size`` (see ``clients.model_for``).
+    """
+    request = _request(step, model, size, messages, response_format)
     client = clients.get_client()
     start = time.perf_counter()
     try:
         raw = client.chat.completions.with_raw_response.create(**request)
     except openai.OpenAIError as error:
-        raise _api_error(step, error, client) from error
+        raise api_error(step, error, client) from error
     return _finish(step, raw, time.perf_counter() - start, calls)
 
 
@@ -168,12 +187,13 @@ async def achat(
     step: str,
     messages: Messages,
     *,
-    model: str,
+    model: str | None = None,
+    size: str = LARGE,
     response_format: dict | None = None,
-    calls: list[CallRecord] | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """The async twin of :func:`chat`, with the shared async client."""
-    request = _request(step, model, messages, response_format)
+    request = _request(step, model, size, messages, response_format)
     client = clients.get_async_client()
     start = time.perf_counter()
     try:
@@ -183,5 +203,5 @@ async def achat(
         else:
             raw = await gate.send(client, request)
     except openai.OpenAIError as error:
-        raise _api_error(step, error, client) from error
+        raise api_error(step, error, client) from error
     return _finish(step, raw, time.perf_counter() - start, calls)

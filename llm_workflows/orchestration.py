@@ -3,7 +3,7 @@
 The orchestrator is an LLM call that returns the tasks as JSON text, which we parse and
 validate. Each valid task goes to its worker (the billing worker calls the LLM; returns
 and status simulate a backend, deterministically). The synthesizer writes one email from
-every worker result.
+every worker result. Each task type is one entry of ``WORKERS``.
 """
 
 from __future__ import annotations
@@ -11,39 +11,71 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import prompts
+from .clients import LARGE
 from .errors import ModelOutputError, WorkflowError
 from .llm import achat
 from .parsing import describe, find_list, load_json
-from .records import CallRecord
+from .usage import Call
 
-MODEL = "gpt-4.1-mini"
+SIZE = LARGE  # the size of model these steps use by default (clients.DEFAULT_MODELS)
 DEFAULT_SIGNATURE = "The Customer Support Team"
 
 ORCHESTRATOR = "orchestrator"
 BILLING_WORKER = "billing worker"
 SYNTHESIZER = "synthesizer"
 
-# query_type -> the fields the orchestrator prompt says it requires
-REQUIRED_FIELDS = {
-    "BillingInquiry": ("invoice_number",),
-    "ProductReturn": ("product_name", "reason_for_return"),
-    "StatusUpdate": ("order_id",),
-}
-# A missing reason does not stop a return (the lesson's first version did the same).
-DEFAULTS = {"reason_for_return": "Not specified by user"}
-
 
 @dataclass(frozen=True)
 class Task:
+    """One sub-task from the orchestrator: its type and its parameters."""
+
     query_type: str
     params: dict[str, str]
 
     def to_dict(self) -> dict[str, str]:
         return {"query_type": self.query_type, **self.params}
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What one worker did for one task: the fields the email lists, and one log line."""
+
+    task: str  # the query_type served, a key of WORKERS
+    fields: dict[str, str]  # in the order the email lists them
+    action: str  # one line on what the worker did, like the lesson's worker logs
+
+    @property
+    def label(self) -> str:
+        """The task's name for the customer ('Product Return')."""
+        return WORKERS[self.task].label
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "label": self.label}
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every handler may use besides its task: the whole message, the model, the calls."""
+
+    message: str
+    model: str | None
+    calls: list[Call]
+
+
+@dataclass(frozen=True)
+class Worker:
+    """Everything the package knows about one task type: one entry of WORKERS."""
+
+    label: str  # how the email names the task
+    required: tuple[str, ...]  # the fields the orchestrator prompt says the type requires
+    handler: Callable[[Task, Job], Awaitable[WorkerResult]]
+    defaults: dict[str, str] = field(default_factory=dict)  # for a missing required field
+    field_labels: dict[str, str] = field(default_factory=dict)  # field -> label in the email
 
 
 @dataclass
@@ -58,7 +90,7 @@ class Plan:
 def _canonical_type(value: Any) -> str | None:
     """'BillingInquiry', 'billing_inquiry' and 'Billing Inquiry' all name BillingInquiry."""
     squashed = re.sub(r"[^a-z]", "", str(value).lower())
-    return next((t for t in REQUIRED_FIELDS if t.lower() == squashed), None)
+    return next((t for t in WORKERS if t.lower() == squashed), None)
 
 
 def parse_tasks(reply: str) -> Plan:
@@ -91,11 +123,14 @@ def parse_tasks(reply: str) -> Plan:
             )
             continue
         params = {k: str(v).strip() for k, v in item.items() if k != "query_type" and v is not None}
-        missing = [f for f in REQUIRED_FIELDS[query_type] if not params.get(f)]
-        for name in [m for m in missing if m in DEFAULTS]:
-            params[name] = DEFAULTS[name]
-            problems.append(f"task {number} ({query_type}) has no {name}; using {DEFAULTS[name]!r}")
-        missing = [m for m in missing if m not in DEFAULTS]
+        worker = WORKERS[query_type]
+        missing = [f for f in worker.required if not params.get(f)]
+        for name in [m for m in missing if m in worker.defaults]:
+            params[name] = worker.defaults[name]
+            problems.append(
+                f"task {number} ({query_type}) has no {name}; using {worker.defaults[name]!r}"
+            )
+        missing = [m for m in missing if m not in worker.defaults]
         if missing:
             problems.append(f"task {number} ({query_type}) lacks {', '.join(missing)}; skipped")
             continue
@@ -104,7 +139,7 @@ def parse_tasks(reply: str) -> Plan:
 
 
 async def orchestrator(
-    complex_query: str, *, model: str = MODEL, calls: list[CallRecord] | None = None
+    complex_query: str, *, model: str | None = None, calls: list[Call] | None = None
 ) -> Plan:
     """Break a customer's message into tasks with one LLM call."""
     complex_query = complex_query.strip()
@@ -112,7 +147,7 @@ async def orchestrator(
         raise WorkflowError(ORCHESTRATOR, "the customer message is empty", "pass some text")
     prompt = prompts.ORCHESTRATOR.format(complex_query=complex_query)
     reply = await achat(
-        ORCHESTRATOR, [{"role": "user", "content": prompt}], model=model, calls=calls
+        ORCHESTRATOR, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
     )
     return parse_tasks(reply)
 
@@ -131,38 +166,45 @@ async def handle_billing_worker(
     invoice_number: str,
     original_user_query: str,
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
-) -> dict[str, str]:
+    model: str | None = None,
+    calls: list[Call] | None = None,
+) -> WorkerResult:
     """Extract the customer's concern about the invoice with the LLM, then open a (simulated) case."""
     prompt = prompts.BILLING_WORKER_EXTRACTOR.format(
         invoice_number=invoice_number, original_user_query=original_user_query
     )
     reply = await achat(
-        BILLING_WORKER, [{"role": "user", "content": prompt}], model=model, calls=calls
+        BILLING_WORKER, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
     )
+    concern = reply.strip()
     investigation_id = case_id(invoice_number)
-    return {
-        "task": "Billing Inquiry",
-        "invoice_number": invoice_number,
-        "user_concern": reply.strip(),
-        "action_taken": f"An investigation (Case ID: {investigation_id}) has been opened regarding your concern.",
-        "resolution_eta": "2 business days",
-    }
+    return WorkerResult(
+        "BillingInquiry",
+        {
+            "invoice_number": invoice_number,
+            "user_concern": concern,
+            "action_taken": f"An investigation (Case ID: {investigation_id}) has been opened regarding your concern.",
+            "resolution_eta": "2 business days",
+        },
+        f"[Billing Worker] Investigating invoice {invoice_number} for concern: '{concern}'",
+    )
 
 
-async def handle_return_worker(product_name: str, reason_for_return: str) -> dict[str, str]:
+async def handle_return_worker(product_name: str, reason_for_return: str) -> WorkerResult:
     """Issue a (simulated) RMA number and the shipping instructions for a return."""
     rma_number = f"RMA-{10000 + _number(product_name, 90000)}"
-    return {
-        "task": "Product Return",
-        "product_name": product_name,
-        "reason_for_return": reason_for_return,
-        "rma_number": rma_number,
-        "shipping_instructions": prompts.RETURN_SHIPPING_INSTRUCTIONS.format(
-            product_name=product_name, rma_number=rma_number
-        ),
-    }
+    return WorkerResult(
+        "ProductReturn",
+        {
+            "product_name": product_name,
+            "reason_for_return": reason_for_return,
+            "rma_number": rma_number,
+            "shipping_instructions": prompts.RETURN_SHIPPING_INSTRUCTIONS.format(
+                product_name=product_name, rma_number=rma_number
+            ),
+        },
+        f"[Return Worker] Generated {rma_number} for {product_name} (Reason: {reason_for_return})",
+    )
 
 
 _STATUSES = [
@@ -183,126 +225,138 @@ _STATUSES = [
 ]
 
 
-async def handle_status_worker(order_id: str) -> dict[str, str]:
+async def handle_status_worker(order_id: str) -> WorkerResult:
     """Look up an order's (simulated) status; the same order ID always gets the same status."""
     status = _STATUSES[_number(order_id, len(_STATUSES))]
     tracking = f"{status['prefix']}{10000 + _number('tracking ' + order_id, 90000)}"
-    return {
-        "task": "Status Update",
-        "order_id": order_id,
-        "current_status": status["status"],
-        "carrier": status["carrier"],
-        "tracking_number": tracking if status["prefix"] else "N/A",
-        "expected_delivery": status["eta"],
-    }
-
-
-def describe_action(result: dict[str, str]) -> str:
-    """One line on what a worker did, like the log lines of the lesson's workers."""
-    if result["task"] == "Billing Inquiry":
-        return (
-            f"[Billing Worker] Investigating invoice {result['invoice_number']} "
-            f"for concern: '{result['user_concern']}'"
-        )
-    if result["task"] == "Product Return":
-        return (
-            f"[Return Worker] Generated {result['rma_number']} for {result['product_name']} "
-            f"(Reason: {result['reason_for_return']})"
-        )
-    return (
-        f"[Status Worker] Fetched status for order {result['order_id']}: {result['current_status']}"
+    return WorkerResult(
+        "StatusUpdate",
+        {
+            "order_id": order_id,
+            "current_status": status["status"],
+            "carrier": status["carrier"],
+            "tracking_number": tracking if status["prefix"] else "N/A",
+            "expected_delivery": status["eta"],
+        },
+        f"[Status Worker] Fetched status for order {order_id}: {status['status']}",
     )
 
 
-LABELS = {
-    "invoice_number": "Invoice Number",
-    "user_concern": "Your Stated Concern",
-    "action_taken": "Our Action",
-    "resolution_eta": "Expected Resolution",
-    "product_name": "Product",
-    "reason_for_return": "Reason for Return",
-    "rma_number": "Return Authorization (RMA)",
-    "shipping_instructions": "Instructions",
-    "order_id": "Order ID",
-    "current_status": "Current Status",
-    "carrier": "Carrier",
-    "tracking_number": "Tracking Number",
-    "expected_delivery": "Delivery Estimate",
+# The one table of task types: what each requires, how it is served and named. Adding a
+# task type is adding an entry here (and the type to the orchestrator's prompt). The
+# handlers are looked up when called, so a test may replace one.
+WORKERS: dict[str, Worker] = {
+    "BillingInquiry": Worker(
+        label="Billing Inquiry",
+        required=("invoice_number",),
+        handler=lambda task, job: handle_billing_worker(
+            task.params["invoice_number"], job.message, model=job.model, calls=job.calls
+        ),
+        field_labels={
+            "invoice_number": "Invoice Number",
+            "user_concern": "Your Stated Concern",
+            "action_taken": "Our Action",
+            "resolution_eta": "Expected Resolution",
+        },
+    ),
+    "ProductReturn": Worker(
+        label="Product Return",
+        required=("product_name", "reason_for_return"),
+        handler=lambda task, job: handle_return_worker(
+            task.params["product_name"], task.params["reason_for_return"]
+        ),
+        # A missing reason does not stop a return (the lesson's first version did the same).
+        defaults={"reason_for_return": "Not specified by user"},
+        field_labels={
+            "product_name": "Product",
+            "reason_for_return": "Reason for Return",
+            "rma_number": "Return Authorization (RMA)",
+            "shipping_instructions": "Instructions",
+        },
+    ),
+    "StatusUpdate": Worker(
+        label="Status Update",
+        required=("order_id",),
+        handler=lambda task, job: handle_status_worker(task.params["order_id"]),
+        field_labels={
+            "order_id": "Order ID",
+            "current_status": "Current Status",
+            "carrier": "Carrier",
+            "tracking_number": "Tracking Number",
+            "expected_delivery": "Delivery Estimate",
+        },
+    ),
 }
 
 
-def format_results(results: list[dict[str, str]]) -> str:
-    """Every worker result as a block of bullet points; no result type is left out.
+def format_results(results: list[WorkerResult]) -> str:
+    """Every worker result as a block of bullet points; no result is left out.
 
     (The lesson's first synthesizer matched each result against a list of task names and
     misspelt one, 'ProductReturn' for 'Product Return', so the return silently vanished.)
     """
     blocks = []
     for result in results:
-        lines = [f"Regarding your {result.get('task', 'request')}:"]
-        for name, value in result.items():
-            if name != "task" and value != "N/A":
-                lines.append(f"  - {LABELS.get(name, name.replace('_', ' ').title())}: {value}")
+        labels = WORKERS[result.task].field_labels
+        lines = [f"Regarding your {result.label}:"]
+        for name, value in result.fields.items():
+            if value != "N/A":
+                lines.append(f"  - {labels.get(name, name.replace('_', ' ').title())}: {value}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
 
 async def synthesizer(
-    results: list[dict[str, str]],
+    results: list[WorkerResult],
     *,
     signature: str = DEFAULT_SIGNATURE,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """Write one friendly email to the customer from all the worker results."""
     prompt = prompts.SYNTHESIZER.format(
         formatted_results=format_results(results), signature=signature
     )
-    return await achat(SYNTHESIZER, [{"role": "user", "content": prompt}], model=model, calls=calls)
+    return await achat(
+        SYNTHESIZER, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
+    )
 
 
 @dataclass
 class CustomerReply:
+    """The tasks, what each worker did, any problems, and the email (None if none was written)."""
+
     query: str
     tasks: list[Task]
     problems: list[str]
-    results: list[dict[str, str]]
+    results: list[WorkerResult]
     email: str | None
-    calls: list[CallRecord] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
     raw_plan: str = ""
 
     @property
     def actions(self) -> list[str]:
-        return [describe_action(r) for r in self.results]
+        return [r.action for r in self.results]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tasks"] = [t.to_dict() for t in self.tasks]
+        data["results"] = [r.to_dict() for r in self.results]
         data["calls"] = [c.to_dict() for c in self.calls]
         data["actions"] = self.actions
         return data
 
 
-def _worker(task: Task, user_query: str, model: str, calls: list[CallRecord]):
-    p = task.params
-    if task.query_type == "BillingInquiry":
-        return handle_billing_worker(p["invoice_number"], user_query, model=model, calls=calls)
-    elif task.query_type == "ProductReturn":
-        return handle_return_worker(p["product_name"], p["reason_for_return"])
-    elif task.query_type == "StatusUpdate":
-        return handle_status_worker(p["order_id"])
-    raise AssertionError(f"no worker for {task.query_type}")  # parse_tasks lets none through
-
-
 async def process_customer_message(
-    user_query: str, *, signature: str = DEFAULT_SIGNATURE, model: str = MODEL
+    user_query: str, *, signature: str = DEFAULT_SIGNATURE, model: str | None = None
 ) -> CustomerReply:
     """Orchestrator -> concurrent workers -> synthesizer. Failed tasks are reported, not fatal."""
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     user_query = user_query.strip()
     plan = await orchestrator(user_query, model=model, calls=calls)
+    job = Job(user_query, model, calls)
     outcomes = await asyncio.gather(
-        *(_worker(t, user_query, model, calls) for t in plan.tasks), return_exceptions=True
+        *(WORKERS[t.query_type].handler(t, job) for t in plan.tasks), return_exceptions=True
     )
     results, problems = [], list(plan.problems)
     for task, outcome in zip(plan.tasks, outcomes, strict=True):

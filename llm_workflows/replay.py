@@ -46,7 +46,7 @@ def chat_completion(
 ) -> dict[str, Any]:
     """A Chat Completions response body with one choice, as the API sends it.
 
-    For replies that no API sent: seeded recordings, the benchmark's stub server, tests.
+    For replies that no API sent: seeded recordings and the fake model of ``testing``.
     ``usage`` is (prompt tokens, completion tokens), or None to send none.
     """
     body: dict[str, Any] = {
@@ -92,7 +92,10 @@ class Recording:
 
 
 class Store:
-    """Recordings read from the packaged file and an optional extra file; later lines win."""
+    """Recordings read from the packaged file and an optional extra file; later lines win.
+
+    The clients share one store per file, owned by ``clients.runtime`` (``runtime.store``).
+    """
 
     def __init__(self, extra: str | Path | None = None, packaged: bool = True):
         self.extra = Path(extra) if extra else None
@@ -129,19 +132,9 @@ class Store:
                 f.write(recording.to_line() + "\n")
 
 
-_stores: dict[str | None, Store] = {}
-
-
 def packaged_path() -> Path:
     """Where the shipped recordings live (inside the installed package)."""
     return Path(str(resources.files(__package__).joinpath("recordings", PACKAGED)))
-
-
-def store(extra: str | None = None) -> Store:
-    """The process's store for this extra file, loaded once and shared by both clients."""
-    if extra not in _stores:
-        _stores[extra] = Store(extra)
-    return _stores[extra]
 
 
 def _is_chat_completion(request) -> bool:
@@ -165,8 +158,13 @@ def replay_transport(http: ModuleType, recordings: Store):
     return http.MockTransport(handle)
 
 
+def error_body(message: str, type: str, code: str | None = None) -> dict[str, Any]:
+    """An error response body shaped like the OpenAI API's (replay and the test fake)."""
+    return {"error": {"message": message, "type": type, "code": code, "param": None}}
+
+
 def _error(message: str, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": "replay", "code": code, "param": None}}
+    return error_body(message, "replay", code)
 
 
 def _provenance(response: dict) -> dict:

@@ -7,11 +7,12 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from . import prompts
+from .clients import LARGE
 from .errors import WorkflowError
 from .llm import achat, chat
-from .records import CallRecord
+from .usage import Call
 
-MODEL = "gpt-4.1-mini"
+SIZE = LARGE  # the size of model these steps use by default (clients.DEFAULT_MODELS)
 TECHNICAL_SUPPORT = "Technical Support"
 BILLING_INQUIRY = "Billing Inquiry"
 GENERAL_QUESTION = "General Question"
@@ -43,7 +44,7 @@ def _check_query(step: str, user_query: str) -> str:
     return user_query.strip()
 
 
-def _classify_messages(user_query: str) -> list[dict]:
+def classify_messages(user_query: str) -> list[dict]:
     return [
         {"role": "system", "content": prompts.CLASSIFY_SYSTEM},
         {"role": "user", "content": prompts.CLASSIFY_INTENT.format(user_query=user_query)},
@@ -51,19 +52,23 @@ def _classify_messages(user_query: str) -> list[dict]:
 
 
 def classify_intent(
-    user_query: str, *, model: str = MODEL, calls: list[CallRecord] | None = None
+    user_query: str, *, model: str | None = None, calls: list[Call] | None = None
 ) -> str:
     """Step 1: the classifier's label for the query, as the model wrote it (stripped)."""
     user_query = _check_query(CLASSIFY, user_query)
-    return chat(CLASSIFY, _classify_messages(user_query), model=model, calls=calls).strip()
+    return chat(
+        CLASSIFY, classify_messages(user_query), model=model, size=SIZE, calls=calls
+    ).strip()
 
 
 async def aclassify_intent(
-    user_query: str, *, model: str = MODEL, calls: list[CallRecord] | None = None
+    user_query: str, *, model: str | None = None, calls: list[Call] | None = None
 ) -> str:
     """Async :func:`classify_intent`."""
     user_query = _check_query(CLASSIFY, user_query)
-    reply = await achat(CLASSIFY, _classify_messages(user_query), model=model, calls=calls)
+    reply = await achat(
+        CLASSIFY, classify_messages(user_query), model=model, size=SIZE, calls=calls
+    )
     return reply.strip()
 
 
@@ -84,13 +89,15 @@ def handle_query(
     user_query: str,
     intent: str | None,
     *,
-    model: str = MODEL,
-    calls: list[CallRecord] | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """Step 3: answer the query with the prompt of its route."""
     user_query = _check_query(HANDLE, user_query)
     _, prompt = choose_prompt(user_query, normalize_intent(intent or ""))
-    return chat(HANDLE, [{"role": "system", "content": prompt}], model=model, calls=calls)
+    return chat(
+        HANDLE, [{"role": "system", "content": prompt}], model=model, size=SIZE, calls=calls
+    )
 
 
 @dataclass
@@ -102,7 +109,7 @@ class Routed:
     intent: str | None
     route: str
     response: str
-    calls: list[CallRecord] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
 
     @property
     def used_fallback(self) -> bool:
@@ -114,21 +121,21 @@ class Routed:
         return data
 
 
-async def route(user_query: str, *, model: str = MODEL) -> Routed:
+async def route(user_query: str, *, model: str | None = None) -> Routed:
     """Classify, normalise the label, choose the route and answer: the whole routing workflow."""
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     query = _check_query(CLASSIFY, user_query)
     label = await aclassify_intent(query, model=model, calls=calls)
     intent = normalize_intent(label)
     route_name, prompt = choose_prompt(query, intent)
     response = await achat(
-        HANDLE, [{"role": "system", "content": prompt}], model=model, calls=calls
+        HANDLE, [{"role": "system", "content": prompt}], model=model, size=SIZE, calls=calls
     )
     return Routed(query, label, intent, route_name, response, calls)
 
 
 async def route_many(
-    queries: list[str], *, concurrency: int = 16, model: str = MODEL
+    queries: list[str], *, concurrency: int = 16, model: str | None = None
 ) -> list[Routed | WorkflowError]:
     """Route many queries concurrently, at most ``concurrency`` at a time, in input order.
 

@@ -1,15 +1,20 @@
-"""Execute notebooks/llm_workflows.ipynb in place, in replay mode, and store its outputs.
+"""Execute notebooks/llm_workflows.ipynb in place, as a keyless student would; store its outputs.
 
-    python scripts/execute_notebook.py           # re-execute in replay mode
+    python scripts/execute_notebook.py           # `make notebook`: re-execute in replay mode
     python scripts/execute_notebook.py --record  # `make record`: re-record, then re-execute
+
+The replay run sees no ``LLM_WORKFLOWS_*`` or ``OPENAI_*`` variable and runs in a temporary
+folder (so no ``.env`` of this clone is found): its first output is the keyless one,
+"Mode: replay because no OpenAI API key was found.", as ``make test`` (nbval) expects.
 
 With ``--record`` the notebook first runs live in record mode (it needs an OpenAI API key,
 from the environment or a .env file) and its replies replace the recordings shipped in
 ``llm_workflows/recordings/``; the notebook then runs again in replay mode, so the stored
 outputs are exactly what replay prints, and what ``make test`` (nbval) compares against.
 
-The stored notebook keeps no machine-specific metadata: the kernelspec and the language
-name only, no timings, and stream outputs coalesced as nbval and Jupyter show them.
+The stored notebook keeps no machine-specific metadata: the kernelspec, the language name
+and jupytext's pairing only, no timings, and stream outputs coalesced as nbval and Jupyter
+show them.
 """
 
 from __future__ import annotations
@@ -25,22 +30,22 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from llm_workflows import clients, replay
+from llm_workflows.errors import ConfigurationError
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "llm_workflows.ipynb"
-sys.path.insert(0, str(ROOT))
-
-from llm_workflows import clients, replay  # noqa: E402
-from llm_workflows.errors import ConfigurationError  # noqa: E402
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 CELL_TIMEOUT_SECONDS = 600
 
 
 def write(nb: nbformat.NotebookNode, path: Path) -> None:
-    """Write ``nb`` with clean metadata (kernelspec and language name only)."""
-    nb.metadata = nbformat.from_dict(
-        {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
-    )
+    """Write ``nb`` with clean metadata (kernelspec, language name, jupytext pairing)."""
+    metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    if "jupytext" in nb.metadata:
+        metadata["jupytext"] = nb.metadata["jupytext"]
+    nb.metadata = nbformat.from_dict(metadata)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     nbformat.validate(nb)
@@ -48,8 +53,17 @@ def write(nb: nbformat.NotebookNode, path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
-def _run(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
-    """Execute a notebook in a fresh kernel of this Python, with ``env`` set for the kernel."""
+def student_env() -> dict[str, str | None]:
+    """Unset every LLM_WORKFLOWS_*, OPENAI_* and GEMINI_* variable: a student without a key."""
+    return {
+        name: None
+        for name in os.environ
+        if name.startswith(("LLM_WORKFLOWS_", "OPENAI_", "GEMINI_"))
+    }
+
+
+def _run(path: Path, env: dict[str, str | None], cwd: Path | None = None) -> nbformat.NotebookNode:
+    """Execute a notebook in a fresh kernel of this Python, in ``cwd``, with ``env`` set."""
     nb = nbformat.read(str(path), as_version=4)
     saved = os.environ.copy()
     os.environ.update({k: v for k, v in env.items() if v is not None})
@@ -67,7 +81,7 @@ def _run(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
                 timeout=CELL_TIMEOUT_SECONDS,
                 record_timing=False,
                 coalesce_streams=True,
-                resources={"metadata": {"path": str(path.parent)}},
+                resources={"metadata": {"path": str(cwd or path.parent)}},
             ).execute()
     finally:
         os.environ.clear()
@@ -76,15 +90,9 @@ def _run(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
 
 
 def execute(path: Path = NOTEBOOK) -> None:
-    """Re-execute the notebook in replay mode and store its outputs in place."""
-    env = {
-        "LLM_WORKFLOWS_MODE": "replay",
-        # as in `make test`: no key, and nothing that changes which recordings are asked for
-        "OPENAI_API_KEY": None,
-        "LLM_WORKFLOWS_MODEL": None,
-        "LLM_WORKFLOWS_RECORDINGS": None,
-    }
-    write(_run(path, env), path)
+    """Re-execute the notebook as a keyless student would and store its outputs in place."""
+    with tempfile.TemporaryDirectory() as folder:  # away from any .env holding a key
+        write(_run(path, student_env(), cwd=Path(folder)), path)
 
 
 def record(path: Path = NOTEBOOK) -> int:

@@ -2,11 +2,14 @@
 
 Run: ``make seed-recordings`` (or ``python scripts/seed_recordings.py [BRIEF]``).
 
-No model is called. The script runs the package's own workflows on the lesson's inputs,
-through the real openai client, with a transport that captures each request our code
-sends and answers it with the reply the brief recorded for that step (provenance
-``brief``). The brief shows no reply for the synthesizer whose input changed when its bug
-was fixed, so that reply is written by hand below (provenance ``authored``).
+No model is called. The script calls each step of the package on the lesson's inputs,
+through the real openai client and the fake model of ``llm_workflows.testing``, with the
+reply the brief recorded for that input set on the fake for that step (provenance
+``brief``); the step is known from the package's own step header, not from prompt text.
+The brief shows no reply for the synthesizer whose input changed when its bug was fixed,
+so that reply is written by hand below (provenance ``authored``). Finally the whole lesson
+(FAQ chain, routing, orchestrator) runs against the new recordings, so a request the
+seeding missed is an error, not a replay miss later.
 
 Token usage is not in the brief, so it is counted here, offline, with the o200k_base
 tokenizer of the GPT-4.1 models (package quicktok-v1, which bundles it) plus OpenAI's
@@ -22,14 +25,18 @@ import re
 import sys
 from pathlib import Path
 
-import openai
+from llm_workflows import faq, lesson, orchestration, replay, routing
+from llm_workflows.errors import WorkflowError
+from llm_workflows.replay import Recording, chat_completion, request_key
+from llm_workflows.testing import Answer, FakeModel, Request, error
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from llm_workflows import clients, faq, lesson, orchestration, replay, routing  # noqa: E402
-from llm_workflows.replay import STEP_HEADER, Recording, chat_completion, request_key  # noqa: E402
-
+AUTHORED = {orchestration.SYNTHESIZER: "authored"}  # steps whose reply is not in the brief
+NOTES = {
+    "brief": "reply text from the lesson brief's recorded output",
+    "authored": "written by hand: the brief has no recording of this reply",
+}
 USAGE_NOTE = (
     "usage counted offline with o200k_base (quicktok-v1 0.4.0) plus 3 tokens per message "
     "and 3 for the reply; not reported by the API"
@@ -79,69 +86,65 @@ def brief_replies(path: Path) -> dict:
     }
 
 
-def _quoted(text: str, before: str) -> str:
-    """The value the prompt put in quotes right after ``before`` (a question or a query)."""
-    return re.search(re.escape(before) + r'\s*["\'](.*?)["\']\.?(?:\n|$)', text, re.DOTALL).group(1)
+def count_usage(body: dict, reply: str, encoding) -> tuple[int, int]:
+    """(prompt, completion) tokens: o200k_base plus the documented chat overhead."""
+
+    def tokens(text: str) -> int:
+        return len(encoding.encode(text))
+
+    prompt = 3 + sum(3 + tokens(m["role"]) + tokens(m["content"]) for m in body["messages"])
+    return prompt, tokens(reply)
 
 
-class Seeder:
-    def __init__(self, replies: dict, authored_email: str):
-        import quicktok
+def drive_steps(fake: FakeModel, replies: dict, email: str) -> None:
+    """Each step of the lesson once, called by the package itself, with the brief's reply for
+    that input set on the fake model by step (so no prompt text is read to find the step)."""
+    documents = lesson.WEBPAGES
+    fake.replies = {faq.SINGLE_CALL: replies["single"]}
+    faq.single_call_faq(documents)
+    fake.replies = {faq.GENERATE_QUESTIONS: replies["questions"]}
+    for question in faq.generate_questions(documents):
+        fake.replies = {
+            faq.ANSWER: replies["answers"][question],
+            faq.FIND_SOURCES: replies["sources"][question],
+        }
+        faq.find_sources(question, faq.answer_question(question, documents), documents)
+    for query in lesson.ROUTING_QUERIES:
+        fake.replies = {
+            routing.CLASSIFY: replies["intents"][query],
+            routing.HANDLE: replies["handled"][query],
+        }
+        routing.handle_query(query, routing.classify_intent(query))
+    fake.replies = {
+        orchestration.ORCHESTRATOR: replies["tasks"],
+        orchestration.BILLING_WORKER: replies["concern"],
+        orchestration.SYNTHESIZER: email,
+    }
+    asyncio.run(orchestration.process_customer_message(lesson.CUSTOMER_MESSAGE))
 
-        self.encoding = quicktok.get_encoding("o200k_base")
-        self.replies = replies
-        self.authored_email = authored_email
-        self.recordings: dict[str, Recording] = {}
 
-    def reply_for(self, step: str, body: dict) -> tuple[str, str]:
-        user = body["messages"][-1]["content"]
-        r = self.replies
-        if step == faq.SINGLE_CALL:
-            return r["single"], "brief"
-        if step == faq.GENERATE_QUESTIONS:
-            return r["questions"], "brief"
-        if step == faq.ANSWER:
-            return r["answers"][_quoted(user, "Question:")], "brief"
-        if step == faq.FIND_SOURCES:
-            return r["sources"][_quoted(user, "Question:")], "brief"
-        if step == routing.CLASSIFY:
-            return r["intents"][_quoted(user, "User Query:")], "brief"
-        if step == routing.HANDLE:
-            return r["handled"][_quoted(user, "The user says:")], "brief"
-        if step == orchestration.ORCHESTRATOR:
-            return r["tasks"], "brief"
-        if step == orchestration.BILLING_WORKER:
-            return r["concern"], "brief"
-        if step == orchestration.SYNTHESIZER:
-            return self.authored_email, "authored"
-        raise KeyError(step)
+def recordings_of(fake: FakeModel) -> dict[str, Recording]:
+    """A recording per distinct request the fake answered, in the order they came."""
+    import quicktok
 
-    def tokens(self, text: str) -> int:
-        return len(self.encoding.encode(text))
-
-    def handle(self, request):
-        http = clients.http_module()
-        body = json.loads(request.content)
-        step = request.headers[STEP_HEADER]
-        text, source = self.reply_for(step, body)
-        prompt_tokens = 3 + sum(
-            3 + self.tokens(m["role"]) + self.tokens(m["content"]) for m in body["messages"]
-        )
+    encoding = quicktok.get_encoding("o200k_base")
+    recordings: dict[str, Recording] = {}
+    for request in fake.requests():
+        if request.outcome != "reply" or request.reply is None:
+            sys.exit(f"seed-recordings: {request.step}: no reply was set for this step")
+        body, text = request.body, request.reply
+        source = AUTHORED.get(request.step, "brief")
         key = request_key(body)
         response = chat_completion(
             text,
             model=body["model"],
-            usage=(prompt_tokens, self.tokens(text)),
+            usage=count_usage(body, text, encoding),
             id=f"chatcmpl-{source}-{key[:12]}",
             created=0,  # not recorded: the brief gives no time
         )
-        note = {
-            "brief": "reply text from the lesson brief's recorded output",
-            "authored": "written by hand: the brief has no recording of this reply",
-        }[source]
-        provenance = {"source": source, "note": note, "usage": USAGE_NOTE}
-        self.recordings[key] = Recording(key, body, response, provenance)
-        return http.Response(200, json=response)
+        provenance = {"source": source, "note": NOTES[source], "usage": USAGE_NOTE}
+        recordings[key] = Recording(key, body, response, provenance)
+    return recordings
 
 
 async def run_workflows() -> None:
@@ -155,6 +158,23 @@ async def run_workflows() -> None:
     await orchestration.process_customer_message(lesson.CUSTOMER_MESSAGE)
 
 
+def check_coverage(recordings: dict[str, Recording]) -> None:
+    """Replay the whole lesson from the new recordings: every request must be one of them."""
+
+    def recorded(request: Request) -> Answer:
+        found = recordings.get(request_key(request.body))
+        return Answer(200, found.response) if found else error(404, "not seeded")
+
+    fake = FakeModel(default=recorded).install()
+    try:
+        asyncio.run(run_workflows())
+    except WorkflowError as problem:
+        sys.exit(f"seed-recordings: the lesson sends a request that was not seeded: {problem}")
+    missed = sorted({r.step for r in fake.requests() if r.reply is None})
+    if missed:
+        sys.exit(f"seed-recordings: the lesson sends requests that were not seeded: {missed}")
+
+
 def authored_email() -> str:
     async def results():
         return (
@@ -162,7 +182,7 @@ def authored_email() -> str:
             await orchestration.handle_status_worker("A-12345"),
         )
 
-    ret, status = asyncio.run(results())
+    ret, status = (result.fields for result in asyncio.run(results()))
     # The email below was written for this simulated status; re-write it if that changes.
     assert status["current_status"] == "Delivered", status
     return AUTHORED_EMAIL.format(
@@ -179,19 +199,13 @@ def authored_email() -> str:
 
 def main() -> None:
     brief = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "lesson-brief.md"
-    seeder = Seeder(brief_replies(brief), authored_email())
-    http = clients.http_module()
-    transport = http.MockTransport(seeder.handle)
-    clients.use_clients(
-        openai.OpenAI(api_key="seed", http_client=openai.DefaultHttpxClient(transport=transport)),
-        openai.AsyncOpenAI(
-            api_key="seed", http_client=openai.DefaultAsyncHttpxClient(transport=transport)
-        ),
-    )
-    asyncio.run(run_workflows())
+    fake = FakeModel().install()
+    drive_steps(fake, brief_replies(brief), authored_email())
+    recordings = recordings_of(fake)
+    check_coverage(recordings)
     out = replay.packaged_path()
-    out.write_text("".join(r.to_line() + "\n" for r in seeder.recordings.values()), "utf-8")
-    print(f"wrote {len(seeder.recordings)} recordings to {out.relative_to(ROOT)}")
+    out.write_text("".join(r.to_line() + "\n" for r in recordings.values()), "utf-8")
+    print(f"wrote {len(recordings)} recordings to {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 import pytest
 
 from llm_workflows import clients
+from llm_workflows.fake_server import FakeServer
 
 ENV = (
     "OPENAI_API_KEY",
@@ -14,6 +19,9 @@ ENV = (
     "LLM_WORKFLOWS_TIMEOUT",
     "LLM_WORKFLOWS_MAX_RETRIES",
     "LLM_WORKFLOWS_MODEL",
+    "LLM_WORKFLOWS_PROVIDER",
+    "LLM_WORKFLOWS_RPM",
+    "GEMINI_API_KEY",
 )
 
 
@@ -30,8 +38,29 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def stub_server():
-    """One loopback OpenAI-compatible stub server for the session (tests reset it)."""
-    from benchmarks.stub_server import StubServer
-
-    with StubServer() as server:
+    """One loopback fake server for the session (tests reset its model)."""
+    with FakeServer() as server:
         yield server
+
+
+COLAB_SIM = Path(__file__).resolve().parents[1].parent / "shared" / "colab-sim"
+
+
+@pytest.fixture
+def colab_sim(monkeypatch):
+    """The repository's ../shared/colab-sim as google.colab (a fake userdata, see its README)."""
+    if not (COLAB_SIM / "google" / "colab").is_dir():
+        pytest.skip(f"the Colab simulation is not at {COLAB_SIM} (it lives beside the repository)")
+    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(COLAB_SIM))
+    monkeypatch.delenv("FAKE_COLAB_SECRETS", raising=False)
+    monkeypatch.delenv("FAKE_COLAB_SECRET_NAME", raising=False)
+    importlib.invalidate_caches()
+    userdata = importlib.import_module("google.colab.userdata")
+    assert Path(userdata.__file__).is_relative_to(COLAB_SIM)  # not an installed google package
+    yield userdata
+    # Later tests must not find the simulation: forget what was imported from it (the
+    # modules deleted above come back when monkeypatch undoes its changes).
+    for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
+        del sys.modules[name]

@@ -1,89 +1,50 @@
-"""Fake HTTP for tests: the real openai clients over a MockTransport of httpx or httpx2.
+"""Test helpers over the one fake model (``llm_workflows.testing``).
 
-``script(handler)`` installs a sync and an async client whose every request goes to
-``handler(request) -> response``; ``completion(...)`` builds a Chat Completions body.
-``use_stub(...)`` points the package's own clients at the loopback stub server instead
-(the ``stub_server`` fixture of conftest.py).
+``script(handler)`` installs the fake model in-process with ``handler(request)`` answering
+every step; ``reply``/``error`` build its answers. ``use_stub`` points the package's own
+clients at the loopback fake server (the ``stub_server`` fixture of conftest.py).
+``load_script`` imports one of ``scripts/`` without touching ``sys.path``.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
-import openai
-
-from llm_workflows import clients
-from llm_workflows.replay import STEP_HEADER, chat_completion
-
-http = clients.http_module()  # httpx for openai 2.x, httpx2 for 3.x
+from llm_workflows import clients, testing
+from llm_workflows.testing import Answer, FakeModel, Request, completion, error
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the loopback stub server lives in benchmarks/
-    sys.path.insert(0, str(ROOT))
+__all__ = [
+    "ROOT",
+    "Answer",
+    "Request",
+    "completion",
+    "error",
+    "load_script",
+    "reply",
+    "script",
+    "use_stub",
+]
 
 
-def completion(
-    content: str | None,
-    *,
-    model: str = "gpt-4.1-mini",
-    finish_reason: str = "stop",
-    refusal: str | None = None,
-    usage: tuple[int, int] | None = (10, 5),
-) -> dict:
-    """A Chat Completions response body with one choice (made-up usage, for tests)."""
-    return chat_completion(
-        content,
-        model=model,
-        usage=usage,
-        id="chatcmpl-test",
-        finish_reason=finish_reason,
-        refusal=refusal,
-    )
+def reply(content: str | None, **kwargs) -> Answer:
+    """A 200 answer carrying ``content`` as the one choice (made-up usage)."""
+    return completion(content, **kwargs)
 
 
-def reply(content: str | None, status: int = 200, headers: dict | None = None, **kwargs):
-    """An HTTP response carrying ``completion(content, **kwargs)``."""
-    return http.Response(status, json=completion(content, **kwargs), headers=headers)
+def script(handler: Callable[[Request], str | Answer], **options) -> FakeModel:
+    """Answer every call of the workflows with ``handler``, through the real openai clients."""
+    return FakeModel(default=handler).install(**options)
 
 
-def error(status: int, message: str = "error", code: str | None = None, headers=None):
-    """An HTTP error response shaped like the OpenAI API's."""
-    body = {"error": {"message": message, "type": "test", "code": code, "param": None}}
-    return http.Response(status, json=body, headers=headers)
-
-
-def step_of(request) -> str:
-    """The workflow step that sent this request (our calls name it in a header)."""
-    return request.headers.get(STEP_HEADER, "")
-
-
-def body_of(request) -> dict:
-    return json.loads(request.content)
-
-
-def user_text(request) -> str:
-    """The text of the request's last message (where every prompt puts its input)."""
-    return body_of(request)["messages"][-1]["content"]
-
-
-def script(handler: Callable, *, max_retries: int = 0, timeout: float = 5.0) -> None:
-    """Route every call of the workflows to ``handler`` through the real openai clients."""
-    transport = http.MockTransport(handler)
-    common = {"api_key": "sk-test", "max_retries": max_retries, "timeout": timeout}
-    clients.use_clients(
-        openai.OpenAI(http_client=openai.DefaultHttpxClient(transport=transport), **common),
-        openai.AsyncOpenAI(
-            http_client=openai.DefaultAsyncHttpxClient(transport=transport), **common
-        ),
-    )
-
-
-def use_stub(stub_server, monkeypatch, key: str, **settings: str):
-    """Point the package's clients at the stub, live, with ``key`` and extra settings."""
-    stub_server.reset()
+def use_stub(stub_server, monkeypatch, key: str, **settings: str) -> testing.FakeModel:
+    """Point the package's clients at the fake server, live, with ``key`` and extra settings;
+    returns its (reset) fake model."""
+    stub_server.model.reset()
     monkeypatch.setenv("OPENAI_API_KEY", key)
     monkeypatch.setenv("OPENAI_BASE_URL", stub_server.url)
     monkeypatch.setenv("LLM_WORKFLOWS_MODE", "live")
@@ -91,4 +52,13 @@ def use_stub(stub_server, monkeypatch, key: str, **settings: str):
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     clients.reset()
-    return stub_server
+    return stub_server.model
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/NAME.py`` as a module (scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

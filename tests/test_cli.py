@@ -9,13 +9,13 @@ import re
 import subprocess
 import sys
 
-import fakes
 import pytest
 
 from llm_workflows import lesson
-from llm_workflows.cli import main
-from llm_workflows.faq import ANSWER, GENERATE_QUESTIONS
-from llm_workflows.orchestration import SYNTHESIZER, handle_status_worker
+from llm_workflows.cli import main, run_demo, run_route
+from llm_workflows.faq import ANSWER, FIND_SOURCES, GENERATE_QUESTIONS
+from llm_workflows.orchestration import ORCHESTRATOR, SYNTHESIZER, handle_status_worker
+from llm_workflows.testing import FakeModel
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_demo_email_mentions_invoice_rma_and_order_status(capsys):
     main(["demo"])
     out = capsys.readouterr().out
     email = out.split("Email to the customer:", 1)[1]
-    status = asyncio.run(handle_status_worker("A-12345"))["current_status"]
+    status = asyncio.run(handle_status_worker("A-12345")).fields["current_status"]
     assert "INV-7890" in email
     assert re.search(r"RMA-\d{5}", email)
     assert status.lower() in email.lower()
@@ -146,49 +146,36 @@ def test_unknown_mode_exits_1_with_one_line(capsys, monkeypatch):
 def test_faq_reads_your_own_markdown_files(capsys, tmp_path):
     (tmp_path / "pumps.md").write_text("# Heat Pumps\n\nThey move heat {x}.\n", encoding="utf-8")
 
-    def handler(request):
-        step = fakes.step_of(request)
-        if step == GENERATE_QUESTIONS:
-            return fakes.reply('{"questions": ["What do heat pumps do?"]}')
-        if step == ANSWER:
-            return fakes.reply("They move heat.")
-        return fakes.reply('{"sources": ["Heat Pumps"]}')
-
-    fakes.script(handler)
+    replies = {
+        GENERATE_QUESTIONS: '{"questions": ["What do heat pumps do?"]}',
+        ANSWER: "They move heat.",
+        FIND_SOURCES: '{"sources": ["Heat Pumps"]}',
+    }
+    FakeModel(replies).install()
     assert main(["faq", "--json", "--source", str(tmp_path / "pumps.md")]) == 0
     (item,) = json.loads(capsys.readouterr().out)["items"]
     assert item["sources"] == ["Heat Pumps"]
 
 
 def test_orchestrate_signature_option_reaches_the_synthesizer(capsys):
-    prompts: list[str] = []
-
-    def handler(request):
-        step = fakes.step_of(request)
-        if step == SYNTHESIZER:
-            prompts.append(fakes.user_text(request))
-            return fakes.reply("Dear Customer")
-        if step == "orchestrator":
-            return fakes.reply('[{"query_type": "StatusUpdate", "order_id": "A-1"}]')
-        return fakes.reply("concern")
-
-    fakes.script(handler)
+    replies = {
+        ORCHESTRATOR: '[{"query_type": "StatusUpdate", "order_id": "A-1"}]',
+        SYNTHESIZER: "Dear Customer",
+    }
+    fake = FakeModel(replies).install()
     assert main(["orchestrate", "Where is A-1?", "--signature", "Grace, Support"]) == 0
-    assert "Grace, Support" in prompts[0]
+    (request,) = fake.requests(SYNTHESIZER)
+    assert "Grace, Support" in request.text
 
 
 def test_failed_faq_question_makes_the_exit_status_1(capsys):
-    def handler(request):
-        step = fakes.step_of(request)
-        if step == GENERATE_QUESTIONS:
-            return fakes.reply('{"questions": ["Q1?", "Q2?"]}')
-        if step == ANSWER:
-            return fakes.reply("An answer.")
-        if "Q2?" in fakes.user_text(request):
-            return fakes.reply("not json")
-        return fakes.reply('{"sources": ["Energy Storage Solutions"]}')
-
-    fakes.script(handler)
+    replies = {
+        GENERATE_QUESTIONS: '{"questions": ["Q1?", "Q2?"]}',
+        ANSWER: "An answer.",
+        FIND_SOURCES: '{"sources": ["Energy Storage Solutions"]}',
+    }
+    fake = FakeModel(replies).install()
+    fake.add_fault("reply", step=FIND_SOURCES, contains="Q2?", content="not json")
     assert main(["faq", "--json"]) == 1
     out, err = capsys.readouterr()
     assert len(json.loads(out)["items"]) == 1
@@ -205,3 +192,17 @@ def test_module_entry_point_prints_the_faq_as_json(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["items"]) == 10
+
+
+def test_a_command_is_a_function_to_call_with_typed_arguments():
+    outcome = asyncio.run(run_route([lesson.ROUTING_QUERIES[0]]))
+    assert outcome.errors == []
+    assert [r["intent"] for r in outcome.data["results"]] == ["Technical Support"]
+    assert "Intent: Technical Support" in outcome.text
+
+
+def test_demo_outcome_holds_the_three_workflows_from_their_own_commands():
+    outcome = asyncio.run(run_demo())
+    assert outcome.errors == []
+    assert list(outcome.data) == ["FAQ chain", "Routing", "Orchestrator-worker"]
+    assert outcome.data["Orchestrator-worker"]["query"] == lesson.CUSTOMER_MESSAGE

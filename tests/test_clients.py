@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -214,22 +215,26 @@ def test_importing_the_package_makes_no_client_and_reads_no_settings():
         """
         import llm_workflows
         from llm_workflows import clients
-        state = clients._state
-        print(state.client is None, state.aclient is None, state.settings is None)
+        print(clients.runtime.made)
         """
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert out.stdout.split() == ["True", "True", "True"]
+    assert out.stdout.strip() == "()"
     assert out.stderr == ""
 
 
-def test_reset_forgets_the_clients():
+def test_runtime_says_what_it_made():
     clients.get_client()
+    assert clients.runtime.made == ("settings", "client", "store")
+
+
+def test_reset_forgets_settings_clients_and_recordings():
+    clients.get_client()
+    clients.get_async_client()
     clients.reset()
-    assert clients._state.client is None
-    assert clients._state.settings is None
+    assert clients.runtime.made == ()
 
 
 def test_sync_client_is_made_once_and_reused():
@@ -299,9 +304,93 @@ def test_one_model_for_every_step_can_be_set(monkeypatch):
     bodies: list[dict] = []
 
     def handler(request):
-        bodies.append(fakes.body_of(request))
+        bodies.append(request.body)
         return fakes.reply("Technical Support")
 
     fakes.script(handler)
     classify_intent("My router blinks red")
     assert bodies[0]["model"] == "llama3.2"
+
+
+# --- which model a step uses -------------------------------------------------------------
+
+
+def models_sent(monkeypatch, **kwargs) -> list[str]:
+    """The model of the classifier's request, with ``kwargs`` passed to classify_intent."""
+    bodies: list[dict] = []
+
+    def handler(request):
+        bodies.append(request.body)
+        return fakes.reply("Technical Support")
+
+    fakes.script(handler)
+    classify_intent("My router blinks red", **kwargs)
+    return [b["model"] for b in bodies]
+
+
+def test_a_step_uses_its_size_default_model(monkeypatch):
+    assert models_sent(monkeypatch) == [clients.DEFAULT_MODELS[clients.LARGE]]
+
+
+def test_an_explicit_model_beats_the_environment(monkeypatch):
+    monkeypatch.setenv("LLM_WORKFLOWS_MODEL", "llama3.2")
+    assert models_sent(monkeypatch, model="gpt-4.1-nano") == ["gpt-4.1-nano"]
+
+
+def test_model_precedence_is_explicit_then_environment_then_preset_then_default():
+    preset = dataclasses.replace(clients.load_settings(), preset_models={clients.SMALL: "tiny"})
+    with_env = dataclasses.replace(preset, model="llama3.2")
+    assert with_env.model_for(clients.SMALL, "chosen") == "chosen"
+    assert with_env.model_for(clients.SMALL) == "llama3.2"
+    assert preset.model_for(clients.SMALL) == "tiny"
+    assert preset.model_for(clients.LARGE) == clients.DEFAULT_MODELS[clients.LARGE]
+
+
+# --- setup() re-reads the settings (the notebook's setup cell, re-run) --------------------
+
+
+def test_setup_after_adding_the_colab_secret_goes_live_without_a_restart(
+    colab_sim, monkeypatch, capsys
+):
+    monkeypatch.setenv("FAKE_COLAB_SECRET", "notfound")
+    first = clients.setup()
+    replay_client = clients.get_client()
+    assert first.mode == "replay"
+    assert "no secret named OPENAI_API_KEY" in first.describe()
+
+    monkeypatch.setenv("FAKE_COLAB_SECRET", f"value:{COLAB_KEY}")
+    second = clients.setup()
+    described = second.describe()
+    assert (
+        described.splitlines()[0]
+        == "Mode: live. Calling the API with the key from the Colab secret OPENAI_API_KEY."
+    )
+    assert COLAB_KEY not in described
+    live_client = clients.get_client()
+    assert live_client is not replay_client
+    assert live_client.api_key == COLAB_KEY
+    assert capsys.readouterr().err == ""
+
+
+def test_setup_after_switching_on_notebook_access_goes_live(colab_sim, monkeypatch):
+    monkeypatch.setenv("FAKE_COLAB_SECRET", "noaccess")
+    assert clients.setup().mode == "replay"
+    monkeypatch.setenv("FAKE_COLAB_SECRET", f"value:{COLAB_KEY}")
+    assert clients.setup().mode == "live"
+    assert clients.get_async_client().api_key == COLAB_KEY
+
+
+def test_setup_drops_the_recordings_made_for_the_old_settings(monkeypatch, tmp_path):
+    clients.setup()
+    clients.get_client()
+    assert "store" in clients.runtime.made
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
+    assert clients.setup().mode == "live"
+    assert clients.runtime.made == ("settings",)
+
+
+def test_setup_with_unchanged_settings_keeps_the_clients():
+    clients.setup()
+    client = clients.get_client()
+    clients.setup()
+    assert clients.get_client() is client

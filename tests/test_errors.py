@@ -23,7 +23,7 @@ def test_a_multi_line_refusal_becomes_one_line():
 
 def test_a_server_page_that_is_not_json_is_cut_to_one_short_line():
     page = "<html>\n<body>\n" + "proxy error " * 100 + "\n</body>\n</html>"
-    fakes.script(lambda request: fakes.http.Response(418, text=page))
+    fakes.script(lambda request: fakes.Answer(418, page, {"content-type": "text/html"}))
     with pytest.raises(WorkflowError) as error:
         llm.chat("classify intent", MESSAGES, model="gpt-4.1-mini")
     message = str(error.value)

@@ -23,6 +23,7 @@ from llm_workflows.faq import (
     generate_questions,
     single_call_faq,
 )
+from llm_workflows.testing import FakeModel
 
 DOCS = [
     Document(
@@ -39,7 +40,7 @@ def answer_for(question: str) -> str:
 
 def question_in(request) -> str:
     """Which of QUESTIONS a per-question request is about."""
-    text = fakes.user_text(request)
+    text = request.text
     (question,) = [q for q in QUESTIONS if f'"{q}"' in text]
     return question
 
@@ -50,7 +51,7 @@ def chain(sources=lambda question: ["Braces"], seen: list | None = None):
     def handler(request):
         if seen is not None:
             seen.append(request)
-        step = fakes.step_of(request)
+        step = request.step
         if step == GENERATE_QUESTIONS:
             return fakes.reply(json.dumps({"questions": QUESTIONS}))
         question = question_in(request)
@@ -74,8 +75,8 @@ def test_documents_with_braces_reach_every_chain_prompt_unchanged():
     chain(seen=seen)
     result = build()
     assert len(result.items) == 10
-    assert {fakes.step_of(r) for r in seen} == {GENERATE_QUESTIONS, ANSWER, FIND_SOURCES}
-    assert all(combine(DOCS) in fakes.user_text(r) for r in seen)
+    assert {r.step for r in seen} == {GENERATE_QUESTIONS, ANSWER, FIND_SOURCES}
+    assert all(combine(DOCS) in r.text for r in seen)
 
 
 def test_question_and_answer_with_braces_reach_the_sources_prompt():
@@ -87,7 +88,7 @@ def test_question_and_answer_with_braces_reach_the_sources_prompt():
 
     fakes.script(handler)
     find_sources("What is {x}?", "It is {y} and {}.", DOCS)
-    assert fakes.user_text(seen[0]) == prompts.FIND_SOURCES.format(
+    assert seen[0].text == prompts.FIND_SOURCES.format(
         question="What is {x}?", answer="It is {y} and {}.", combined_content=combine(DOCS)
     )
 
@@ -101,7 +102,7 @@ def test_documents_with_braces_reach_the_single_call_prompt():
 
     fakes.script(handler)
     single_call_faq(DOCS)
-    assert combine(DOCS) in fakes.user_text(seen[0])
+    assert combine(DOCS) in seen[0].text
 
 
 def test_answer_prompt_holds_the_question_and_documents_with_braces():
@@ -113,7 +114,7 @@ def test_answer_prompt_holds_the_question_and_documents_with_braces():
 
     fakes.script(handler)
     assert answer_question("What does {question} mean?", DOCS) == "An answer."
-    assert fakes.user_text(seen[0]) == prompts.ANSWER_QUESTION.format(
+    assert seen[0].text == prompts.ANSWER_QUESTION.format(
         question="What does {question} mean?", combined_content=combine(DOCS)
     )
 
@@ -125,7 +126,7 @@ def test_generate_questions_asks_for_json_mode():
     seen: list = []
     chain(seen=seen)
     assert generate_questions(DOCS) == QUESTIONS
-    assert fakes.body_of(seen[0])["response_format"] == {"type": "json_object"}
+    assert seen[0].body["response_format"] == {"type": "json_object"}
 
 
 def test_questions_under_a_near_key_are_accepted():
@@ -159,7 +160,7 @@ def test_each_item_pairs_a_question_with_its_own_answer():
     assert [i.answer for i in result.items] == [answer_for(q) for q in QUESTIONS]
 
 
-def test_chain_records_one_call_per_step_and_question():
+def test_chain_counts_one_call_per_step_and_question():
     chain()
     steps = [c.step for c in build().calls]
     assert steps.count(GENERATE_QUESTIONS) == 1
@@ -188,7 +189,7 @@ def test_failing_question_is_listed_with_its_step_and_answer():
 
 def test_failed_answer_step_leaves_no_answer():
     def handler(request):
-        step = fakes.step_of(request)
+        step = request.step
         if step == GENERATE_QUESTIONS:
             return fakes.reply(json.dumps({"questions": QUESTIONS[:2]}))
         if step == ANSWER and question_in(request) == QUESTIONS[0]:
@@ -229,26 +230,14 @@ LATENCY = 0.05  # seconds per fake call
 CALLS = 21  # 1 generate + 10 answers + 10 sources
 
 
-def slow_chain(latency: float = LATENCY):
-    """The chain's fake model with a latency; returns a dict with the peak of requests in flight."""
-    state = {"in_flight": 0, "peak": 0}
-
-    async def handler(request):
-        state["in_flight"] += 1
-        state["peak"] = max(state["peak"], state["in_flight"])
-        try:
-            await asyncio.sleep(latency)
-            step = fakes.step_of(request)
-            if step == GENERATE_QUESTIONS:
-                return fakes.reply(json.dumps({"questions": QUESTIONS}))
-            if step == ANSWER:
-                return fakes.reply(answer_for(question_in(request)))
-            return fakes.reply('{"sources": ["Sets"]}')
-        finally:
-            state["in_flight"] -= 1
-
-    fakes.script(handler)
-    return state
+def slow_chain(latency: float = LATENCY) -> FakeModel:
+    """The chain's fake model with a latency; its ``peak`` is the most requests in flight."""
+    replies = {
+        GENERATE_QUESTIONS: json.dumps({"questions": QUESTIONS}),
+        ANSWER: lambda request: answer_for(question_in(request)),
+        FIND_SOURCES: '{"sources": ["Sets"]}',
+    }
+    return FakeModel(replies, latency=latency).install()
 
 
 def timed_build(**kwargs) -> float:
@@ -269,15 +258,15 @@ def test_default_concurrency_finishes_well_under_the_sequential_time():
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_requests_in_flight_never_exceed_the_concurrency(concurrency):
-    state = slow_chain(latency=0.01)
+    fake = slow_chain(latency=0.01)
     build(concurrency=concurrency)
-    assert state["peak"] == concurrency
+    assert fake.peak == concurrency
 
 
 def test_default_concurrency_runs_all_ten_questions_at_once():
-    state = slow_chain(latency=0.01)
+    fake = slow_chain(latency=0.01)
     build()
-    assert state["peak"] == 10
+    assert fake.peak == 10
 
 
 @pytest.mark.parametrize("concurrency", [0, -1])
@@ -360,4 +349,4 @@ def test_single_call_is_named_for_its_step():
 
     fakes.script(handler)
     single_call_faq(DOCS)
-    assert fakes.step_of(seen[0]) == SINGLE_CALL
+    assert seen[0].step == SINGLE_CALL

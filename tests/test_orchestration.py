@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 
-import fakes
 import pytest
 
 from llm_workflows import lesson, orchestration
@@ -16,11 +15,15 @@ from llm_workflows.orchestration import (
     ORCHESTRATOR,
     SYNTHESIZER,
     Task,
+    Worker,
+    WorkerResult,
+    format_results,
     handle_return_worker,
     handle_status_worker,
     parse_tasks,
     process_customer_message,
 )
+from llm_workflows.testing import FakeModel
 
 TASKS = [
     {"query_type": "BillingInquiry", "invoice_number": "INV-7890"},
@@ -100,7 +103,10 @@ def test_task_that_is_not_an_object_is_reported():
 
 def test_missing_reason_for_return_gets_a_default_and_a_note():
     plan = parse_tasks(json.dumps([{"query_type": "ProductReturn", "product_name": "Lamp"}]))
-    assert plan.tasks[0].params["reason_for_return"] == orchestration.DEFAULTS["reason_for_return"]
+    assert (
+        plan.tasks[0].params["reason_for_return"]
+        == orchestration.WORKERS["ProductReturn"].defaults["reason_for_return"]
+    )
     assert "reason_for_return" in plan.problems[0]
 
 
@@ -125,25 +131,16 @@ def test_plan_keeps_the_raw_reply():
 # --- process_customer_message through the real client ------------------------------------
 
 
-def scripted(tasks=TASKS, concern=CONCERN, seen: list | None = None):
+def scripted(tasks=TASKS, concern=CONCERN) -> FakeModel:
     """A fake model: the orchestrator returns ``tasks``, billing ``concern``, the synthesizer an email."""
-
-    def handler(request):
-        if seen is not None:
-            seen.append(request)
-        step = fakes.step_of(request)
-        if step == ORCHESTRATOR:
-            return fakes.reply(json.dumps(tasks))
-        if step == BILLING_WORKER:
-            return fakes.reply(concern)
-        return fakes.reply("Dear Customer, ... Best regards")
-
-    fakes.script(handler)
+    email = "Dear Customer, ... Best regards"
+    replies = {ORCHESTRATOR: json.dumps(tasks), BILLING_WORKER: concern, SYNTHESIZER: email}
+    return FakeModel(replies).install()
 
 
-def synthesizer_prompt(seen: list) -> str:
-    (request,) = [r for r in seen if fakes.step_of(r) == SYNTHESIZER]
-    return fakes.user_text(request)
+def synthesizer_prompt(fake: FakeModel) -> str:
+    (request,) = fake.requests(SYNTHESIZER)
+    return request.text
 
 
 def run(message: str = lesson.CUSTOMER_MESSAGE, **kwargs):
@@ -153,7 +150,7 @@ def run(message: str = lesson.CUSTOMER_MESSAGE, **kwargs):
 def test_every_task_gets_a_worker_result():
     scripted()
     reply = run()
-    assert [r["task"] for r in reply.results] == [
+    assert [r.label for r in reply.results] == [
         "Billing Inquiry",
         "Product Return",
         "Status Update",
@@ -161,65 +158,58 @@ def test_every_task_gets_a_worker_result():
 
 
 def test_synthesizer_receives_the_invoice_and_the_concern():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     run()
-    prompt = synthesizer_prompt(seen)
+    prompt = synthesizer_prompt(fake)
     assert "INV-7890" in prompt
     assert CONCERN in prompt
 
 
 def test_synthesizer_receives_the_product_return_and_its_rma_number():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     reply = run()
-    (returned,) = [r for r in reply.results if r["task"] == "Product Return"]
-    assert re.fullmatch(r"RMA-\d{5}", returned["rma_number"])
-    prompt = synthesizer_prompt(seen)
-    assert returned["rma_number"] in prompt
+    (returned,) = [r for r in reply.results if r.label == "Product Return"]
+    assert re.fullmatch(r"RMA-\d{5}", returned.fields["rma_number"])
+    prompt = synthesizer_prompt(fake)
+    assert returned.fields["rma_number"] in prompt
     assert "SuperWidget 5000" in prompt
 
 
 def test_synthesizer_receives_the_order_status():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     reply = run()
-    (status,) = [r for r in reply.results if r["task"] == "Status Update"]
-    prompt = synthesizer_prompt(seen)
+    (status,) = [r for r in reply.results if r.label == "Status Update"]
+    prompt = synthesizer_prompt(fake)
     assert "A-12345" in prompt
-    assert f"Current Status: {status['current_status']}" in prompt
+    assert f"Current Status: {status.fields['current_status']}" in prompt
 
 
 def test_synthesizer_receives_every_worker_result_value():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     reply = run()
-    prompt = synthesizer_prompt(seen)
-    values = [v for r in reply.results for k, v in r.items() if k != "task" and v != "N/A"]
+    prompt = synthesizer_prompt(fake)
+    values = [v for r in reply.results for v in r.fields.values() if v != "N/A"]
     assert [v for v in values if v not in prompt] == []
 
 
 def test_billing_worker_prompt_holds_the_invoice_and_the_whole_message():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     run()
-    (request,) = [r for r in seen if fakes.step_of(r) == BILLING_WORKER]
-    assert "'INV-7890'" in fakes.user_text(request)
-    assert lesson.CUSTOMER_MESSAGE in fakes.user_text(request)
+    (request,) = fake.requests(BILLING_WORKER)
+    assert "'INV-7890'" in request.text
+    assert lesson.CUSTOMER_MESSAGE in request.text
 
 
 def test_signature_is_configurable_and_reaches_the_synthesizer():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     run(signature="Ada Lovelace, Support Lead")
-    assert "Ada Lovelace, Support Lead" in synthesizer_prompt(seen)
+    assert "Ada Lovelace, Support Lead" in synthesizer_prompt(fake)
 
 
 def test_default_signature_is_not_a_placeholder():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     run()
-    prompt = synthesizer_prompt(seen)
+    prompt = synthesizer_prompt(fake)
     assert orchestration.DEFAULT_SIGNATURE in prompt
     assert "[Your Name]" not in prompt
 
@@ -232,7 +222,7 @@ def test_workers_give_the_same_results_for_the_same_input():
 
 def test_return_worker_derives_the_rma_number_from_the_product():
     async def rma(name: str) -> str:
-        return (await handle_return_worker(name, "broken"))["rma_number"]
+        return (await handle_return_worker(name, "broken")).fields["rma_number"]
 
     assert asyncio.run(rma("Lamp")) == asyncio.run(rma("Lamp"))
     assert asyncio.run(rma("Lamp")) != asyncio.run(rma("SuperWidget 5000"))
@@ -244,114 +234,74 @@ def test_status_worker_gives_the_same_status_for_the_same_order():
 
 
 def test_other_workers_finish_while_the_billing_call_is_in_flight(monkeypatch):
-    finished: list[str] = []
-    others_done = asyncio.Event()
+    replies = {ORCHESTRATOR: json.dumps(TASKS), BILLING_WORKER: CONCERN, SYNTHESIZER: "email"}
+    fake = FakeModel(replies).install()
+    fake.add_fault("slow", step=BILLING_WORKER, delay=0.3)  # billing first: sequential code waits
+    in_flight_when_done: list[int] = []
 
-    def watched(worker, name):
+    def watched(worker):
         async def wrapper(*args):
             result = await worker(*args)
-            finished.append(name)
-            if len(finished) == 2:
-                others_done.set()
+            in_flight_when_done.append(fake.in_flight)
             return result
 
         return wrapper
 
-    monkeypatch.setattr(orchestration, "handle_return_worker", watched(handle_return_worker, "r"))
-    monkeypatch.setattr(orchestration, "handle_status_worker", watched(handle_status_worker, "s"))
-
-    async def handler(request):
-        step = fakes.step_of(request)
-        if step == ORCHESTRATOR:
-            return fakes.reply(json.dumps(TASKS))  # billing first: sequential code would block
-        if step == BILLING_WORKER:
-            try:
-                await asyncio.wait_for(others_done.wait(), timeout=2)
-            except asyncio.TimeoutError:
-                return fakes.reply("SEQUENTIAL: the other workers never ran")
-            return fakes.reply(CONCERN)
-        return fakes.reply("email")
-
-    fakes.script(handler)
+    monkeypatch.setattr(orchestration, "handle_return_worker", watched(handle_return_worker))
+    monkeypatch.setattr(orchestration, "handle_status_worker", watched(handle_status_worker))
     reply = run()
-    assert reply.results[0]["user_concern"] == CONCERN
+    assert in_flight_when_done == [1, 1]  # the billing call was still waiting for its reply
+    assert reply.results[0].fields["user_concern"] == CONCERN
 
 
 def test_billing_calls_for_two_invoices_are_in_flight_at_once():
-    in_flight = 0
-    both = asyncio.Event()
-
-    async def handler(request):
-        nonlocal in_flight
-        step = fakes.step_of(request)
-        if step == ORCHESTRATOR:
-            tasks = [
-                {"query_type": "BillingInquiry", "invoice_number": "INV-1"},
-                {"query_type": "BillingInquiry", "invoice_number": "INV-2"},
-            ]
-            return fakes.reply(json.dumps(tasks))
-        if step == BILLING_WORKER:
-            in_flight += 1
-            if in_flight == 2:
-                both.set()
-            try:
-                await asyncio.wait_for(both.wait(), timeout=2)
-            except asyncio.TimeoutError:
-                return fakes.reply("ALONE")
-            return fakes.reply("TOGETHER")
-        return fakes.reply("email")
-
-    fakes.script(handler)
+    tasks = [
+        {"query_type": "BillingInquiry", "invoice_number": "INV-1"},
+        {"query_type": "BillingInquiry", "invoice_number": "INV-2"},
+    ]
+    replies = {ORCHESTRATOR: json.dumps(tasks), BILLING_WORKER: CONCERN, SYNTHESIZER: "email"}
+    fake = FakeModel(replies, latency=0.05).install()
     reply = run("Two invoices, INV-1 and INV-2, look wrong.")
-    assert [r["user_concern"] for r in reply.results] == ["TOGETHER", "TOGETHER"]
+    assert fake.peak == 2
+    assert [r.fields["user_concern"] for r in reply.results] == [CONCERN, CONCERN]
 
 
 def test_invalid_task_does_not_stop_the_valid_ones():
-    seen: list = []
     tasks = [{"query_type": "Refund", "amount": 10}, {"query_type": "BillingInquiry"}, TASKS[2]]
-    scripted(tasks=tasks, seen=seen)
+    fake = scripted(tasks=tasks)
     reply = run()
-    assert [r["task"] for r in reply.results] == ["Status Update"]
+    assert [r.label for r in reply.results] == ["Status Update"]
     assert len(reply.problems) == 2
     assert reply.email is not None
-    assert "A-12345" in synthesizer_prompt(seen)
+    assert "A-12345" in synthesizer_prompt(fake)
 
 
 def test_failed_billing_call_is_reported_and_the_other_tasks_served():
-    def handler(request):
-        step = fakes.step_of(request)
-        if step == ORCHESTRATOR:
-            return fakes.reply(json.dumps(TASKS))
-        if step == BILLING_WORKER:
-            return fakes.reply("")  # an empty reply: the worker fails with a WorkflowError
-        return fakes.reply("email")
-
-    fakes.script(handler)
+    # An empty billing reply: the worker fails with a WorkflowError.
+    FakeModel({ORCHESTRATOR: json.dumps(TASKS), BILLING_WORKER: "", SYNTHESIZER: "email"}).install()
     reply = run()
-    assert [r["task"] for r in reply.results] == ["Product Return", "Status Update"]
+    assert [r.label for r in reply.results] == ["Product Return", "Status Update"]
     assert any(BILLING_WORKER in p for p in reply.problems)
     assert reply.email == "email"
 
 
 def test_no_valid_task_means_no_email_and_no_synthesizer_call():
-    seen: list = []
-    scripted(tasks=[{"query_type": "Refund"}], seen=seen)
+    fake = scripted(tasks=[{"query_type": "Refund"}])
     reply = run()
     assert reply.email is None
-    assert [fakes.step_of(r) for r in seen] == [ORCHESTRATOR]
+    assert [r.step for r in fake.requests()] == [ORCHESTRATOR]
     assert any("no task could be served" in p for p in reply.problems)
 
 
 def test_empty_customer_message_is_an_error_without_any_http_call():
-    seen: list = []
-    scripted(seen=seen)
+    fake = scripted()
     with pytest.raises(WorkflowError, match="empty") as caught:
         run("   ")
     assert caught.value.step == ORCHESTRATOR
-    assert seen == []
+    assert fake.requests() == []
 
 
-def test_every_call_is_recorded_with_its_step():
+def test_every_call_is_counted_with_its_step():
     scripted()
     reply = run()
     assert sorted(c.step for c in reply.calls) == sorted(
@@ -359,10 +309,70 @@ def test_every_call_is_recorded_with_its_step():
     )
 
 
+# --- the worker registry ------------------------------------------------------------------
+
+GIFT_WRAP = {"query_type": "GiftWrap", "order_id": "A-12345", "paper": "blue stars"}
+
+
+async def wrap_gift(task: Task, job) -> WorkerResult:
+    paper = task.params["paper"]
+    return WorkerResult("GiftWrap", {"paper": paper}, f"[Gift Worker] Wrapped in {paper}")
+
+
+GIFT_WORKER = Worker(
+    label="Gift Wrapping",
+    required=("order_id", "paper"),
+    handler=wrap_gift,
+    field_labels={"paper": "Wrapping Paper"},
+)
+
+
+def test_a_registered_task_type_is_parsed_served_and_rendered(monkeypatch):
+    fake = scripted(tasks=[GIFT_WRAP, TASKS[2]])
+    with monkeypatch.context() as patch:
+        patch.setitem(orchestration.WORKERS, "GiftWrap", GIFT_WORKER)
+        reply = run()
+    assert [t.query_type for t in reply.tasks] == ["GiftWrap", "StatusUpdate"]
+    assert reply.actions[0] == "[Gift Worker] Wrapped in blue stars"
+    prompt = synthesizer_prompt(fake)
+    assert "Regarding your Gift Wrapping:\n  - Wrapping Paper: blue stars" in prompt
+    assert "Regarding your Status Update:" in prompt
+    # Unregistered again, the same reply's gift task is unknown and skipped.
+    plan = parse_tasks(json.dumps([GIFT_WRAP]))
+    assert plan.tasks == []
+    assert "unknown query_type 'GiftWrap'" in plan.problems[0]
+
+
+def test_a_registered_task_type_checks_its_required_fields(monkeypatch):
+    monkeypatch.setitem(orchestration.WORKERS, "GiftWrap", GIFT_WORKER)
+    plan = parse_tasks(json.dumps([{"query_type": "gift_wrap", "order_id": "A-1"}]))
+    assert plan.tasks == []
+    assert "lacks paper" in plan.problems[0]
+
+
+def test_format_results_renders_every_result_with_its_labels_and_skips_n_a():
+    results = [
+        WorkerResult("StatusUpdate", {"order_id": "A-1", "carrier": "N/A"}, "looked"),
+        WorkerResult("ProductReturn", {"product_name": "Lamp", "colour": "red"}, "returned"),
+    ]
+    assert format_results(results) == (
+        "Regarding your Status Update:\n  - Order ID: A-1\n\n"
+        "Regarding your Product Return:\n  - Product: Lamp\n  - Colour: red"
+    )
+
+
+def test_every_registered_worker_requires_what_the_orchestrator_prompt_says():
+    from llm_workflows import prompts
+
+    for query_type, worker in orchestration.WORKERS.items():
+        fields = " and ".join(f'"{f}"' for f in worker.required)
+        assert f'"{query_type}": Requires {fields}.' in prompts.ORCHESTRATOR
+
+
 def test_lesson_message_replays_to_an_email_with_all_three_results():
     reply = run()
     email = reply.email or ""
-    (returned,) = [r for r in reply.results if r["task"] == "Product Return"]
+    (returned,) = [r for r in reply.results if r.label == "Product Return"]
     assert "INV-7890" in email
-    assert returned["rma_number"] in email
+    assert returned.fields["rma_number"] in email
     assert "A-12345" in email

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 
 import fakes
@@ -13,9 +11,11 @@ import pytest
 
 from llm_workflows import clients, replay
 from llm_workflows.errors import WorkflowError
+from llm_workflows.fake_server import FakeServer
 from llm_workflows.llm import achat, chat
-from llm_workflows.records import CallRecord
 from llm_workflows.routing import CLASSIFY, classify_intent
+from llm_workflows.testing import FakeModel
+from llm_workflows.usage import Call
 
 KEY = "sk-test-SECRET-4242"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
@@ -87,7 +87,7 @@ def recordings_file(tmp_path, content: str = "Hello from the recording", source:
     """A recordings file holding one reply to REQUEST."""
     path = tmp_path / "recordings.jsonl"
     store = replay.Store(path, packaged=False)
-    store.add(REQUEST, fakes.completion(content), {"source": source})
+    store.add(REQUEST, fakes.reply(content).body, {"source": source})
     return path
 
 
@@ -98,7 +98,7 @@ def test_recorded_request_replays(monkeypatch, tmp_path):
 
 def test_replayed_call_records_the_recording_provenance(monkeypatch, tmp_path):
     monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", str(recordings_file(tmp_path, source="brief")))
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     chat("greet", MESSAGES, model="gpt-4.1-mini", calls=calls)
     assert [(c.step, c.source) for c in calls] == [("greet", "brief")]
 
@@ -133,7 +133,7 @@ def test_miss_is_one_line_naming_the_step_and_how_to_record():
 
 
 def test_lesson_request_hits_the_shipped_recordings():
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     classify_intent("My internet connection is not working.", calls=calls)
     assert [c.source for c in calls] == ["brief"]
 
@@ -141,37 +141,16 @@ def test_lesson_request_hits_the_shipped_recordings():
 # --- record mode against a loopback server -----------------------------------------------
 
 
-class FakeAPI(BaseHTTPRequestHandler):
-    """Answers every POST with a chat completion and remembers the Authorization it got."""
-
-    seen_authorization: list[str]
-
-    def do_POST(self):
-        length = int(self.headers["Content-Length"])
-        body = json.loads(self.rfile.read(length))
-        self.server.seen_authorization.append(self.headers.get("Authorization", ""))
-        text = f"live reply to: {body['messages'][-1]['content']}"
-        payload = json.dumps(fakes.completion(text, model="gpt-4.1-mini-2025-04-14")).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):  # keep the test output clean
-        pass
-
-
 @pytest.fixture
 def fake_api():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
-    server.seen_authorization = []
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    """A loopback fake server whose every reply echoes the request's last message."""
+    model = FakeModel(
+        default=lambda request: fakes.reply(
+            f"live reply to: {request.text}", model="gpt-4.1-mini-2025-04-14"
+        )
+    )
+    with FakeServer(model) as server:
+        yield server
 
 
 @pytest.fixture
@@ -181,13 +160,12 @@ def record_mode(monkeypatch, tmp_path, fake_api):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("all_proxy", raising=False)
     path = tmp_path / "recorded.jsonl"
-    host, port = fake_api.server_address[:2]
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("LLM_WORKFLOWS_MODE", "record")
     monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", str(path))
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://{host}:{port}/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_api.url)
     monkeypatch.setenv("LLM_WORKFLOWS_MAX_RETRIES", "0")
-    monkeypatch.setattr(replay, "_stores", {})
+    clients.reset()  # a fresh runtime: new settings, clients and recordings
     return path
 
 
@@ -197,7 +175,7 @@ def lines_of(path) -> list[dict]:
 
 def test_record_mode_sends_the_key_to_the_server(record_mode, fake_api):
     chat("greet", MESSAGES, model="gpt-4.1-mini")
-    assert fake_api.seen_authorization == [f"Bearer {KEY}"]
+    assert [r.authorization for r in fake_api.model.requests()] == [f"Bearer {KEY}"]
 
 
 def test_record_mode_appends_each_reply_as_it_arrives(record_mode):
@@ -226,12 +204,10 @@ def test_recording_is_marked_live_with_date_and_model(record_mode):
 
 def test_recording_replays_afterwards_without_the_server(record_mode, monkeypatch, fake_api):
     live = chat("greet", MESSAGES, model="gpt-4.1-mini")
-    fake_api.shutdown()
-    fake_api.server_close()
-    clients.reset()
-    monkeypatch.setattr(replay, "_stores", {})  # read the file again, not the store in memory
+    fake_api.stop()
+    clients.reset()  # also forgets the recordings in memory: the file is read again
     monkeypatch.delenv("OPENAI_API_KEY")
     monkeypatch.setenv("LLM_WORKFLOWS_MODE", "replay")
-    calls: list[CallRecord] = []
+    calls: list[Call] = []
     assert chat("greet", MESSAGES, model="gpt-4.1-mini", calls=calls) == live
     assert [c.source for c in calls] == ["live"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import fakes
 import pytest
 
 from llm_workflows import lesson, prompts
@@ -22,6 +21,7 @@ from llm_workflows.routing import (
     route,
     route_many,
 )
+from llm_workflows.testing import FakeModel, Request
 
 
 @pytest.mark.parametrize(
@@ -60,21 +60,14 @@ def test_label_naming_several_intents_has_no_intent(label):
     assert normalize_intent(label) is None
 
 
-def scripted_router(label: str, seen: list):
-    """A fake model that classifies every query as ``label`` and echoes the handler's prompt."""
-
-    def handler(request):
-        seen.append(request)
-        if fakes.step_of(request) == CLASSIFY:
-            return fakes.reply(label)
-        return fakes.reply("Thanks for your message.")
-
-    fakes.script(handler)
+def scripted_router(label: str) -> FakeModel:
+    """A fake model that classifies every query as ``label``."""
+    return FakeModel({CLASSIFY: label, HANDLE: "Thanks for your message."}).install()
 
 
-def handled_prompt(seen: list) -> str:
-    (request,) = [r for r in seen if fakes.step_of(r) == HANDLE]
-    return fakes.user_text(request)
+def handled_prompt(fake: FakeModel) -> str:
+    (request,) = fake.requests(HANDLE)
+    return request.text
 
 
 @pytest.mark.parametrize(
@@ -86,89 +79,80 @@ def handled_prompt(seen: list) -> str:
     ],
 )
 def test_each_intent_is_answered_with_its_own_prompt(intent, template):
-    seen: list = []
-    scripted_router(intent, seen)
+    fake = scripted_router(intent)
     routed = asyncio.run(route("Something about my account {id}"))
     assert routed.intent == intent
     assert routed.route == intent
-    assert handled_prompt(seen) == template.format(user_query="Something about my account {id}")
+    assert handled_prompt(fake) == template.format(user_query="Something about my account {id}")
 
 
 def test_unknown_label_takes_the_fallback_route():
-    seen: list = []
-    scripted_router("Refund Request", seen)
+    scripted_router("Refund Request")
     routed = asyncio.run(route("I want my money back"))
     assert routed.route == FALLBACK
     assert routed.used_fallback
 
 
 def test_fallback_result_keeps_the_label_and_has_no_intent():
-    scripted_router("Refund Request", [])
+    scripted_router("Refund Request")
     routed = asyncio.run(route("I want my money back"))
     assert routed.label == "Refund Request"
     assert routed.intent is None
 
 
 def test_fallback_route_asks_the_customer_to_rephrase():
-    seen: list = []
-    scripted_router("Sales", seen)
+    fake = scripted_router("Sales")
     asyncio.run(route("Do you sell gift cards?"))
-    assert handled_prompt(seen) == prompts.GENERAL_QUESTION.format(
+    assert handled_prompt(fake) == prompts.GENERAL_QUESTION.format(
         user_query="Do you sell gift cards?"
     )
 
 
 def test_known_label_does_not_use_the_fallback():
-    scripted_router("**Billing Inquiry**", [])
+    scripted_router("**Billing Inquiry**")
     assert not asyncio.run(route("My invoice is wrong")).used_fallback
 
 
-def test_route_records_both_calls():
-    scripted_router(TECHNICAL_SUPPORT, [])
+def test_route_counts_both_calls():
+    scripted_router(TECHNICAL_SUPPORT)
     routed = asyncio.run(route("My router blinks red"))
     assert [c.step for c in routed.calls] == [CLASSIFY, HANDLE]
 
 
 def test_classifier_prompt_holds_the_query():
-    seen: list = []
-    scripted_router(TECHNICAL_SUPPORT, seen)
+    fake = scripted_router(TECHNICAL_SUPPORT)
     classify_intent("My router blinks red")
-    assert fakes.user_text(seen[0]) == prompts.CLASSIFY_INTENT.format(
+    assert fake.requests()[0].text == prompts.CLASSIFY_INTENT.format(
         user_query="My router blinks red"
     )
 
 
 def test_handle_query_normalizes_the_label_it_is_given():
-    seen: list = []
-    scripted_router(TECHNICAL_SUPPORT, seen)
+    fake = scripted_router(TECHNICAL_SUPPORT)
     handle_query("My invoice is wrong", "Category: **billing inquiry**.")
-    assert handled_prompt(seen) == prompts.BILLING_INQUIRY.format(user_query="My invoice is wrong")
+    assert handled_prompt(fake) == prompts.BILLING_INQUIRY.format(user_query="My invoice is wrong")
 
 
 @pytest.mark.parametrize("query", ["", "   \n"])
 def test_empty_query_is_an_error_without_any_http_call(query):
-    seen: list = []
-    scripted_router(TECHNICAL_SUPPORT, seen)
+    fake = scripted_router(TECHNICAL_SUPPORT)
     with pytest.raises(WorkflowError, match="empty") as caught:
         asyncio.run(route(query))
     assert caught.value.step == CLASSIFY
-    assert seen == []
+    assert fake.requests() == []
 
 
 def test_route_many_keeps_the_input_order():
-    def handler(request):
-        text = fakes.user_text(request)
-        if fakes.step_of(request) == CLASSIFY:
-            return fakes.reply(BILLING_INQUIRY if "invoice" in text else TECHNICAL_SUPPORT)
-        return fakes.reply("ok")
+    def classify(request: Request) -> str:
+        return BILLING_INQUIRY if "invoice" in request.text else TECHNICAL_SUPPORT
 
-    fakes.script(handler)
+    FakeModel({CLASSIFY: classify, HANDLE: "ok"}).install()
     outcomes = asyncio.run(route_many(["router broken", "invoice wrong", "wifi down"]))
     assert [o.intent for o in outcomes] == [TECHNICAL_SUPPORT, BILLING_INQUIRY, TECHNICAL_SUPPORT]
 
 
 def test_route_many_returns_the_error_of_a_failed_query_in_its_place():
-    scripted_router(GENERAL_QUESTION, [])
+    scripted_router(GENERAL_QUESTION)
     outcomes = asyncio.run(route_many(["hello", "", "opening hours?"]))
     assert isinstance(outcomes[1], WorkflowError)
     assert [o.intent for o in (outcomes[0], outcomes[2])] == [GENERAL_QUESTION] * 2

@@ -1,7 +1,7 @@
 """The API key never leaks: not in output, error messages, logs, recordings or notebooks.
 
-Live and record modes run against the loopback stub (``benchmarks/stub_server.py``) with a
-fake key; the stub checks that the key was really sent, so each test sees it in use.
+Live and record modes run against the loopback fake server (``llm_workflows.fake_server``)
+with a fake key; its model logs the key it was sent, so each test sees it in use.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import traceback
 import pytest
 from fakes import ROOT, use_stub
 
-from benchmarks.stub_server import StubServer
 from llm_workflows import cli, clients, replay
 from llm_workflows.errors import WorkflowError
 from llm_workflows.routing import route
+from llm_workflows.testing import FakeModel
 
 # A fake key shaped like a real one (so KEY_PATTERN would catch it), built at run time so
 # that no key-shaped string is committed.
@@ -28,7 +28,9 @@ KEY = "sk-proj-" + "FAKE0security0test0key0" * 2
 # What an OpenAI key looks like (sk-..., sk-proj-...), to find a real one left in a file.
 KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_-]{20,}")
 QUERY = "My invoice is wrong."
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("**/*.ipynb"))
+NOTEBOOKS = sorted(
+    [*(ROOT / "notebooks").glob("**/*.ipynb"), *(ROOT / "notebooks").glob("**/*.md")]
+)
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def stub(stub_server, monkeypatch):
     )
 
 
-def assert_key_was_sent(stub: StubServer) -> None:
+def assert_key_was_sent(stub: FakeModel) -> None:
     assert stub.requests(), "no request reached the stub"
     assert {s.authorization for s in stub.requests()} == {f"Bearer {KEY}"}
 

@@ -1,29 +1,25 @@
-"""What each LLM call cost: tokens, seconds and an estimated price, plus a table of them."""
+"""Usage and cost of LLM calls: one ``Call`` per call (tokens, seconds, estimated price),
+``totals`` summing them into a ``Usage``, and ``calls_table`` showing them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-# USD per 1M tokens (input, output) at the models' launch on 2025-04-14. Update as prices change.
-PRICES_AS_OF = "2025-04-14"
-PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
+from .providers import OPENAI, PROVIDERS, Price, base_model, provider_of_model
+
+# USD per 1M tokens (input, output): the lesson's OpenAI models at their list prices of
+# PRICES_AS_OF, and every provider's models (providers.PROVIDERS) in PRICES.
+PRICES_AS_OF = OPENAI.prices_as_of
+PRICES_PER_MILLION: dict[str, Price] = dict(OPENAI.prices)
+PRICES: dict[str, Price] = {
+    model: price for provider in PROVIDERS.values() for model, price in provider.prices.items()
 }
 BATCH_PRICE_FACTOR = 0.5  # the Batch API bills half the price of the same call made live
 
 
-def _base_model(model: str) -> str:
-    """'gpt-4.1-nano-2025-04-14' -> 'gpt-4.1-nano' (responses name the dated snapshot)."""
-    for name in PRICES_PER_MILLION:
-        if model == name or model.startswith(name + "-20"):
-            return name
-    return model
-
-
 @dataclass(frozen=True)
-class CallRecord:
+class Call:
     """One LLM call. Tokens are the API's usage numbers (None if the server sent none)."""
 
     step: str
@@ -35,8 +31,8 @@ class CallRecord:
 
     @property
     def cost_usd(self) -> float | None:
-        """Estimated price from PRICES_PER_MILLION, or None for an unknown model or usage."""
-        price = PRICES_PER_MILLION.get(_base_model(self.model))
+        """Estimated price from PRICES, or None for an unknown model or usage."""
+        price = PRICES.get(base_model(self.model))
         if price is None or self.prompt_tokens is None or self.completion_tokens is None:
             return None
         return (self.prompt_tokens * price[0] + self.completion_tokens * price[1]) / 1_000_000
@@ -46,7 +42,9 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
-class Totals:
+class Usage:
+    """The usage and estimated cost of several calls, added up (None where one is unknown)."""
+
     calls: int
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -58,10 +56,10 @@ def _sum(values: list) -> int | float | None:
     return None if any(v is None for v in values) else sum(values)
 
 
-def totals(calls: Iterable[CallRecord]) -> Totals:
-    """Sum a list of calls. Seconds add up call time, not wall time (calls may overlap)."""
+def totals(calls: Iterable[Call]) -> Usage:
+    """The usage of a list of calls. Seconds add up call time, not wall time (calls may overlap)."""
     calls = list(calls)
-    return Totals(
+    return Usage(
         calls=len(calls),
         prompt_tokens=_sum([c.prompt_tokens for c in calls]),
         completion_tokens=_sum([c.completion_tokens for c in calls]),
@@ -74,16 +72,17 @@ def _fmt(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def calls_table(calls: Iterable[CallRecord], seconds: bool = True) -> str:
+def calls_table(calls: Iterable[Call], seconds: bool = True) -> str:
     """A plain-text table with one row per step (calls, tokens, seconds, cost) and a total.
 
     ``reply`` says where the replies came from: ``live``, or for replayed calls the
     recording's provenance (``brief``: the lesson brief's output; ``authored``: by hand).
 
     ``seconds=False`` leaves the time column out, for output that must not change between runs.
+    A provider's cost note (the Gemini free tier's $0) follows when its models were called.
     """
     calls = list(calls)
-    steps: dict[tuple[str, str], list[CallRecord]] = {}
+    steps: dict[tuple[str, str], list[Call]] = {}
     for call in calls:
         steps.setdefault((call.step, call.model), []).append(call)
     header = ["step", "model", "reply", "calls", "prompt tok", "completion tok", "cost $"]
@@ -117,4 +116,11 @@ def calls_table(calls: Iterable[CallRecord], seconds: bool = True) -> str:
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])])
+    table = [line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])]
+    return "\n".join([*table, *cost_notes(calls)])
+
+
+def cost_notes(calls: Iterable[Call]) -> list[str]:
+    """One line per provider whose models were called and whose costs need a word."""
+    called = {getattr(provider_of_model(call.model), "name", None) for call in calls}
+    return [p.cost_note for p in PROVIDERS.values() if p.name in called and p.cost_note]
