@@ -1,16 +1,14 @@
-"""A fake of OpenAI's Files and Batches endpoints, for tests (not used by the workflows).
+"""OpenAI's Files and Batches endpoints on the one fake model (:mod:`llm_workflows.testing`).
 
-:class:`FakeBatchAPI` is one handler, ``handle(request) -> response``, of httpx or httpx2:
-mount it on a ``MockTransport`` (``http.MockTransport(api.handler(http))``) under the
-real ``openai`` client, or call :meth:`FakeBatchAPI.respond` from a loopback server with
-(method, path, content type, body) and send back its (status, headers, body).
-
-It serves ``POST /files`` (multipart upload), ``GET /files/{id}``, ``GET /files/{id}/content``,
-``POST /batches`` and ``GET /batches/{id}``. A batch moves one status per retrieve:
-validating -> in_progress -> completed (or expired, with ``expire=True``: only the first
-half of its requests answered, the rest in the error file as ``batch_expired``). On
-completion each request line is answered by ``reply(custom_id, body) -> (status, body)``,
-a step->reply fake; non-200 answers go to the error file.
+:class:`FakeBatchAPI` adds routes to a :class:`~llm_workflows.testing.FakeModel`
+(``FakeBatchAPI(fake)``): ``POST /files`` (multipart upload), ``GET /files/{id}``,
+``GET /files/{id}/content``, ``POST /batches`` and ``GET /batches/{id}``, in-process or
+behind :class:`~llm_workflows.fake_server.FakeServer`. A batch moves one status per
+retrieve: validating -> in_progress -> completed (or expired, with ``expire=True``: only
+the first half of its requests answered, the rest in the error file as
+``batch_expired``). On completion each request line is answered by the fake model
+itself, with the step taken from its ``custom_id`` (``"<step>:<id>"``), so its step
+replies and faults apply; non-200 answers go to the error file.
 """
 
 from __future__ import annotations
@@ -19,12 +17,12 @@ import email.parser
 import email.policy
 import itertools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
-Reply = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
+from .replay import STEP_HEADER
+from .testing import Answer, FakeModel, Request, error
+
 FLOW = {"validating": "in_progress", "in_progress": "completed"}
 
 
@@ -78,21 +76,28 @@ class FakeBatch:
 
 
 class FakeBatchAPI:
-    """Files and Batches, in memory; ``expire=True`` makes every batch expire half done."""
+    """Files and Batches, in memory, served by ``model``; ``expire=True``: every batch
+    expires half done."""
 
-    def __init__(self, reply: Reply, *, expire: bool = False):
-        self.reply = reply
+    def __init__(self, model: FakeModel, *, expire: bool = False):
+        self.model = model
         self.expire = expire
         self.files: dict[str, FakeFile] = {}
         self.batches: dict[str, FakeBatch] = {}
         self.answered: list[str] = []  # custom ids answered, across batches
         self._ids = itertools.count(1)
+        model.route("POST", r".*/files", self._upload)
+        model.route("GET", r".*/files/[^/]+", self._file)
+        model.route("GET", r".*/files/[^/]+/content", self._content)
+        model.route("POST", r".*/batches", self._create)
+        model.route("GET", r".*/batches/[^/]+", self._retrieve)
 
     # -- the endpoints --
 
-    def _upload(self, content_type: str, body: bytes) -> tuple[int, dict]:
+    def _upload(self, request: Request) -> Answer:
+        content_type = request.headers.get("content-type", "")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + body
+            f"Content-Type: {content_type}\r\n\r\n".encode() + request.content
         )
         fields: dict[str, Any] = {}
         for part in message.iter_parts():
@@ -102,11 +107,26 @@ class FakeBatchAPI:
         purpose = fields["purpose"][1].decode()
         file = FakeFile(f"file-{next(self._ids)}", filename or "upload.jsonl", purpose, content)
         self.files[file.id] = file
-        return 200, file.to_dict()
+        return Answer(200, file.to_dict())
 
-    def _create(self, body: dict) -> tuple[int, dict]:
+    def _found(self, table: dict, request: Request, at: int = -1):
+        """The file or batch named by the path's segment ``at``, or None."""
+        return table.get(request.path.rstrip("/").split("/")[at])
+
+    def _file(self, request: Request) -> Answer:
+        file = self._found(self.files, request)
+        return Answer(200, file.to_dict()) if file else error(404, "no such file")
+
+    def _content(self, request: Request) -> Answer:
+        file = self._found(self.files, request, -2)
+        if file is None:
+            return error(404, "no such file")
+        return Answer(200, file.content, {"content-type": "application/octet-stream"})
+
+    def _create(self, request: Request) -> Answer:
+        body = request.body
         if body.get("input_file_id") not in self.files:
-            return 400, _error(f"no file {body.get('input_file_id')!r}")
+            return error(400, f"no file {body.get('input_file_id')!r}")
         batch = FakeBatch(
             f"batch_{next(self._ids)}",
             body["input_file_id"],
@@ -115,14 +135,28 @@ class FakeBatchAPI:
             body.get("metadata"),
         )
         self.batches[batch.id] = batch
-        return 200, batch.to_dict()
+        return Answer(200, batch.to_dict())
 
-    def _retrieve(self, batch: FakeBatch) -> tuple[int, dict]:
+    def _retrieve(self, request: Request) -> Answer:
+        batch = self._found(self.batches, request)
+        if batch is None:
+            return error(404, "no such batch")
         if batch.status in FLOW:
             batch.status = FLOW[batch.status]
             if batch.status == "completed":
                 self._run(batch)
-        return 200, batch.to_dict()
+        return Answer(200, batch.to_dict())
+
+    def _answer(self, line: dict[str, Any]) -> Answer:
+        """The fake model's answer to one request line, its step read from the custom_id."""
+        step = line["custom_id"].partition(":")[0]
+        request = Request(
+            "POST",
+            line["url"],
+            {STEP_HEADER.lower(): step},
+            json.dumps(line["body"]).encode(),
+        )
+        return self.model.chat(request)
 
     def _run(self, batch: FakeBatch) -> None:
         """Answer every request line; expired batches answer only the first half."""
@@ -145,7 +179,8 @@ class FakeBatchAPI:
                     }
                 )
                 continue
-            status, body = self.reply(custom_id, line["body"])
+            answer = self._answer(line)
+            status, body = answer.status, answer.body
             self.answered.append(custom_id)
             result = {
                 "id": f"batch_req_{number}",
@@ -165,42 +200,3 @@ class FakeBatchAPI:
                 )
                 self.files[file.id] = file
                 setattr(batch, f"{kind}_file_id", file.id)
-
-    def respond(
-        self, method: str, path: str, content_type: str, body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        """(status, headers, body) for one request to the Files or Batches endpoints."""
-        parts = [p for p in path.split("?")[0].split("/") if p and p != "v1"]
-        status, data = 404, _error(f"the fake has no {method} {path}")
-        if parts == ["files"] and method == "POST":
-            status, data = self._upload(content_type, body)
-        elif parts[:1] == ["files"] and len(parts) >= 2 and parts[1] in self.files:
-            file = self.files[parts[1]]
-            if parts[2:] == ["content"]:
-                return 200, {"content-type": "application/octet-stream"}, file.content
-            status, data = 200, file.to_dict()
-        elif parts == ["batches"] and method == "POST":
-            status, data = self._create(json.loads(body))
-        elif parts[:1] == ["batches"] and len(parts) == 2 and parts[1] in self.batches:
-            status, data = self._retrieve(self.batches[parts[1]])
-        return status, {"content-type": "application/json"}, json.dumps(data).encode()
-
-    def handler(self, http: ModuleType) -> Callable:
-        """A MockTransport handler of ``http`` (httpx or httpx2)."""
-
-        def handle(request):
-            status, headers, content = self.respond(
-                request.method,
-                request.url.path,
-                request.headers.get("content-type", ""),
-                request.read(),
-            )
-            return http.Response(status, headers=headers, content=content)
-
-        return handle
-
-
-def _error(message: str) -> dict[str, Any]:
-    return {
-        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}
-    }

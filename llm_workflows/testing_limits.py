@@ -1,30 +1,24 @@
-"""A fake of OpenAI's rate limits, for tests and the bulk benchmark (not used by the workflows).
+"""A rate limit for the one fake model (:mod:`llm_workflows.testing`): tests and the bulk benchmark.
 
 :class:`FakeRateLimit` keeps a requests-per-minute and a tokens-per-minute bucket that
-refill continuously, like the API's. :meth:`FakeRateLimit.admit` charges one request body
-and returns the headers to send (``x-ratelimit-*``, plus ``retry-after``/``retry-after-ms``
-on a 429). It is transport-agnostic:
-
-- on a ``MockTransport``: ``http.MockTransport(limit.wrap(handler, http))``, where
-  ``handler(request) -> response`` is any step->reply fake;
-- in a loopback server (asyncio or ``http.server``): call ``admit(body)`` before answering;
-  if it says no, send ``limit.error_body()`` with status 429, else add its headers to the
-  reply.
+refill continuously, like the API's. It is a middleware of the fake model
+(``fake.use(FakeRateLimit(rpm=..., tpm=...))``), so it works the same in-process and
+behind :class:`llm_workflows.fake_server.FakeServer`: each chat completion is charged
+first, answered 429 with ``retry-after`` (or ``retry-after-ms``) when a budget is empty,
+and otherwise answered by the fake with the ``x-ratelimit-*`` headers added.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from .limits import estimate_tokens
+from .testing import Answer, Handler, Request, error
 
 
 def format_duration(seconds: float) -> str:
@@ -112,37 +106,15 @@ class FakeRateLimit:
                 headers["retry-after"] = f"{max(wait, 0.001):.3f}"
             return Admission(False, headers)
 
-    @staticmethod
-    def error_body() -> dict[str, Any]:
-        """The API's 429 body for an exceeded rate limit."""
-        return {
-            "error": {
-                "message": "Rate limit reached for requests (fake)",
-                "type": "requests",
-                "param": None,
-                "code": "rate_limit_exceeded",
-            }
-        }
-
-    def wrap(self, handler: Callable, http: ModuleType) -> Callable:
-        """A MockTransport handler: chat completions pass the budget first, then ``handler``."""
-
-        def limited(request):
-            if not request.url.path.endswith("/chat/completions"):
-                return handler(request)
-            admission = self.admit(json.loads(request.content))
-            if not admission.allowed:
-                return http.Response(429, json=self.error_body(), headers=admission.headers)
-            response = handler(request)
-            if inspect.isawaitable(response):  # an async handler (async clients only)
-                return _with_headers(response, admission.headers)
-            response.headers.update(admission.headers)
-            return response
-
-        return limited
-
-
-async def _with_headers(pending, headers: dict[str, str]):
-    response = await pending
-    response.headers.update(headers)
-    return response
+    def __call__(self, request: Request, next: Handler) -> Answer:
+        """The middleware: charge a chat completion, answer 429 if the budget says no."""
+        if request.method != "POST" or not request.path.endswith("/chat/completions"):
+            return next(request)
+        admission = self.admit(request.body)
+        if not admission.allowed:
+            refused = error(429, "Rate limit reached for requests (fake)")
+            refused.headers.update(admission.headers)
+            return refused
+        answer = next(request)
+        answer.headers.update(admission.headers)
+        return answer

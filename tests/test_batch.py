@@ -11,26 +11,25 @@ import fakes
 
 from llm_workflows import batch
 from llm_workflows.cli import main
-from llm_workflows.records import PRICES_PER_MILLION
 from llm_workflows.routing import CLASSIFY, HANDLE, route
+from llm_workflows.testing import FakeModel
 from llm_workflows.testing_batches import FakeBatchAPI
+from llm_workflows.usage import PRICES_PER_MILLION
 
 QUERIES = ["My router is not working.", "Why was I charged twice?", "What are your hours?"]
 
 
-def reply(custom_id: str, body: dict) -> tuple[int, dict]:
-    """A step->reply fake of the two routing steps (the step is in the custom_id)."""
-    step, _ = batch.parse_custom_id(custom_id)
-    text = body["messages"][-1]["content"]
-    if step == CLASSIFY:
-        label = "Billing Inquiry" if "charged" in text else "Technical Support"
-        return 200, fakes.completion(label)
-    return 200, fakes.completion("Answer: " + text[-30:])
+def classify(request) -> str:
+    return "Billing Inquiry" if "charged" in request.text else "Technical Support"
 
 
-def install(api: FakeBatchAPI) -> FakeBatchAPI:
-    fakes.script(api.handler(fakes.http))
-    return api
+def handle(request) -> str:
+    return "Answer: " + request.text[-30:]
+
+
+def install(expire: bool = False) -> FakeBatchAPI:
+    """The fake model (a reply per routing step) with the Files and Batches routes."""
+    return FakeBatchAPI(FakeModel({CLASSIFY: classify, HANDLE: handle}).install(), expire=expire)
 
 
 def queries_file(tmp_path: Path, queries=QUERIES) -> Path:
@@ -57,7 +56,7 @@ def live_bodies(query: str) -> list[dict]:
     captured = []
 
     def live(request):
-        captured.append(fakes.body_of(request))
+        captured.append(request.body)
         return fakes.reply("Technical Support")
 
     fakes.script(live)
@@ -67,7 +66,7 @@ def live_bodies(query: str) -> list[dict]:
 
 def test_submit_uploads_the_live_request_bodies_with_step_and_id(tmp_path):
     captured = live_bodies(QUERIES[0])
-    api = install(FakeBatchAPI(reply))
+    api = install()
     state = tmp_path / "state.json"
     run = batch.submit_route(queries_file(tmp_path), state)
     (upload,) = [f for f in api.files.values() if f.purpose == "batch"]
@@ -82,7 +81,7 @@ def test_submit_uploads_the_live_request_bodies_with_step_and_id(tmp_path):
 
 
 def test_status_reports_the_batch_as_it_moves_on(tmp_path):
-    install(FakeBatchAPI(reply))
+    install()
     state = tmp_path / "state.json"
     batch.submit_route(queries_file(tmp_path), state)
     assert "in_progress" in batch.status(state)
@@ -92,7 +91,7 @@ def test_status_reports_the_batch_as_it_moves_on(tmp_path):
 
 
 def test_collect_runs_the_second_batch_from_each_route_then_writes_results(tmp_path):
-    api = install(FakeBatchAPI(reply))
+    api = install()
     state, output = tmp_path / "state.json", tmp_path / "r.jsonl"
     batch.submit_route(queries_file(tmp_path), state)
     messages = collect_until_done(output, state)
@@ -118,12 +117,8 @@ def test_collect_runs_the_second_batch_from_each_route_then_writes_results(tmp_p
 
 
 def test_a_failed_request_in_the_error_file_is_one_error_line(tmp_path):
-    def flaky(custom_id, body):
-        if custom_id == f"{HANDLE}:3":
-            return 500, {"error": {"message": "The server had an error", "type": "server_error"}}
-        return reply(custom_id, body)
-
-    install(FakeBatchAPI(flaky))
+    api = install()
+    api.model.add_fault("500", step=HANDLE, contains="your hours")
     state, output = tmp_path / "state.json", tmp_path / "r.jsonl"
     batch.submit_route(queries_file(tmp_path), state)
     collect_until_done(output, state)
@@ -134,7 +129,7 @@ def test_a_failed_request_in_the_error_file_is_one_error_line(tmp_path):
 
 
 def test_an_expired_batch_keeps_what_was_done_and_names_the_rest(tmp_path):
-    install(FakeBatchAPI(reply, expire=True))
+    install(expire=True)
     state, output = tmp_path / "state.json", tmp_path / "r.jsonl"
     batch.submit_route(queries_file(tmp_path, [f"query {i}" for i in range(4)]), state)
     collect_until_done(output, state)
@@ -146,7 +141,7 @@ def test_an_expired_batch_keeps_what_was_done_and_names_the_rest(tmp_path):
 
 
 def test_batch_cost_is_half_the_live_price(tmp_path):
-    install(FakeBatchAPI(reply))
+    install()
     state, output = tmp_path / "state.json", tmp_path / "r.jsonl"
     batch.submit_route(queries_file(tmp_path), state)
     final = collect_until_done(output, state)[-1]
@@ -157,15 +152,15 @@ def test_batch_cost_is_half_the_live_price(tmp_path):
 
 
 def test_the_cli_submits_reports_and_collects(tmp_path, capsys):
-    api = install(FakeBatchAPI(reply))
+    api = install()
     queries = queries_file(tmp_path)
     assert main(["batch", "submit", "route", "--input", str(queries)]) == 0
     assert Path(batch.DEFAULT_STATE).exists()  # in the working directory
-    install(api)  # each CLI run ends by forgetting its clients
+    api.model.install()  # each CLI run ends by forgetting its clients
     assert main(["batch", "status"]) == 0
     assert "in_progress" in capsys.readouterr().out
     for _ in range(3):  # classify done (status moved it on); handle running; handle done
-        install(api)
+        api.model.install()
         assert main(["batch", "collect", "--output", "r.jsonl"]) == 0
     assert "results" in capsys.readouterr().out.splitlines()[-1]
     assert len(results(Path("r.jsonl"))) == 3
@@ -178,7 +173,8 @@ def test_collect_without_a_submit_is_one_error_line(tmp_path, capsys):
 
 
 def test_an_api_error_during_submit_is_one_line(tmp_path, capsys):
-    fakes.script(lambda request: fakes.error(403, "Batch API not allowed for this project"))
+    fake = install().model
+    fake.use(lambda request, next: fakes.error(403, "Batch API not allowed for this project"))
     queries = queries_file(tmp_path)
     assert main(["batch", "submit", "route", "--input", str(queries)]) == 1
     err = capsys.readouterr().err

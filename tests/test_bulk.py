@@ -19,6 +19,7 @@ import pytest
 from llm_workflows import bulk
 from llm_workflows.cli import main
 from llm_workflows.routing import CLASSIFY, HANDLE
+from llm_workflows.testing import FakeModel
 
 QUERIES = [
     "My router is not working.",
@@ -31,7 +32,7 @@ QUERIES = [
 
 def quoted_query(request) -> str:
     """The customer's query inside a routing prompt (User Query: "..." or The user says: '...')."""
-    text = fakes.user_text(request)
+    text = request.text
     match = re.search(r'User Query: "(.*)"$', text, re.MULTILINE) or re.search(
         r"The user says: '(.*)'\.$", text, re.MULTILINE
     )
@@ -40,11 +41,9 @@ def quoted_query(request) -> str:
 
 def router(request):
     """A step->reply fake of the two routing steps."""
-    step = fakes.step_of(request)
+    step = request.step
     if step == CLASSIFY:
-        return fakes.reply(
-            "Billing Inquiry" if "charge" in fakes.user_text(request) else "General Question"
-        )
+        return fakes.reply("Billing Inquiry" if "charge" in request.text else "General Question")
     if step == HANDLE:
         return fakes.reply("Answer to: " + quoted_query(request))
     return fakes.error(400, f"unexpected step {step!r}")
@@ -136,18 +135,11 @@ def test_missing_output_option_is_one_error(tmp_path, capsys):
 
 
 def test_results_are_written_in_completion_order_as_each_finishes(tmp_path):
-    """The slow query answers only once the four others are already in the file."""
+    """The slow query (0.5 s) is written after the four others (no wait)."""
     out = tmp_path / "r.jsonl"
 
-    async def handler(request):
-        if fakes.step_of(request) == HANDLE and quoted_query(request) == QUERIES[0]:
-            for _ in range(200):
-                if out.exists() and len(out.read_text().splitlines()) == 4:
-                    break
-                await asyncio.sleep(0.01)
-        return router(request)
-
-    fakes.script(handler)
+    fake = fakes.script(router)
+    fake.add_fault("slow", step=HANDLE, contains=QUERIES[0], delay=0.5)  # the others: no wait
     asyncio.run(bulk.route_file(write_text_queries(tmp_path / "q.txt"), out, progress=False))
     ids = [r["id"] for r in results(out)]
     assert ids[-1] == 1
@@ -155,23 +147,13 @@ def test_results_are_written_in_completion_order_as_each_finishes(tmp_path):
 
 
 def test_no_more_than_concurrency_queries_are_in_flight(tmp_path):
-    in_flight, peak = 0, 0
-
-    async def handler(request):
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        await asyncio.sleep(0.01)
-        in_flight -= 1
-        return router(request)
-
-    fakes.script(handler)
+    fake = FakeModel(default=router, latency=0.01).install()
     queries = write_text_queries(tmp_path / "q.txt", [f"query {i}" for i in range(40)])
     summary = asyncio.run(
         bulk.route_file(queries, tmp_path / "r.jsonl", concurrency=3, progress=False)
     )
     assert summary.done == 40
-    assert 1 < peak <= 3
+    assert 1 < fake.peak <= 3
 
 
 def test_a_rerun_skips_what_is_done_and_sends_nothing(tmp_path):
@@ -253,7 +235,7 @@ def test_a_broken_line_in_the_middle_of_the_output_is_one_error(tmp_path, capsys
 
 def test_failed_queries_are_retried_only_with_retry_failed(tmp_path, capsys):
     def flaky(request):
-        if "refund" in fakes.user_text(request):
+        if "refund" in request.text:
             return fakes.reply("")  # an empty reply: this query fails
         return router(request)
 
@@ -293,7 +275,7 @@ def test_progress_bar_goes_to_stderr_with_the_failed_count(tmp_path, capsys):
 
 def test_orchestrate_writes_one_reply_per_message(tmp_path):
     def handler(request):
-        step = fakes.step_of(request)
+        step = request.step
         if step == "orchestrator":
             return fakes.reply('[{"query_type": "StatusUpdate", "order_id": "A-1"}]')
         return fakes.reply("Dear customer, your order is on its way.")
@@ -312,8 +294,8 @@ def test_orchestrate_writes_one_reply_per_message(tmp_path):
 @pytest.mark.slow
 def test_killed_process_then_rerun_gives_every_result_once(tmp_path, stub_server, monkeypatch):
     """A real crash: SIGKILL the CLI half-way through, rerun it, count the lines."""
-    fakes.use_stub(stub_server, monkeypatch, "sk-fake-bulk")
-    stub_server.reset(latency=0.05)
+    stub = fakes.use_stub(stub_server, monkeypatch, "sk-fake-bulk")
+    stub.reset(latency=0.05)
     count = 200
     queries = write_text_queries(
         tmp_path / "q.txt", [f"Question number {i}?" for i in range(count)]
@@ -343,12 +325,12 @@ def test_killed_process_then_rerun_gives_every_result_once(tmp_path, stub_server
     process.wait()
     first = out.read_bytes().splitlines()
     assert count // 2 <= len(first) < count
-    first_run_requests = len(stub_server.requests())
+    first_run_requests = len(stub.requests())
     subprocess.run(command, check=True, capture_output=True, env=dict(os.environ), timeout=120)
     ids = Counter(r["id"] for r in results(out))
     assert sorted(ids) == list(range(1, count + 1))
     assert set(ids.values()) == {1}
-    resent = [s for s in stub_server.requests()[first_run_requests:] if s.step == CLASSIFY]
+    resent = [s for s in stub.requests()[first_run_requests:] if s.step == CLASSIFY]
     finished = {json.loads(line)["id"] for line in first if line.endswith(b"}")}
     finished_texts = {f"Question number {i - 1}?" for i in finished}
     assert not [s for s in resent if any(t in s.text for t in finished_texts)]
@@ -358,9 +340,9 @@ def test_orchestrate_signature_reaches_every_email(tmp_path):
     prompts: list[str] = []
 
     def handler(request):
-        if fakes.step_of(request) == "orchestrator":
+        if request.step == "orchestrator":
             return fakes.reply('[{"query_type": "StatusUpdate", "order_id": "A-1"}]')
-        prompts.append(fakes.user_text(request))
+        prompts.append(request.text)
         return fakes.reply("Dear customer")
 
     fakes.script(handler)

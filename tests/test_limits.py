@@ -1,4 +1,5 @@
-"""The adaptive limiter, against the fake rate limit, through the real openai client."""
+"""The adaptive limiter, against the fake model's rate-limit middleware, through the real
+openai client."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from llm_workflows.limits import (
     parse_duration,
     retry_after,
 )
+from llm_workflows.testing import Answer, FakeModel
 from llm_workflows.testing_limits import FakeRateLimit, format_duration
 
 
@@ -107,9 +109,18 @@ def test_the_mirror_follows_a_lower_remaining_count_from_the_server():
 # --- through the real openai client --------------------------------------------------------
 
 
-async def answer(request):
-    await asyncio.sleep(0.01)  # a little latency, so calls overlap
-    return fakes.reply("ok")
+def limited(budget: FakeRateLimit) -> FakeModel:
+    """The fake model answering "ok" after 0.01 s (so calls overlap), behind ``budget``."""
+    fake = FakeModel(default="ok", latency=0.01).install()
+    fake.use(budget)
+    return fake
+
+
+def rate_limited(retry_after_ms: str) -> Answer:
+    """A 429 that asks for a wait in milliseconds."""
+    answer = fakes.error(429, "slow down")
+    answer.headers["retry-after-ms"] = retry_after_ms
+    return answer
 
 
 def run_calls(limiter: AdaptiveLimiter, count: int) -> list[str | WorkflowError]:
@@ -133,7 +144,7 @@ def run_calls(limiter: AdaptiveLimiter, count: int) -> list[str | WorkflowError]
 def test_limiter_runs_near_the_budget_with_few_429s():
     """6,000 requests a minute (100/s) with 0.2 s of burst: 250 calls take >= 2.3 s."""
     budget = FakeRateLimit(rpm=6000, tpm=10_000_000, burst_seconds=0.2)
-    fakes.script(budget.wrap(answer, fakes.http))
+    limited(budget)
     limiter = AdaptiveLimiter(max_concurrency=64)
     start = time.monotonic()
     outcomes = run_calls(limiter, 250)
@@ -151,7 +162,7 @@ def test_limiter_runs_near_the_budget_with_few_429s():
 def test_a_token_budget_is_discovered_as_well():
     """Each call estimates 4 + 2 = 6 tokens; 3,000 tokens a minute is 50 tokens/s = 8 calls/s."""
     budget = FakeRateLimit(rpm=100_000, tpm=3000, burst_seconds=0.5)
-    fakes.script(budget.wrap(answer, fakes.http))
+    limited(budget)
     limiter = AdaptiveLimiter(max_concurrency=32)
     outcomes = run_calls(limiter, 20)
     assert all(o == "ok" for o in outcomes)
@@ -165,7 +176,7 @@ def test_a_429_is_retried_after_its_retry_after_ms():
     def handler(request):
         arrivals.append(time.monotonic())
         if len(arrivals) == 1:
-            return fakes.error(429, "slow down", headers={"retry-after-ms": "300"})
+            return rate_limited(retry_after_ms="300")
         return fakes.reply("ok")
 
     fakes.script(handler)
@@ -177,7 +188,7 @@ def test_a_429_is_retried_after_its_retry_after_ms():
 
 
 def test_429s_beyond_the_retry_budget_end_in_one_error_line():
-    fakes.script(lambda request: fakes.error(429, "slow down", headers={"retry-after-ms": "1"}))
+    fakes.script(lambda request: rate_limited(retry_after_ms="1"))
     (outcome,) = run_calls(AdaptiveLimiter(max_429_retries=3), 1)
     assert isinstance(outcome, WorkflowError)
     assert "rate limited (429)" in str(outcome)
