@@ -17,9 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openai.types.chat import ChatCompletion
+
 from . import clients
 from .bulk import read_items
-from .errors import WorkflowError
+from .errors import ModelOutputError, WorkflowError
+from .llm import reply_text
 from .routing import (
     CLASSIFY,
     FALLBACK,
@@ -181,8 +184,9 @@ def _read_file(file_id: str | None) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _reply(line: dict[str, Any]) -> tuple[str | None, str | None, dict | None]:
-    """(reply text, error, response body) of one output or error file line."""
+def _reply(step: str, line: dict[str, Any]) -> tuple[str | None, str | None, dict | None]:
+    """(reply text, error, response body) of one output or error file line. The reply is
+    checked by ``llm.reply_text``, as a live call's is."""
     if line.get("error"):
         error = line["error"]
         return None, f"{error.get('code')}: {error.get('message')}", None
@@ -191,11 +195,14 @@ def _reply(line: dict[str, Any]) -> tuple[str | None, str | None, dict | None]:
     if response.get("status_code") != 200:
         message = (body.get("error") or {}).get("message", "no message")
         return None, f"the API refused the request ({response.get('status_code')}): {message}", body
-    choices = body.get("choices") or []
-    text = (choices[0].get("message") or {}).get("content") if choices else None
-    if not text or not text.strip():
-        return None, "the model returned an empty reply", body
-    return text, None, body
+    try:
+        completion = ChatCompletion.model_validate(body)
+    except ValueError:  # pydantic's ValidationError
+        return None, "the reply is not a chat completion", body
+    try:
+        return reply_text(step, completion), None, body
+    except ModelOutputError as error:
+        return None, error.problem, body
 
 
 def _results(run: BatchRun, step: str) -> tuple[dict[str, tuple], str]:
@@ -208,7 +215,7 @@ def _results(run: BatchRun, step: str) -> tuple[dict[str, tuple], str]:
         line_step, item_id = parse_custom_id(line["custom_id"])
         if line_step != step:
             continue  # not a request of this batch
-        text, error, body = _reply(line)
+        text, error, body = _reply(step, line)
         if body and "usage" in body:
             run.usage.add(body)
         found[json.dumps(item_id)] = (text, error)

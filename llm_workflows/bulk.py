@@ -105,11 +105,20 @@ def read_items(path: str | Path, field: str) -> Iterator[Item]:
 
 def check_input(path: str | Path, field: str, done: set[str] = frozenset()) -> tuple[int, int]:
     """Read the whole input once (streamed): its item count and how many are in ``done``.
-    Bad lines fail here, before any call is made."""
+    Bad lines and a repeated id fail here, before any call is made."""
     total = already = 0
+    seen: set[str] = set()  # O(ids) while checking, like the output's done set; freed after
     for item in read_items(path, field):
+        key = _key(item.id)
+        if key in seen:
+            raise WorkflowError(
+                "input",
+                f"{path}: id {key} appears twice (again at item {total + 1})",
+                "give every line its own id; a rerun skips ids already in the output",
+            )
+        seen.add(key)
         total += 1
-        already += _key(item.id) in done
+        already += key in done
     return total, already
 
 
@@ -245,18 +254,62 @@ class Summary:
         )
 
 
-def _progress(total: int, initial: int, noun: str, enabled: bool):
-    from tqdm import tqdm  # only a bulk run needs it
+PROGRESS_EVERY = 30.0  # seconds between plain progress lines when stderr is not a terminal
 
-    return tqdm(
-        total=total,
-        initial=initial,
-        unit=" " + noun,
-        file=sys.stderr,
-        disable=not enabled,
-        mininterval=0.5,
-        dynamic_ncols=True,
-    )
+
+class Progress:
+    """Progress on stderr: a tqdm bar on a terminal; else (a log, a pipe, CI) a plain line
+    every ``every`` seconds, so a log is not flooded with redrawn bars."""
+
+    def __init__(
+        self,
+        total: int,
+        initial: int,
+        noun: str,
+        *,
+        enabled: bool = True,
+        every: float = PROGRESS_EVERY,
+        stream: TextIO | None = None,
+    ):
+        self.stream = stream or sys.stderr
+        self.total, self.done, self.failed, self.noun = total, initial, 0, noun
+        self.every, self.start = every, time.monotonic()
+        self.last, self.initial = self.start, initial
+        self.bar = None
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm  # only a bulk run on a terminal needs it
+
+            self.bar = tqdm(
+                total=total,
+                initial=initial,
+                unit=" " + noun,
+                file=self.stream,
+                mininterval=0.5,
+                dynamic_ncols=True,
+            )
+        self.enabled = enabled
+
+    def update(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += failed
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"failed {self.failed}", refresh=False)
+        elif self.enabled and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            print(self.line(), file=self.stream, flush=True)
+
+    def line(self) -> str:
+        """``1,200 of 10,000 done, 3 failed, 95.1/s, about 93 s left``."""
+        rate = (self.done - self.initial) / max(time.monotonic() - self.start, 1e-9)
+        left = (
+            f"about {(self.total - self.done) / rate:.0f} s left" if rate else "time left unknown"
+        )
+        return f"{self.done:,} of {self.total:,} done, {self.failed} failed, {rate:.1f}/s, {left}"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _write(out: TextIO, result: dict[str, Any]) -> None:
@@ -286,7 +339,7 @@ async def run_file(
     start = time.monotonic()
     skipped = finished = failed = 0
     pending: set[asyncio.Task] = set()
-    bar = _progress(total, already, kind.noun, progress)
+    bar = Progress(total, already, kind.noun, enabled=progress)
 
     def collect(tasks: set[asyncio.Task]) -> None:
         nonlocal finished, failed
@@ -297,8 +350,7 @@ async def run_file(
                 finished += 1
             else:
                 failed += 1
-            bar.update(1)
-        bar.set_postfix_str(f"failed {failed}", refresh=False)
+            bar.update(failed=result["error"] is not None)
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     try:

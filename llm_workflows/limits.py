@@ -30,6 +30,8 @@ from typing import Any
 
 import openai
 
+from .llm import api_error
+from .replay import STEP_HEADER
 from .usage import Call
 
 DISCOVERY_CONCURRENCY = 4
@@ -291,8 +293,9 @@ class AdaptiveLimiter:
                 self._release()
                 if getattr(error, "code", None) == "insufficient_quota":
                     raise
-                if rate_limited >= self.max_429_retries:
-                    raise
+                if rate_limited >= self.max_429_retries:  # the line counts our retries
+                    step = request.get("extra_headers", {}).get(STEP_HEADER, "call")
+                    raise api_error(step, error, client, retries=rate_limited) from error
                 self.on_rate_limited(error.response.headers, rate_limited)
                 rate_limited += 1
                 continue

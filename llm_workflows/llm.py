@@ -54,9 +54,13 @@ def _api_message(error: openai.APIStatusError) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-def api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
-    """One line for what the client finally raised, after its own retries."""
-    retries = f"after {client.max_retries} {'retry' if client.max_retries == 1 else 'retries'}"
+def api_error(
+    step: str, error: openai.OpenAIError, client, retries: int | None = None
+) -> WorkflowError:
+    """One line for what was finally raised, after ``retries`` retries (default: the
+    client's own ``max_retries``; a bulk run's limiter retries 429s itself)."""
+    count = client.max_retries if retries is None else retries
+    after = f"after {count} {'retry' if count == 1 else 'retries'}"
     if isinstance(error, openai.NotFoundError) and getattr(error, "code", None) == MISS_CODE:
         return WorkflowError(
             step,
@@ -84,23 +88,23 @@ def api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
             )
         return WorkflowError(
             step,
-            f"rate limited (429) {retries}",
+            f"rate limited (429) {after}",
             "wait a minute and retry, or lower the concurrency",
         )
     if isinstance(error, openai.InternalServerError):
         return WorkflowError(
-            step, f"the server failed ({error.status_code}) {retries}", "try again in a few minutes"
+            step, f"the server failed ({error.status_code}) {after}", "try again in a few minutes"
         )
     if isinstance(error, openai.APITimeoutError):
         return WorkflowError(
             step,
-            f"no answer within {_seconds(client.timeout)} {retries}",
+            f"no answer within {_seconds(client.timeout)} {after}",
             "retry, or raise LLM_WORKFLOWS_TIMEOUT",
         )
     if isinstance(error, openai.APIConnectionError):
         return WorkflowError(
             step,
-            f"could not connect to {client.base_url} {retries}",
+            f"could not connect to {client.base_url} {after}",
             "check your network connection and OPENAI_BASE_URL",
         )
     if isinstance(error, openai.NotFoundError):

@@ -181,3 +181,28 @@ def test_an_api_error_during_submit_is_one_line(tmp_path, capsys):
     (line,) = err.strip().splitlines()
     assert line.startswith("llm-workflows: error: batch submit: access denied (403)")
     assert "Traceback" not in err
+
+
+def test_collect_refuses_a_cut_off_reply_as_a_live_call_does(tmp_path):
+    api = install()
+    api.model.add_fault(
+        "reply", step=HANDLE, contains="your hours", content="We open at", finish_reason="length"
+    )
+    state, output = tmp_path / "state.json", tmp_path / "r.jsonl"
+    batch.submit_route(queries_file(tmp_path), state)
+    collect_until_done(output, state)
+    got = results(output)
+    assert got[3]["error"] == (
+        f"{HANDLE}: the reply was cut off at the token limit (finish_reason=length)"
+    )
+    assert got[3]["response"] is None
+    assert got[1]["error"] is None
+
+
+def test_collect_refuses_a_refusal(tmp_path):
+    api = install()
+    api.model.add_fault("reply", step=CLASSIFY, contains="charged", refusal="I can't help.")
+    state, output = tmp_path / "state.json", tmp_path / "r.jsonl"
+    batch.submit_route(queries_file(tmp_path), state)
+    collect_until_done(output, state)
+    assert results(output)[2]["error"] == f"{CLASSIFY}: the model refused: I can't help."

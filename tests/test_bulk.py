@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -264,13 +265,52 @@ def test_summary_line_counts_calls_tokens_and_cost(tmp_path, capsys):
     assert f"estimated cost ${cost:.4f}" in summary
 
 
-def test_progress_bar_goes_to_stderr_with_the_failed_count(tmp_path, capsys):
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_progress_bar_shows_done_and_failed():
+    stream = Terminal()
+    progress = bulk.Progress(5, 0, "query", stream=stream)
+    for failed in (False, True, False, False, False):
+        progress.update(failed)
+    progress.close()
+    assert "5/5" in stream.getvalue() and "failed 1" in stream.getvalue()
+
+
+def test_off_a_terminal_progress_is_a_plain_line_every_interval():
+    stream = io.StringIO()  # not a terminal: a log file or a pipe
+    progress = bulk.Progress(4, 1, "query", stream=stream, every=0.0)
+    progress.update(failed=True)
+    progress.close()
+    (line,) = stream.getvalue().splitlines()
+    assert line.startswith("2 of 4 done, 1 failed, ")
+    assert line.endswith(" s left")
+
+
+def test_a_cli_run_into_a_pipe_prints_no_bar_only_the_summary(tmp_path, capsys):
     fakes.script(router)
     out = tmp_path / "r.jsonl"
     main(["route", "--input", str(write_text_queries(tmp_path / "q.txt")), "--output", str(out)])
     captured = capsys.readouterr()
-    assert "5/5" in captured.err and "failed 0" in captured.err
-    assert "5/5" not in captured.out
+    assert captured.err == ""  # quicker than one interval: no progress line at all
+    assert "5 done, 0 failed" in captured.out
+
+
+def test_a_repeated_id_in_the_input_is_one_error_before_any_call(tmp_path, capsys):
+    sent = []
+    fakes.script(lambda request: sent.append(request) or router(request))
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(
+        '{"id": "a", "query": "one"}\n{"id": "b", "query": "two"}\n{"id": "a", "query": "x"}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "r.jsonl"
+    assert main(["route", "--input", str(queries), "--output", str(out)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f'llm-workflows: error: input: {queries}: id "a" appears twice')
+    assert sent == [] and not out.exists()
 
 
 def test_orchestrate_writes_one_reply_per_message(tmp_path):
@@ -363,3 +403,30 @@ def test_queries_and_input_together_are_refused(tmp_path, capsys):
     queries = write_text_queries(tmp_path / "q.txt")
     assert main(["route", "hello", "--input", str(queries), "--output", "r.jsonl"]) == 1
     assert "not both" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_with_one_line_and_130_keeping_the_written_results(
+    tmp_path, stub_server, monkeypatch
+):
+    stub = fakes.use_stub(stub_server, monkeypatch, "sk-fake-bulk")
+    stub.reset(latency=0.05)
+    queries = write_text_queries(tmp_path / "q.txt", [f"Question {i}?" for i in range(400)])
+    out = tmp_path / "r.jsonl"
+    command = [sys.executable, "-m", "llm_workflows", "route", "--input", str(queries)]
+    command += ["--output", str(out), "--concurrency", "8"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ), text=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(results(out)) < 20):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.splitlines() == [
+        f"llm-workflows: interrupted; results written so far stay in {out}, rerun to resume"
+    ]
+    kept = results(out)  # every line is whole
+    assert 20 <= len(kept) < 400
+    assert all(r["error"] is None for r in kept)

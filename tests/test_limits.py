@@ -191,7 +191,7 @@ def test_429s_beyond_the_retry_budget_end_in_one_error_line():
     fakes.script(lambda request: rate_limited(retry_after_ms="1"))
     (outcome,) = run_calls(AdaptiveLimiter(max_429_retries=3), 1)
     assert isinstance(outcome, WorkflowError)
-    assert "rate limited (429)" in str(outcome)
+    assert "rate limited (429) after 3 retries" in str(outcome)  # the limiter's, not the client's
 
 
 def test_insufficient_quota_is_not_retried():
