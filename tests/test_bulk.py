@@ -430,3 +430,17 @@ def test_ctrl_c_ends_with_one_line_and_130_keeping_the_written_results(
     kept = results(out)  # every line is whole
     assert 20 <= len(kept) < 400
     assert all(r["error"] is None for r in kept)
+
+
+def test_the_id_set_answers_membership_across_its_sorted_chunks(monkeypatch):
+    monkeypatch.setattr(bulk.IdSet, "CHUNK", 7)  # several chunks to merge
+    ids = bulk.IdSet()
+    for i in range(50):
+        ids.add(json.dumps(i))
+    ids.freeze()
+    assert len(ids) == 50
+    assert all(json.dumps(i) in ids for i in range(50))
+    assert json.dumps(50) not in ids and '"7"' not in ids  # "7" is not 7
+    assert ids.repeated() is None
+    ids.add(json.dumps(3))
+    assert ids.freeze().repeated() == bulk.IdSet.hash("3")
