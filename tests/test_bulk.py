@@ -422,7 +422,7 @@ def test_ctrl_c_ends_with_one_line_and_130_keeping_the_written_results(
     while time.monotonic() < deadline and (not out.exists() or len(results(out)) < 20):
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=30)
+    _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130
     assert stderr.splitlines() == [
         f"llm-workflows: interrupted; results written so far stay in {out}, rerun to resume"
