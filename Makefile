@@ -50,7 +50,7 @@ test: $(STAMP)
 		$(KEYLESS) $(abspath $(BIN))/python -m pytest -p no:cacheprovider --rootdir=. \
 		--nbval --nbval-current-env llm_workflows.ipynb; status=$$?; rm -rf $$tmp; exit $$status
 
-# Not part of make test: about 1.5 minutes for run.py, then about BULKMIN for bulk.py (rate
+# Not part of make test: about 1.5 minutes for run.py, then about 5.5 for bulk.py (rate
 # limits, crash and resume, memory up to 100,000 queries); exits non-zero if a target is missed.
 .PHONY: bench test-compat
 bench: $(RUNTIME)

@@ -444,3 +444,16 @@ def test_the_id_set_answers_membership_across_its_sorted_chunks(monkeypatch):
     assert ids.repeated() is None
     ids.add(json.dumps(3))
     assert ids.freeze().repeated() == bulk.IdSet.hash("3")
+
+
+def test_run_route_file_is_a_typed_handler_returning_an_outcome(tmp_path):
+    from llm_workflows.cli import run_route_file
+
+    fakes.script(lambda request: "" if "refund" in request.text else router(request))
+    out = tmp_path / "r.jsonl"
+    outcome = asyncio.run(run_route_file(write_text_queries(tmp_path / "q.txt"), out, 2))
+    assert outcome.text == outcome.data["summary"]
+    assert "4 done, 1 failed" in outcome.text
+    assert outcome.errors == [
+        f"1 query(s) failed; their errors are in {out}; rerun with --retry-failed to run them again"
+    ]
