@@ -22,10 +22,17 @@ from . import batch, bulk, clients, lesson
 from .bulk import DEFAULT_CONCURRENCY as DEFAULT_BULK_CONCURRENCY
 from .documents import read_documents
 from .errors import WorkflowError
-from .faq import DEFAULT_CONCURRENCY, FAQResult, build_faq
+from .faq import ANSWER, DEFAULT_CONCURRENCY, FIND_SOURCES, GENERATE_QUESTIONS, FAQResult, build_faq
 from .llm import api_error
-from .orchestration import DEFAULT_SIGNATURE, CustomerReply, process_customer_message
-from .routing import Routed, route_many
+from .orchestration import (
+    DEFAULT_SIGNATURE,
+    ORCHESTRATOR,
+    SYNTHESIZER,
+    CustomerReply,
+    process_customer_message,
+)
+from .provenance import origin_lines
+from .routing import HANDLE, Routed, route_many
 from .usage import calls_table
 
 PROG = "llm-workflows"
@@ -38,8 +45,17 @@ def _wrap(text: str, indent: str) -> str:
     )
 
 
+def _origins(calls, step: str, what: str = "") -> list[str]:
+    """The origin lines of a step's replies that no model wrote for that request."""
+    return [f"{what}{line}" for line in origin_lines(calls, step)]
+
+
 def show_faq(result: FAQResult) -> str:
     lines = [f"FAQ: {len(result.items)} questions answered"]
+    # One line per step, under the header: each reply of a step has the same origin.
+    lines += _origins(result.calls, GENERATE_QUESTIONS, "Questions: ")
+    lines += _origins(result.calls, ANSWER, "Answers: ")
+    lines += _origins(result.calls, FIND_SOURCES, "Sources: ")
     for number, item in enumerate(result.items, 1):
         lines += [f"\n{number}. {item.question}", _wrap(item.answer, "   ")]
         lines.append(f"   Sources: {', '.join(item.sources) or '(none)'}")
@@ -52,23 +68,27 @@ def show_faq(result: FAQResult) -> str:
 
 def show_routed(routed: Routed) -> str:
     intent = routed.intent or f"unrecognised label {routed.label!r} -> fallback route"
-    return f"Query: {routed.query}\nIntent: {intent}\nResponse:\n{_wrap(routed.response, '  ')}"
+    text = f"Query: {routed.query}\nIntent: {intent}\nResponse:\n{_wrap(routed.response, '  ')}"
+    return "\n".join([text, *_origins(routed.calls, HANDLE, "  ")])
 
 
 def show_reply(reply: CustomerReply) -> str:
     lines = ["Tasks from the orchestrator:"]
     lines += [f"  - {json.dumps(t.to_dict(), ensure_ascii=False)}" for t in reply.tasks]
+    lines += _origins(reply.calls, ORCHESTRATOR, "  ")
     lines += ["Workers:", *(f"  {a}" for a in reply.actions)]
     if reply.problems:
         lines += ["Problems:", *(f"  - {p}" for p in reply.problems)]
     lines += ["Email to the customer:", reply.email or "(none)"]
+    if reply.email:
+        lines += _origins(reply.calls, SYNTHESIZER)
     return "\n".join(lines)
 
 
 REPLAY_NOTE = (
-    "Replayed calls: tokens are the recordings' usage (counted offline for the brief's and "
-    "hand-written replies, see each recording's provenance); seconds are replay time, not "
-    "model time."
+    "Replayed calls: tokens are the recordings' usage (counted offline for every reply not "
+    "recorded live; the reply column says where each came from, see each recording's "
+    "provenance); seconds are replay time, not model time."
 )
 
 

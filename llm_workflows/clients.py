@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 
 import openai
@@ -63,6 +63,8 @@ class Settings:
     preset_models: Mapping[str, str] = field(default_factory=dict)
     provider: Provider = OPENAI  # the provider chosen (LLM_WORKFLOWS_PROVIDER, or by its key)
     requests_per_minute: float | None = None  # the pace of request starts; None: not paced
+    # LLM_WORKFLOWS_REPLAY_LATENCY: seconds each replayed call waits (a simulated latency).
+    replay_latency: float = 0.0
 
     @property
     def api(self) -> Provider:
@@ -89,6 +91,11 @@ class Settings:
                 f"Mode: replay{why}. Every model reply comes from the recordings shipped "
                 "with llm_workflows; set OPENAI_API_KEY to run live."
             )
+            if self.replay_latency:
+                text += (
+                    f"\nEach replayed call waits {self.replay_latency:g} s, a simulated latency: "
+                    "times are on a simulated clock."
+                )
         elif self.mode == "record":
             text = f"Mode: record. Calling {calling}{where} and saving each reply as it arrives."
         else:
@@ -256,6 +263,9 @@ def load_settings() -> Settings:
         preset_models=api.models,
         provider=provider,
         requests_per_minute=(pace or None) if mode != "replay" else None,  # 0: not paced
+        replay_latency=_number(
+            "LLM_WORKFLOWS_REPLAY_LATENCY", get("LLM_WORKFLOWS_REPLAY_LATENCY"), 0.0, float
+        ),
     )
 
 
@@ -290,6 +300,7 @@ class Runtime:
         self._aclient_loop: object = None  # the event loop our async client's connections use
         self._stores: dict[str | None, replay.Store] = {}
         self._pacer: Pacer | None = None
+        self._clock: replay.Clock | None = None
 
     @property
     def made(self) -> tuple[str, ...]:
@@ -309,14 +320,19 @@ class Runtime:
             self._settings = load_settings()
         return self._settings
 
-    def setup(self) -> Settings:
+    def setup(self, replay_latency: float | None = None) -> Settings:
         """Read the settings again and return them, so a caller can print ``describe()``.
 
         If they changed since the last read (a key added in Colab secrets, notebook access
         switched on), the clients and recordings made for the old ones are dropped. The
         one-line notice that the CLI prints on stderr is then not repeated.
+        ``replay_latency`` (seconds) overrides LLM_WORKFLOWS_REPLAY_LATENCY.
         """
         fresh = load_settings()
+        if replay_latency is not None:
+            if replay_latency < 0:
+                raise ConfigurationError("settings", "replay_latency must not be negative")
+            fresh = replace(fresh, replay_latency=float(replay_latency))
         if self._settings is not None and fresh != self._settings:
             self._forget_clients()
         self._settings = fresh
@@ -330,6 +346,20 @@ class Runtime:
     def model_for(self, size: str, explicit: str | None = None) -> str:
         """The model for a step of this size (see :meth:`Settings.model_for`)."""
         return self.settings().model_for(size, explicit)
+
+    def clock(self) -> replay.Clock:
+        """The clock workflows time themselves with: in replay with a simulated latency,
+        the simulated clock the replayed calls run on; otherwise the wall clock."""
+        if self._clock is None:
+            try:
+                current = self.settings()
+            except ConfigurationError:  # the first call reports it, naming its step
+                return replay.Clock()
+            simulated = current.mode == "replay" and current.replay_latency > 0
+            self._clock = (
+                replay.SimulatedClock(current.replay_latency) if simulated else replay.Clock()
+            )
+        return self._clock
 
     def pacer(self) -> Pacer | None:
         """The pace of request starts, made on first use; None when calls are not paced."""
@@ -373,7 +403,13 @@ class Runtime:
             "base_url": current.base_url,
         }
         if current.mode == "replay":
-            transport = replay.replay_transport(http_module(), self.store(current.recordings))
+            clock = self.clock()
+            transport = replay.replay_transport(
+                http_module(),
+                self.store(current.recordings),
+                clock if isinstance(clock, replay.SimulatedClock) else None,
+                asynchronous=cls is openai.AsyncOpenAI,
+            )
             return cls(api_key="replay", http_client=http_client_cls(transport=transport), **kwargs)
         # Every HTTP request, the client's own retries included, waits for its start slot:
         # a provider counts retries against its requests-per-minute limit too.
@@ -433,5 +469,6 @@ key_source = runtime.key_source
 model_for = runtime.model_for
 get_client = runtime.client
 get_async_client = runtime.async_client
+clock = runtime.clock
 use_clients = runtime.use_clients
 use_pacer = runtime.use_pacer

@@ -34,18 +34,30 @@ FIND_SOURCES = "find sources"
 
 
 def single_call_faq(
-    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
+    documents: list[Document],
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
-    """Ask for the whole FAQ (questions, answers, sources) in one JSON-mode call; the raw reply."""
+    """Ask for the whole FAQ (questions, answers, sources) in one
+    JSON-mode call; return the raw reply.
+
+    ``prompt``: a template to use instead of prompts.SINGLE_CALL_FAQ.
+    """
+    template = prompts.SINGLE_CALL_FAQ if prompt is None else prompt
+    user = template.format(combined_content=combine(documents))
     messages = [
         {"role": "system", "content": prompts.FAQ_SYSTEM},
-        {
-            "role": "user",
-            "content": prompts.SINGLE_CALL_FAQ.format(combined_content=combine(documents)),
-        },
+        {"role": "user", "content": user},
     ]
     return chat(
-        SINGLE_CALL, messages, model=model, size=SIZE, response_format=JSON_MODE, calls=calls
+        SINGLE_CALL,
+        messages,
+        model=model,
+        size=SIZE,
+        response_format=JSON_MODE,
+        calls=calls,
     )
 
 
@@ -83,8 +95,9 @@ def check_single_call(reply: str, documents: list[Document], expected: int = 10)
 # --- Section 2: the chain, one step at a time --------------------------------------------
 
 
-def _questions_messages(documents: list[Document]) -> list[dict]:
-    user = prompts.GENERATE_QUESTIONS.format(combined_content=combine(documents))
+def _questions_messages(documents: list[Document], prompt: str | None) -> list[dict]:
+    template = prompts.GENERATE_QUESTIONS if prompt is None else prompt
+    user = template.format(combined_content=combine(documents))
     return [
         {"role": "system", "content": prompts.GENERATE_QUESTIONS_SYSTEM},
         {"role": "user", "content": user},
@@ -109,12 +122,19 @@ def parse_questions(reply: str) -> list[str]:
 
 
 def generate_questions(
-    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
+    documents: list[Document],
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> list[str]:
-    """Step 1: a list of questions a reader of the documents might ask."""
+    """Step 1: a list of questions a reader of the documents might ask.
+
+    ``prompt``: a template to use instead of prompts.GENERATE_QUESTIONS.
+    """
     reply = chat(
         GENERATE_QUESTIONS,
-        _questions_messages(documents),
+        _questions_messages(documents, prompt),
         model=model,
         size=SIZE,
         response_format=JSON_MODE,
@@ -124,12 +144,16 @@ def generate_questions(
 
 
 async def agenerate_questions(
-    documents: list[Document], *, model: str | None = None, calls: list[Call] | None = None
+    documents: list[Document],
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> list[str]:
     """Async :func:`generate_questions`."""
     reply = await achat(
         GENERATE_QUESTIONS,
-        _questions_messages(documents),
+        _questions_messages(documents, prompt),
         model=model,
         size=SIZE,
         response_format=JSON_MODE,
@@ -138,8 +162,9 @@ async def agenerate_questions(
     return parse_questions(reply)
 
 
-def _answer_messages(question: str, documents: list[Document]) -> list[dict]:
-    user = prompts.ANSWER_QUESTION.format(question=question, combined_content=combine(documents))
+def _answer_messages(question: str, documents: list[Document], prompt: str | None) -> list[dict]:
+    template = prompts.ANSWER_QUESTION if prompt is None else prompt
+    user = template.format(question=question, combined_content=combine(documents))
     return [
         {"role": "system", "content": prompts.ANSWER_QUESTION_SYSTEM},
         {"role": "user", "content": user},
@@ -150,11 +175,16 @@ def answer_question(
     question: str,
     documents: list[Document],
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> str:
-    """Step 2: answer one question from the documents only."""
-    reply = chat(ANSWER, _answer_messages(question, documents), model=model, size=SIZE, calls=calls)
+    """Step 2: answer one question from the documents only.
+
+    ``prompt``: a template to use instead of prompts.ANSWER_QUESTION.
+    """
+    messages = _answer_messages(question, documents, prompt)
+    reply = chat(ANSWER, messages, model=model, size=SIZE, calls=calls)
     return reply.strip()
 
 
@@ -162,12 +192,13 @@ async def aanswer_question(
     question: str,
     documents: list[Document],
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> str:
     """Async :func:`answer_question`."""
     reply = await achat(
-        ANSWER, _answer_messages(question, documents), model=model, size=SIZE, calls=calls
+        ANSWER, _answer_messages(question, documents, prompt), model=model, size=SIZE, calls=calls
     )
     return reply.strip()
 
@@ -180,31 +211,39 @@ class Sources:
     unknown: list[str] = field(default_factory=list)
 
 
-def _sources_messages(question: str, answer: str, documents: list[Document]) -> list[dict]:
-    user = prompts.FIND_SOURCES.format(
-        question=question, answer=answer, combined_content=combine(documents)
-    )
+def _sources_messages(
+    question: str, answer: str, documents: list[Document], prompt: str | None
+) -> list[dict]:
+    template = prompts.FIND_SOURCES if prompt is None else prompt
+    user = template.format(question=question, answer=answer, combined_content=combine(documents))
     return [
         {"role": "system", "content": prompts.FIND_SOURCES_SYSTEM},
         {"role": "user", "content": user},
     ]
 
 
+def _squash(name: str) -> str:
+    """A title compared ignoring case and spacing."""
+    return " ".join(name.lower().split())
+
+
 def parse_sources(reply: str, documents: list[Document]) -> Sources:
-    """Keep the cited titles that name a document (ignoring case and spaces); report the rest."""
-    data = load_json(reply, FIND_SOURCES, 'an object {"sources": [...]}')
+    """Keep the cited titles that name a document (ignoring case and
+    spaces); report the rest."""
+    expected = 'an object {"sources": [...]}'
+    data = load_json(reply, FIND_SOURCES, expected)
     cited, _ = find_list(data, "sources")
     if cited is None:
         raise ModelOutputError(
             FIND_SOURCES,
-            f'expected an object {{"sources": [...]}}, got {describe(data)}',
+            f"expected {expected}, got {describe(data)}",
             "retry the step",
             raw=reply,
         )
-    by_name = {" ".join(d.title.lower().split()): d.title for d in documents}
+    by_name = {_squash(d.title): d.title for d in documents}
     titles, unknown = [], []
     for name in cited:
-        title = by_name.get(" ".join(str(name).lower().split()))
+        title = by_name.get(_squash(str(name)))
         if title is None:
             unknown.append(str(name))
         elif title not in titles:
@@ -217,13 +256,17 @@ def find_sources(
     answer: str,
     documents: list[Document],
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> Sources:
-    """Step 3: which documents the answer came from."""
+    """Step 3: which documents the answer came from.
+
+    ``prompt``: a template to use instead of prompts.FIND_SOURCES.
+    """
     reply = chat(
         FIND_SOURCES,
-        _sources_messages(question, answer, documents),
+        _sources_messages(question, answer, documents, prompt),
         model=model,
         size=SIZE,
         response_format=JSON_MODE,
@@ -237,13 +280,14 @@ async def afind_sources(
     answer: str,
     documents: list[Document],
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> Sources:
     """Async :func:`find_sources`."""
     reply = await achat(
         FIND_SOURCES,
-        _sources_messages(question, answer, documents),
+        _sources_messages(question, answer, documents, prompt),
         model=model,
         size=SIZE,
         response_format=JSON_MODE,
@@ -296,16 +340,20 @@ async def build_faq(
     model: str | None = None,
     on_progress: Progress | None = None,
 ) -> FAQResult:
-    """Generate questions, then answer each and find its sources, ``concurrency`` at a time.
+    """Generate questions, then answer each and find its sources,
+    ``concurrency`` questions at a time.
 
-    A question whose step fails becomes a :class:`FAQFailure`; the other questions go on.
+    A question whose step fails becomes a :class:`FAQFailure`; the
+    other questions go on.
     """
     if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
+        given = f"(got {concurrency})"
+        raise ValueError(f"concurrency must be at least 1 {given}")
     if not documents:
         raise ValueError("build_faq needs at least one document")
     calls: list[Call] = []
-    questions = await agenerate_questions(documents, model=model, calls=calls)
+    options = {"model": model, "calls": calls}
+    questions = await agenerate_questions(documents, **options)
     limit = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -314,8 +362,17 @@ async def build_faq(
         answer = None
         async with limit:
             try:
-                answer = await aanswer_question(question, documents, model=model, calls=calls)
-                sources = await afind_sources(question, answer, documents, model=model, calls=calls)
+                answer = await aanswer_question(
+                    question,
+                    documents,
+                    **options,
+                )
+                sources = await afind_sources(
+                    question,
+                    answer,
+                    documents,
+                    **options,
+                )
                 result: FAQItem | FAQFailure = FAQItem(
                     question, answer, sources.titles, sources.unknown
                 )

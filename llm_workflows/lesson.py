@@ -1,4 +1,5 @@
-"""The lesson's inputs: three mock web pages, three routing queries and one customer email."""
+"""The lesson's inputs (three mock web pages, three routing queries, one customer message),
+and the brief's run of the buggy synthesizer, kept as evidence of its bug."""
 
 from __future__ import annotations
 
@@ -53,3 +54,31 @@ Hi, I'm writing to you because I have a question about invoice #INV-7890. It see
 Also, I would like to return the 'SuperWidget 5000' I bought because it's not compatible with my system.
 Finally, can you give me an update on my order #A-12345?
 """.strip()
+
+
+# The brief's run of the orchestrator-worker, before its synthesizer bug was fixed. Its
+# synthesizer tested 'ProductReturn' where the worker wrote 'Product Return', so the return
+# never reached the prompt. This email is what gpt-4.1-mini wrote from that prompt, as the
+# brief printed it (the trailing spaces and the "[Your Name]" are the model's).
+BRIEF_EMAIL = (
+    "Hi there,\n"
+    "\n"
+    "Thank you for reaching out to us. I wanted to provide you with an update regarding your recent queries.\n"
+    "\n"
+    "Concerning your billing inquiry about Invoice Number INV-7890, we understand that the amount appeared higher than expected. To address this, we have opened an investigation under Case ID INV_CASE_1468. Our team is actively looking into this and will get back to you within the next 2 business days with a resolution.\n"
+    "\n"
+    "Regarding your order status for Order ID A-12345, please note that the shipment with Standard Post is currently delayed. The tracking number SP40802 indicates that delivery is now expected within the next 2 to 3 days. We appreciate your patience as we work to get your order to you as promptly as possible.\n"
+    "\n"
+    "If you have any further questions or need assistance, please don’t hesitate to reach out.\n"
+    "\n"
+    "Best regards,  \n"
+    "[Your Name]  \n"
+    "Customer Support Team"
+)
+
+# The IDs the brief's workers produced (its simulated backends drew them at random).
+BRIEF_WORKER_IDS = {
+    "Billing Inquiry": ["INV-7890", "INV_CASE_1468"],
+    "Product Return": ["SuperWidget 5000", "RMA-63742"],
+    "Status Update": ["A-12345", "SP40802"],
+}

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import prompts
+from . import clients, prompts
 from .clients import LARGE
 from .errors import ModelOutputError, WorkflowError
 from .llm import achat
@@ -78,6 +78,30 @@ class Worker:
     field_labels: dict[str, str] = field(default_factory=dict)  # field -> label in the email
 
 
+@dataclass(frozen=True)
+class Span:
+    """When one part of the workflow ran, in seconds since the workflow began."""
+
+    name: str
+    start: float
+    end: float
+
+
+class Timeline:
+    """Spans of one workflow run on a clock, in the order they end."""
+
+    def __init__(self, clock) -> None:
+        self.clock, self.began, self.spans = clock, clock.now(), []
+
+    async def time(self, name: str, work: Awaitable):
+        """Await ``work`` and keep when it started and ended."""
+        start = self.clock.now() - self.began
+        try:
+            return await work
+        finally:
+            self.spans.append(Span(name, start, self.clock.now() - self.began))
+
+
 @dataclass
 class Plan:
     """The orchestrator's tasks that can be served, what was wrong with the others, and its reply."""
@@ -94,9 +118,11 @@ def _canonical_type(value: Any) -> str | None:
 
 
 def parse_tasks(reply: str) -> Plan:
-    """Read the orchestrator's reply: a JSON array, fenced or not, or an object wrapping one.
+    """Read the orchestrator's reply: a JSON array, fenced or not, or an
+    object wrapping one.
 
-    Tasks with an unknown ``query_type`` or a missing required field are reported in
+    Tasks with an unknown ``query_type``, a missing required field, or
+    the same type and parameters as an earlier task are reported in
     ``problems`` and left out; the valid ones are kept.
     """
     data = load_json(reply, ORCHESTRATOR, "a JSON array of tasks")
@@ -105,49 +131,76 @@ def parse_tasks(reply: str) -> Plan:
     else:
         items, _ = find_list(data, "tasks")
     if items is None:
+        got = describe(data)
         raise ModelOutputError(
             ORCHESTRATOR,
-            f"the reply is not a JSON array of tasks (got {describe(data)})",
+            f"the reply is not a JSON array of tasks (got {got})",
             "retry; raw reply in error.raw",
             raw=reply,
         )
     tasks, problems = [], []
     for number, item in enumerate(items, 1):
+        name = f"task {number}"
         if not isinstance(item, dict):
-            problems.append(f"task {number} is {describe(item)}, not an object; skipped")
+            what = describe(item)
+            problems.append(f"{name} is {what}, not an object; skipped")
             continue
         query_type = _canonical_type(item.get("query_type"))
         if query_type is None:
-            problems.append(
-                f"task {number} has unknown query_type {item.get('query_type')!r}; skipped"
-            )
+            kind = item.get("query_type")
+            note = f"{name} has unknown query_type {kind!r}; skipped"
+            problems.append(note)
             continue
-        params = {k: str(v).strip() for k, v in item.items() if k != "query_type" and v is not None}
+        name += f" ({query_type})"
+        given = {k: v for k, v in item.items() if v is not None}
+        given.pop("query_type", None)
+        params = {k: str(v).strip() for k, v in given.items()}
         worker = WORKERS[query_type]
         missing = [f for f in worker.required if not params.get(f)]
-        for name in [m for m in missing if m in worker.defaults]:
-            params[name] = worker.defaults[name]
-            problems.append(
-                f"task {number} ({query_type}) has no {name}; using {worker.defaults[name]!r}"
-            )
+        for field_name in [m for m in missing if m in worker.defaults]:
+            default = worker.defaults[field_name]
+            params[field_name] = default
+            note = f"{name} has no {field_name}; using {default!r}"
+            problems.append(note)
         missing = [m for m in missing if m not in worker.defaults]
         if missing:
-            problems.append(f"task {number} ({query_type}) lacks {', '.join(missing)}; skipped")
+            problems.append(f"{name} lacks {', '.join(missing)}; skipped")
             continue
-        tasks.append(Task(query_type, params))
+        task = Task(query_type, params)
+        if task in tasks:  # a repeat would open a second case
+            problems.append(f"{name} repeats an earlier task; skipped")
+            continue
+        tasks.append(task)
     return Plan(tasks, problems, reply)
 
 
 async def orchestrator(
-    complex_query: str, *, model: str | None = None, calls: list[Call] | None = None
+    complex_query: str,
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> Plan:
-    """Break a customer's message into tasks with one LLM call."""
+    """Break a customer's message into tasks with one LLM call.
+
+    ``prompt``: a template to use instead of prompts.ORCHESTRATOR.
+    """
     complex_query = complex_query.strip()
     if not complex_query:
-        raise WorkflowError(ORCHESTRATOR, "the customer message is empty", "pass some text")
-    prompt = prompts.ORCHESTRATOR.format(complex_query=complex_query)
+        raise WorkflowError(
+            ORCHESTRATOR,
+            "the customer message is empty",
+            "pass some text",
+        )
+    template = prompts.ORCHESTRATOR if prompt is None else prompt
+    text = template.format(complex_query=complex_query)
+    messages = [{"role": "user", "content": text}]
     reply = await achat(
-        ORCHESTRATOR, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
+        ORCHESTRATOR,
+        messages,
+        model=model,
+        size=SIZE,
+        calls=calls,
     )
     return parse_tasks(reply)
 
@@ -166,27 +219,41 @@ async def handle_billing_worker(
     invoice_number: str,
     original_user_query: str,
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> WorkerResult:
-    """Extract the customer's concern about the invoice with the LLM, then open a (simulated) case."""
-    prompt = prompts.BILLING_WORKER_EXTRACTOR.format(
-        invoice_number=invoice_number, original_user_query=original_user_query
+    """Extract the customer's concern about the invoice with the LLM,
+    then open a (simulated) case.
+
+    ``prompt``: a template instead of prompts.BILLING_WORKER_EXTRACTOR.
+    """
+    template = prompt or prompts.BILLING_WORKER_EXTRACTOR
+    text = template.format(
+        invoice_number=invoice_number,
+        original_user_query=original_user_query,
     )
+    messages = [{"role": "user", "content": text}]
     reply = await achat(
-        BILLING_WORKER, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
+        BILLING_WORKER,
+        messages,
+        model=model,
+        size=SIZE,
+        calls=calls,
     )
     concern = reply.strip()
-    investigation_id = case_id(invoice_number)
+    case = case_id(invoice_number)
+    action = f"[Billing Worker] Investigating invoice {invoice_number}"
     return WorkerResult(
         "BillingInquiry",
         {
             "invoice_number": invoice_number,
             "user_concern": concern,
-            "action_taken": f"An investigation (Case ID: {investigation_id}) has been opened regarding your concern.",
+            "action_taken": f"An investigation (Case ID: {case}) has "
+            "been opened regarding your concern.",
             "resolution_eta": "2 business days",
         },
-        f"[Billing Worker] Investigating invoice {invoice_number} for concern: '{concern}'",
+        f"{action} for concern: '{concern}'",
     )
 
 
@@ -226,19 +293,24 @@ _STATUSES = [
 
 
 async def handle_status_worker(order_id: str) -> WorkerResult:
-    """Look up an order's (simulated) status; the same order ID always gets the same status."""
+    """Look up an order's (simulated) status; the same order ID always
+    gets the same status."""
     status = _STATUSES[_number(order_id, len(_STATUSES))]
-    tracking = f"{status['prefix']}{10000 + _number('tracking ' + order_id, 90000)}"
+    action = f"[Status Worker] Fetched status for order {order_id}"
+    tracking = "N/A"
+    if status["prefix"]:  # a carrier's tracking number, once shipped
+        number = 10000 + _number("tracking " + order_id, 90000)
+        tracking = f"{status['prefix']}{number}"
     return WorkerResult(
         "StatusUpdate",
         {
             "order_id": order_id,
             "current_status": status["status"],
             "carrier": status["carrier"],
-            "tracking_number": tracking if status["prefix"] else "N/A",
+            "tracking_number": tracking,
             "expected_delivery": status["eta"],
         },
-        f"[Status Worker] Fetched status for order {order_id}: {status['status']}",
+        f"{action}: {status['status']}",
     )
 
 
@@ -290,18 +362,20 @@ WORKERS: dict[str, Worker] = {
 
 
 def format_results(results: list[WorkerResult]) -> str:
-    """Every worker result as a block of bullet points; no result is left out.
+    """Every worker result as a block of bullet points; none left out.
 
-    (The lesson's first synthesizer matched each result against a list of task names and
-    misspelt one, 'ProductReturn' for 'Product Return', so the return silently vanished.)
+    (The lesson's first synthesizer matched each result against a list
+    of task names and misspelt one, 'ProductReturn' for 'Product
+    Return', so the return silently vanished.)
     """
     blocks = []
     for result in results:
         labels = WORKERS[result.task].field_labels
         lines = [f"Regarding your {result.label}:"]
         for name, value in result.fields.items():
+            label = labels.get(name, name.replace("_", " ").title())
             if value != "N/A":
-                lines.append(f"  - {labels.get(name, name.replace('_', ' ').title())}: {value}")
+                lines.append(f"  - {label}: {value}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -310,13 +384,16 @@ async def synthesizer(
     results: list[WorkerResult],
     *,
     signature: str = DEFAULT_SIGNATURE,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> str:
-    """Write one friendly email to the customer from all the worker results."""
-    prompt = prompts.SYNTHESIZER.format(
-        formatted_results=format_results(results), signature=signature
-    )
+    """Write one friendly email to the customer from all the worker results.
+
+    ``prompt``: a template to use instead of prompts.SYNTHESIZER.
+    """
+    template = prompts.SYNTHESIZER if prompt is None else prompt
+    prompt = template.format(formatted_results=format_results(results), signature=signature)
     return await achat(
         SYNTHESIZER, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
     )
@@ -333,6 +410,9 @@ class CustomerReply:
     email: str | None
     calls: list[Call] = field(default_factory=list)
     raw_plan: str = ""
+    # When each part ran (orchestrator, each worker, synthesizer), in the order they
+    # finished, on clients.clock(): simulated in replay with a simulated latency.
+    timeline: list[Span] = field(default_factory=list)
 
     @property
     def actions(self) -> list[str]:
@@ -348,15 +428,26 @@ class CustomerReply:
 
 
 async def process_customer_message(
-    user_query: str, *, signature: str = DEFAULT_SIGNATURE, model: str | None = None
+    user_query: str,
+    *,
+    signature: str = DEFAULT_SIGNATURE,
+    model: str | None = None,
 ) -> CustomerReply:
-    """Orchestrator -> concurrent workers -> synthesizer. Failed tasks are reported, not fatal."""
+    """Orchestrator -> concurrent workers -> synthesizer. A failed task
+    is reported, not fatal."""
     calls: list[Call] = []
+    timeline = Timeline(clients.clock())
     user_query = user_query.strip()
-    plan = await orchestrator(user_query, model=model, calls=calls)
+    plan = await timeline.time(
+        ORCHESTRATOR,
+        orchestrator(user_query, model=model, calls=calls),
+    )
     job = Job(user_query, model, calls)
+    labels = [f"{WORKERS[t.query_type].label} worker" for t in plan.tasks]
+    handlers = [WORKERS[t.query_type].handler(t, job) for t in plan.tasks]
     outcomes = await asyncio.gather(
-        *(WORKERS[t.query_type].handler(t, job) for t in plan.tasks), return_exceptions=True
+        *map(timeline.time, labels, handlers),
+        return_exceptions=True,
     )
     results, problems = [], list(plan.problems)
     for task, outcome in zip(plan.tasks, outcomes, strict=True):
@@ -368,10 +459,26 @@ async def process_customer_message(
             results.append(outcome)
     email = None
     if results:
+        write = synthesizer(
+            results,
+            signature=signature,
+            model=model,
+            calls=calls,
+        )
         try:
-            email = await synthesizer(results, signature=signature, model=model, calls=calls)
-        except WorkflowError as error:  # keep the served tasks; say why there is no email
+            email = await timeline.time(SYNTHESIZER, write)
+        except WorkflowError as error:  # keep the tasks served; say why
             problems.append(str(error))
     else:
-        problems.append("no task could be served, so no email was written")
-    return CustomerReply(user_query, plan.tasks, problems, results, email, calls, plan.raw)
+        note = "no task could be served, so no email was written"
+        problems.append(note)
+    return CustomerReply(
+        user_query,
+        plan.tasks,
+        problems,
+        results,
+        email,
+        calls,
+        plan.raw,
+        timeline.spans,
+    )

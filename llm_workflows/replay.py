@@ -12,10 +12,12 @@ response parsing and error handling all run as they do live.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -141,10 +143,66 @@ def _is_chat_completion(request) -> bool:
     return request.method == "POST" and request.url.path.endswith("/chat/completions")
 
 
-def replay_transport(http: ModuleType, recordings: Store):
-    """A MockTransport (of httpx or httpx2) that answers from ``recordings``."""
+class Clock:
+    """Seconds for timing a workflow: the wall clock (``perf_counter``)."""
 
-    def handle(request):
+    simulated = False
+    latency = 0.0
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+
+class SimulatedClock(Clock):
+    """Replay's simulated latency: every replayed call really waits ``latency`` seconds,
+    and is timed on a simulated clock that ignores the machine's own overheads.
+
+    A call starts, on this clock, at the latest simulated end of the calls that had
+    finished when it was sent, and ends ``latency`` later: calls that overlap share a
+    start, calls that waited for others start after them. So a workflow's time on this
+    clock is ``latency`` times its number of calls in a row, whatever the machine's load.
+    """
+
+    simulated = True
+
+    def __init__(self, latency: float):
+        self.latency = latency
+        self._now = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """The simulated time: the end of the last call that finished (0 before any)."""
+        return self._now
+
+    def _finish(self, start: float) -> None:
+        with self._lock:
+            self._now = max(self._now, start + self.latency)
+
+    def wait(self) -> None:
+        """One replayed call's latency, in a synchronous client."""
+        start = self._now
+        time.sleep(self.latency)
+        self._finish(start)
+
+    async def await_(self) -> None:
+        """One replayed call's latency, in an async client (other calls go on meanwhile)."""
+        start = self._now
+        await asyncio.sleep(self.latency)
+        self._finish(start)
+
+
+def replay_transport(
+    http: ModuleType,
+    recordings: Store,
+    clock: SimulatedClock | None = None,
+    asynchronous: bool = False,
+):
+    """A MockTransport (of httpx or httpx2) that answers from ``recordings``.
+
+    With a ``clock``, each answer waits for its simulated latency first.
+    """
+
+    def answer(request):
         if not _is_chat_completion(request):
             return http.Response(404, json=_error(f"replay has no {request.url.path} endpoint"))
         body = json.loads(request.content)
@@ -155,7 +213,17 @@ def replay_transport(http: ModuleType, recordings: Store):
         headers = {PROVENANCE_HEADER: found.provenance.get("source", "unknown")}
         return http.Response(200, json=found.response, headers=headers)
 
-    return http.MockTransport(handle)
+    def handle(request):
+        if clock is not None:
+            clock.wait()
+        return answer(request)
+
+    async def ahandle(request):
+        if clock is not None:
+            await clock.await_()
+        return answer(request)
+
+    return http.MockTransport(ahandle if asynchronous else handle)
 
 
 def error_body(message: str, type: str, code: str | None = None) -> dict[str, Any]:

@@ -24,12 +24,15 @@ HANDLE = "handle query"
 
 
 def normalize_intent(label: str) -> str | None:
-    """Map a classifier's reply to one of INTENTS, or None if it names none (or several).
+    """Map a classifier's reply to one of INTENTS, or None if it names
+    none (or several).
 
-    Tolerates case, quotes, markdown emphasis, hyphens, punctuation and words around the
-    label ("Category: **billing-inquiry**." -> "Billing Inquiry").
+    Tolerates case, quotes, markdown emphasis, hyphens, punctuation and
+    words around the label ("Category: **billing-inquiry**." -> "Billing
+    Inquiry").
     """
-    # Quotes, emphasis, hyphens and punctuation become spaces: "**billing-inquiry**." -> "billing inquiry"
+    # Quotes, emphasis, hyphens and punctuation become spaces:
+    # "**billing-inquiry**." -> "billing inquiry"
     text = re.sub(r"[^a-z0-9]+", " ", label.lower()).strip()
     exact = [i for i in INTENTS if text == i.lower()]
     if exact:
@@ -44,60 +47,79 @@ def _check_query(step: str, user_query: str) -> str:
     return user_query.strip()
 
 
-def classify_messages(user_query: str) -> list[dict]:
+def classify_messages(user_query: str, prompt: str | None = None) -> list[dict]:
+    """The classifier's messages for a query (live calls and batch requests send these)."""
+    template = prompts.CLASSIFY_INTENT if prompt is None else prompt
     return [
         {"role": "system", "content": prompts.CLASSIFY_SYSTEM},
-        {"role": "user", "content": prompts.CLASSIFY_INTENT.format(user_query=user_query)},
+        {"role": "user", "content": template.format(user_query=user_query)},
     ]
 
 
 def classify_intent(
-    user_query: str, *, model: str | None = None, calls: list[Call] | None = None
+    user_query: str,
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
-    """Step 1: the classifier's label for the query, as the model wrote it (stripped)."""
+    """Step 1: the classifier's label for the query, as the model wrote
+    it (stripped). ``prompt``: instead of prompts.CLASSIFY_INTENT."""
     user_query = _check_query(CLASSIFY, user_query)
-    return chat(
-        CLASSIFY, classify_messages(user_query), model=model, size=SIZE, calls=calls
-    ).strip()
+    messages = classify_messages(user_query, prompt)
+    reply = chat(CLASSIFY, messages, model=model, size=SIZE, calls=calls)
+    return reply.strip()
 
 
 async def aclassify_intent(
-    user_query: str, *, model: str | None = None, calls: list[Call] | None = None
+    user_query: str,
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> str:
     """Async :func:`classify_intent`."""
     user_query = _check_query(CLASSIFY, user_query)
     reply = await achat(
-        CLASSIFY, classify_messages(user_query), model=model, size=SIZE, calls=calls
+        CLASSIFY, classify_messages(user_query, prompt), model=model, size=SIZE, calls=calls
     )
     return reply.strip()
 
 
 def choose_prompt(user_query: str, intent: str | None) -> tuple[str, str]:
-    """Step 2: the route for an intent and its prompt, formatted once. Unknown -> fallback."""
+    """Step 2: the route for an intent and its prompt, formatted once.
+    An unknown intent (None) takes the fallback route."""
     if intent == TECHNICAL_SUPPORT:
-        return TECHNICAL_SUPPORT, prompts.TECHNICAL_SUPPORT.format(user_query=user_query)
+        route, template = TECHNICAL_SUPPORT, prompts.TECHNICAL_SUPPORT
     elif intent == BILLING_INQUIRY:
-        return BILLING_INQUIRY, prompts.BILLING_INQUIRY.format(user_query=user_query)
+        route, template = BILLING_INQUIRY, prompts.BILLING_INQUIRY
     elif intent == GENERAL_QUESTION:
-        return GENERAL_QUESTION, prompts.GENERAL_QUESTION.format(user_query=user_query)
+        route, template = GENERAL_QUESTION, prompts.GENERAL_QUESTION
     else:
-        # Out of scope or unreadable: ask the customer to rephrase rather than guess.
-        return FALLBACK, prompts.GENERAL_QUESTION.format(user_query=user_query)
+        # Out of scope or unreadable: ask to rephrase rather than guess.
+        route, template = FALLBACK, prompts.GENERAL_QUESTION
+    return route, template.format(user_query=user_query)
 
 
 def handle_query(
     user_query: str,
     intent: str | None,
     *,
+    prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> str:
-    """Step 3: answer the query with the prompt of its route."""
+    """Step 3: answer the query with the prompt of its route.
+
+    ``prompt``: a template to use instead of the route's own.
+    """
     user_query = _check_query(HANDLE, user_query)
-    _, prompt = choose_prompt(user_query, normalize_intent(intent or ""))
-    return chat(
-        HANDLE, [{"role": "system", "content": prompt}], model=model, size=SIZE, calls=calls
-    )
+    if prompt is None:
+        _, text = choose_prompt(user_query, normalize_intent(intent or ""))
+    else:
+        text = prompt.format(user_query=user_query)
+    messages = [{"role": "system", "content": text}]
+    return chat(HANDLE, messages, model=model, size=SIZE, calls=calls)
 
 
 @dataclass

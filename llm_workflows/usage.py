@@ -85,7 +85,7 @@ def calls_table(calls: Iterable[Call], seconds: bool = True) -> str:
     steps: dict[tuple[str, str], list[Call]] = {}
     for call in calls:
         steps.setdefault((call.step, call.model), []).append(call)
-    header = ["step", "model", "reply", "calls", "prompt tok", "completion tok", "cost $"]
+    header = ["step", "model", "reply", "calls", "tok in", "tok out", "cost $"]
     if seconds:
         header.insert(6, "seconds")
     groups = [

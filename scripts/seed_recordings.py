@@ -20,13 +20,16 @@ count may differ by a few tokens; each recording says how its usage was obtained
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from llm_workflows import faq, lesson, orchestration, replay, routing
 from llm_workflows.errors import WorkflowError
+from llm_workflows.provenance import ORIGINS, same_text
 from llm_workflows.replay import Recording, chat_completion, request_key
 from llm_workflows.testing import Answer, FakeModel, Request, error
 
@@ -34,8 +37,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 AUTHORED = {orchestration.SYNTHESIZER: "authored"}  # steps whose reply is not in the brief
 NOTES = {
-    "brief": "reply text from the lesson brief's recorded output",
+    "brief": "the request is the brief's own prompt for this step (ignoring whitespace) and "
+    "the reply is the brief's recorded output, word for word",
     "authored": "written by hand: the brief has no recording of this reply",
+}
+# Steps whose reply the brief printed only after parsing it: their raw reply is rebuilt
+# from that printout (provenance "rebuilt"), and the note says how.
+PRINTED_PARSED = {
+    faq.SINGLE_CALL: "the brief printed json.dumps(json.loads(reply), indent=2), not the raw "
+    "reply; the reply stored is that printout",
+    faq.GENERATE_QUESTIONS: "the brief printed only the parsed questions; the reply stored "
+    'is {"questions": [...]} rebuilt from them',
+    faq.FIND_SOURCES: "the brief printed only the parsed list of sources; the reply stored is "
+    '{"sources": [...]} rebuilt from it',
+    orchestration.ORCHESTRATOR: "the brief printed json.dumps(json.loads(reply), indent=2), "
+    "not the raw reply; the reply stored is that printout",
 }
 USAGE_NOTE = (
     "usage counted offline with o200k_base (quicktok-v1 0.4.0) plus 3 tokens per message "
@@ -74,6 +90,9 @@ def brief_replies(path: Path) -> dict:
     orch = blocks[5]
     tasks = orch.split("Deconstructed tasks from Orchestrator:\n", 1)[1].split("\n\nDispatching")[0]
     concern = re.search(r"for concern: '(.*)'", orch).group(1)
+    email = orch.split("--- Final Synthesized Response ---\n", 1)[1].rsplit("\n---", 1)[0]
+    if email != lesson.BRIEF_EMAIL:
+        sys.exit("seed-recordings: lesson.BRIEF_EMAIL is not the email the brief printed")
     return {
         "single": json.dumps(json.loads(single), indent=2),  # stored as the brief printed it
         "questions": json.dumps({"questions": [f["question"] for f in faq_list]}),
@@ -86,6 +105,100 @@ def brief_replies(path: Path) -> dict:
     }
 
 
+@dataclass
+class BriefRun:
+    """The brief's own prompts, system messages and inputs, read from its code, to build the
+    request the brief sent for a step (and so to tell whether ours is the same)."""
+
+    templates: dict[str, str]
+    systems: list[str]  # single call, questions, answer, sources, classify: in code order
+    combined: str  # the brief's pages, combined as its code did
+    queries: list[str]
+    message: str
+
+    @classmethod
+    def read(cls, path: Path) -> BriefRun:
+        code = path.read_text(encoding="utf-8").split("<notebook-code>", 1)[1]
+        templates: dict[str, str] = {}
+        for name, text in re.findall(r'^(prompt_\w+) = f?"""\n(.*?)"""', code, re.M | re.S):
+            templates.setdefault(name, text.strip())  # the first definition of each
+        pages = re.findall(r'"title": "(.*?)",\s*"content": """(.*?)"""', code, re.S)
+        combined = "\n\n".join(f"Source Title: {t}\nContent: {c}" for t, c in pages)
+        return cls(
+            templates=templates,
+            systems=re.findall(r'\{"role": "system", "content": "([^"]*)"\}', code),
+            combined=combined,
+            queries=re.findall(r'^query_\d = "(.*)"$', code, re.M),
+            message=re.search(r'complex_customer_query = """\n(.*?)"""', code, re.S).group(1),
+        )
+
+    def request(self, step: str, **values: str) -> dict:
+        """The model and messages the brief's code sent for ``step`` with these inputs."""
+        t, nano, mini = self.templates, "gpt-4.1-nano", "gpt-4.1-mini"
+        pages = {"combined_content": self.combined}
+        chain = {
+            faq.SINGLE_CALL: (0, "prompt_complex"),
+            faq.GENERATE_QUESTIONS: (1, "prompt_generate_questions"),
+            faq.ANSWER: (2, "prompt_answer_question"),
+            faq.FIND_SOURCES: (3, "prompt_find_sources"),
+        }
+        if step in chain:
+            system, name = chain[step]
+            user = t[name].format(**pages, **values)
+            return _request(nano, ("system", self.systems[system]), ("user", user))
+        if step == routing.CLASSIFY:
+            user = t["prompt_classification"].format(**values)
+            return _request(mini, ("system", self.systems[4]), ("user", user))
+        if step == routing.HANDLE:  # the brief's if/elif/else, its else the general prompt
+            intent = values.pop("intent")
+            name = {
+                "Technical Support": "prompt_technical_support",
+                "Billing Inquiry": "prompt_billing_inquiry",
+            }.get(intent, "prompt_general_question")
+            return _request(mini, ("system", t[name].format(**values)))
+        if step == orchestration.ORCHESTRATOR:
+            return _request(mini, ("user", t["prompt_orchestrator"].format(**values)))
+        if step == orchestration.BILLING_WORKER:
+            user = t["prompt_billing_worker_extractor"].format(**values)
+            return _request(mini, ("user", user))
+        raise KeyError(step)
+
+
+def _request(model: str, *messages: tuple[str, str]) -> dict:
+    return {"model": model, "messages": [{"role": r, "content": c} for r, c in messages]}
+
+
+def provenance_of(step: str, body: dict, brief: dict | None) -> tuple[str, str]:
+    """(source, note) of the recording of ``body``: ``brief`` only if the request is the
+    brief's own for this step (ignoring whitespace) and the brief printed the raw reply."""
+    if step in AUTHORED or brief is None:
+        return "authored", NOTES["authored"]
+    ours = [body["model"], *(f"{m['role']}: {m['content']}" for m in body["messages"])]
+    theirs = [brief["model"], *(f"{m['role']}: {m['content']}" for m in brief["messages"])]
+    if not same_text("\n".join(ours), "\n".join(theirs)):
+        note = "a model wrote this reply for the brief's prompt, which differs from ours: " + (
+            _difference("\n".join(theirs), "\n".join(ours))
+        )
+        if step in PRINTED_PARSED:
+            note += "; also, " + PRINTED_PARSED[step]
+        return "reused", note
+    if step in PRINTED_PARSED:
+        return "rebuilt", PRINTED_PARSED[step]
+    return "brief", NOTES["brief"]
+
+
+def _difference(brief: str, ours: str) -> str:
+    """The first line that differs, as the brief had it and as we have it."""
+
+    def lines(text: str) -> list[str]:
+        return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+    diff = list(difflib.ndiff(lines(brief), lines(ours)))
+    old = next(line[2:] for line in diff if line.startswith("- "))
+    new = next(line[2:] for line in diff if line.startswith("+ "))
+    return f"the brief's said {old!r}, ours says {new!r}"
+
+
 def count_usage(body: dict, reply: str, encoding) -> tuple[int, int]:
     """(prompt, completion) tokens: o200k_base plus the documented chat overhead."""
 
@@ -96,44 +209,74 @@ def count_usage(body: dict, reply: str, encoding) -> tuple[int, int]:
     return prompt, tokens(reply)
 
 
-def drive_steps(fake: FakeModel, replies: dict, email: str) -> None:
+def drive_steps(fake: FakeModel, replies: dict, email: str, run: BriefRun) -> list[dict | None]:
     """Each step of the lesson once, called by the package itself, with the brief's reply for
-    that input set on the fake model by step (so no prompt text is read to find the step)."""
+    that input set on the fake model by step (so no prompt text is read to find the step).
+
+    Returns, in call order, the request the brief's code sent for the same step and inputs
+    (None for the synthesizer, whose input changed), to compare with ours.
+    """
     documents = lesson.WEBPAGES
+    brief: list[dict | None] = []
     fake.replies = {faq.SINGLE_CALL: replies["single"]}
     faq.single_call_faq(documents)
+    brief.append(run.request(faq.SINGLE_CALL))
     fake.replies = {faq.GENERATE_QUESTIONS: replies["questions"]}
-    for question in faq.generate_questions(documents):
+    questions = faq.generate_questions(documents)
+    brief.append(run.request(faq.GENERATE_QUESTIONS))
+    for question in questions:
         fake.replies = {
             faq.ANSWER: replies["answers"][question],
             faq.FIND_SOURCES: replies["sources"][question],
         }
-        faq.find_sources(question, faq.answer_question(question, documents), documents)
-    for query in lesson.ROUTING_QUERIES:
+        answer = faq.answer_question(question, documents)
+        faq.find_sources(question, answer, documents)
+        brief.append(run.request(faq.ANSWER, question=question))
+        brief.append(run.request(faq.FIND_SOURCES, question=question, answer=answer))
+    for query, brief_query in zip(lesson.ROUTING_QUERIES, run.queries, strict=True):
         fake.replies = {
             routing.CLASSIFY: replies["intents"][query],
             routing.HANDLE: replies["handled"][query],
         }
-        routing.handle_query(query, routing.classify_intent(query))
+        intent = routing.classify_intent(query)
+        routing.handle_query(query, intent)
+        brief.append(run.request(routing.CLASSIFY, user_query=brief_query))
+        brief.append(run.request(routing.HANDLE, user_query=brief_query, intent=intent))
     fake.replies = {
         orchestration.ORCHESTRATOR: replies["tasks"],
         orchestration.BILLING_WORKER: replies["concern"],
         orchestration.SYNTHESIZER: email,
     }
-    asyncio.run(orchestration.process_customer_message(lesson.CUSTOMER_MESSAGE))
+    reply = asyncio.run(orchestration.process_customer_message(lesson.CUSTOMER_MESSAGE))
+    brief.append(run.request(orchestration.ORCHESTRATOR, complex_query=run.message))
+    (invoice,) = [
+        t.params["invoice_number"] for t in reply.tasks if t.query_type == "BillingInquiry"
+    ]
+    brief.append(
+        run.request(
+            orchestration.BILLING_WORKER, invoice_number=invoice, original_user_query=run.message
+        )
+    )
+    brief.append(None)  # the synthesizer
+    return brief
 
 
-def recordings_of(fake: FakeModel) -> dict[str, Recording]:
-    """A recording per distinct request the fake answered, in the order they came."""
+def recordings_of(fake: FakeModel, brief: list[dict | None]) -> dict[str, Recording]:
+    """A recording per distinct request the fake answered, in the order they came, labelled
+    by comparing it with the brief's request for the same step (``brief``, in call order)."""
     import quicktok
 
     encoding = quicktok.get_encoding("o200k_base")
     recordings: dict[str, Recording] = {}
-    for request in fake.requests():
+    requests = fake.requests()
+    if len(requests) != len(brief):
+        sys.exit(f"seed-recordings: {len(requests)} requests, {len(brief)} brief requests")
+    for request, brief_request in zip(requests, brief, strict=True):
         if request.outcome != "reply" or request.reply is None:
             sys.exit(f"seed-recordings: {request.step}: no reply was set for this step")
         body, text = request.body, request.reply
-        source = AUTHORED.get(request.step, "brief")
+        source, note = provenance_of(request.step, body, brief_request)
+        assert source in ORIGINS, source
         key = request_key(body)
         response = chat_completion(
             text,
@@ -142,7 +285,7 @@ def recordings_of(fake: FakeModel) -> dict[str, Recording]:
             id=f"chatcmpl-{source}-{key[:12]}",
             created=0,  # not recorded: the brief gives no time
         )
-        provenance = {"source": source, "note": NOTES[source], "usage": USAGE_NOTE}
+        provenance = {"source": source, "note": note, "usage": USAGE_NOTE}
         recordings[key] = Recording(key, body, response, provenance)
     return recordings
 
@@ -200,8 +343,8 @@ def authored_email() -> str:
 def main() -> None:
     brief = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "lesson-brief.md"
     fake = FakeModel().install()
-    drive_steps(fake, brief_replies(brief), authored_email())
-    recordings = recordings_of(fake)
+    expected = drive_steps(fake, brief_replies(brief), authored_email(), BriefRun.read(brief))
+    recordings = recordings_of(fake, expected)
     check_coverage(recordings)
     out = replay.packaged_path()
     out.write_text("".join(r.to_line() + "\n" for r in recordings.values()), "utf-8")

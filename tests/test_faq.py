@@ -295,9 +295,15 @@ def test_lesson_chain_cites_only_document_titles():
     assert all(item.sources and set(item.sources) <= titles for item in result.items)
 
 
-def test_lesson_chain_calls_are_replayed_from_the_brief():
+def test_lesson_chain_calls_are_replayed_from_the_brief_with_their_labels():
     result = build(documents=lesson.WEBPAGES)
-    assert {c.source for c in result.calls} == {"brief"}
+    sources = {(c.step, c.source) for c in result.calls}
+    # The question prompt was reworded since the brief; the brief printed sources parsed.
+    assert sources == {
+        ("generate questions", "reused"),
+        ("answer", "brief"),
+        ("find sources", "rebuilt"),
+    }
 
 
 def test_single_call_reply_breaks_the_json_array_instruction():

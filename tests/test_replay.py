@@ -13,6 +13,7 @@ from llm_workflows import clients, replay
 from llm_workflows.errors import WorkflowError
 from llm_workflows.fake_server import FakeServer
 from llm_workflows.llm import achat, chat
+from llm_workflows.provenance import ORIGINS
 from llm_workflows.routing import CLASSIFY, classify_intent
 from llm_workflows.testing import FakeModel
 from llm_workflows.usage import Call
@@ -56,7 +57,7 @@ def test_any_parameter_change_changes_the_hash(change):
 def test_every_shipped_recording_has_a_known_provenance():
     sources = [item["provenance"].get("source") for item in shipped()]
     assert sources
-    assert set(sources) <= {"brief", "authored", "live"}
+    assert set(sources) <= set(ORIGINS)  # brief, rebuilt, reused, authored, live
 
 
 def test_live_recordings_say_when_and_with_which_model():
