@@ -346,6 +346,10 @@ def report(results: dict[str, Any]) -> tuple[str, list[str]]:
         if not ok:
             missed.append(name)
 
+    def nothing_lost(name: str, case: dict[str, Any]) -> None:
+        lost, duplicated = case["lost"], case["duplicated"]
+        row(name, f"{lost} / {duplicated}", "0 / 0", lost == duplicated == 0)
+
     if rate:
         row(
             f"throughput once warmed up ({rate['queries']:,} queries, {rate['rpm']:,} RPM)",
@@ -359,12 +363,7 @@ def report(results: dict[str, Any]) -> tuple[str, list[str]]:
             f"<= {TARGETS['share_429']:.0%}",
             rate["share_429"] <= TARGETS["share_429"],
         )
-        row(
-            "lost / duplicated results",
-            f"{rate['lost']} / {rate['duplicated']}",
-            "0 / 0",
-            rate["lost"] == rate["duplicated"] == 0,
-        )
+        nothing_lost("lost / duplicated results", rate)
     if crash:
         row(
             f"crash at {crash['killed_after_results']:,} of {crash['queries']:,}, rerun: extra requests",
@@ -372,12 +371,7 @@ def report(results: dict[str, Any]) -> tuple[str, list[str]]:
             f"<= {TARGETS['extra_requests']:.0%}",
             crash["extra_share"] <= TARGETS["extra_requests"],
         )
-        row(
-            "crash and resume: lost / duplicated",
-            f"{crash['lost']} / {crash['duplicated']}",
-            "0 / 0",
-            crash["lost"] == crash["duplicated"] == 0,
-        )
+        nothing_lost("crash and resume: lost / duplicated", crash)
     if memory:
         base, *others = memory["runs"]
         for run in others:
