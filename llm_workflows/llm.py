@@ -8,6 +8,7 @@ one WorkflowError line that names the step and says what to do.
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import openai
@@ -19,6 +20,10 @@ from .replay import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
 from .usage import Call
 
 Messages = list[dict[str, str]]
+
+# Set by bulk runs to a limits.AdaptiveLimiter: it sends each async call itself, to pace it
+# by the server's rate-limit headers and to see every 429. None: a plain client call.
+CALL_GATE: ContextVar[Any] = ContextVar("llm_workflows_call_gate", default=None)
 
 
 def _request(
@@ -49,9 +54,13 @@ def _api_message(error: openai.APIStatusError) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
-    """One line for what the client finally raised, after its own retries."""
-    retries = f"after {client.max_retries} {'retry' if client.max_retries == 1 else 'retries'}"
+def api_error(
+    step: str, error: openai.OpenAIError, client, retries: int | None = None
+) -> WorkflowError:
+    """One line for what was finally raised, after ``retries`` retries (default: the
+    client's own ``max_retries``; a bulk run's limiter retries 429s itself)."""
+    count = client.max_retries if retries is None else retries
+    after = f"after {count} {'retry' if count == 1 else 'retries'}"
     if isinstance(error, openai.NotFoundError) and getattr(error, "code", None) == MISS_CODE:
         return WorkflowError(
             step,
@@ -79,23 +88,23 @@ def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
             )
         return WorkflowError(
             step,
-            f"rate limited (429) {retries}",
+            f"rate limited (429) {after}",
             "wait a minute and retry, or lower the concurrency",
         )
     if isinstance(error, openai.InternalServerError):
         return WorkflowError(
-            step, f"the server failed ({error.status_code}) {retries}", "try again in a few minutes"
+            step, f"the server failed ({error.status_code}) {after}", "try again in a few minutes"
         )
     if isinstance(error, openai.APITimeoutError):
         return WorkflowError(
             step,
-            f"no answer within {_seconds(client.timeout)} {retries}",
+            f"no answer within {_seconds(client.timeout)} {after}",
             "retry, or raise LLM_WORKFLOWS_TIMEOUT",
         )
     if isinstance(error, openai.APIConnectionError):
         return WorkflowError(
             step,
-            f"could not connect to {client.base_url} {retries}",
+            f"could not connect to {client.base_url} {after}",
             "check your network connection and OPENAI_BASE_URL",
         )
     if isinstance(error, openai.NotFoundError):
@@ -128,6 +137,13 @@ def _finish(step: str, raw, seconds: float, calls: list[Call] | None) -> str:
     )
     if calls is not None:
         calls.append(call)
+    return reply_text(step, completion)
+
+
+def reply_text(step: str, completion) -> str:
+    """The reply's text, or a ModelOutputError naming the step if it is not usable text.
+
+    Shared by live calls and batch results, so both refuse the same replies."""
     if not completion.choices:
         raise ModelOutputError(step, "the reply has no choices", "retry the step")
     choice = completion.choices[0]
@@ -167,7 +183,7 @@ def chat(
     try:
         raw = client.chat.completions.with_raw_response.create(**request)
     except openai.OpenAIError as error:
-        raise _api_error(step, error, client) from error
+        raise api_error(step, error, client) from error
     return _finish(step, raw, time.perf_counter() - start, calls)
 
 
@@ -185,7 +201,11 @@ async def achat(
     client = clients.get_async_client()
     start = time.perf_counter()
     try:
-        raw = await client.chat.completions.with_raw_response.create(**request)
+        gate = CALL_GATE.get()
+        if gate is None:
+            raw = await client.chat.completions.with_raw_response.create(**request)
+        else:
+            raw = await gate.send(client, request)
     except openai.OpenAIError as error:
-        raise _api_error(step, error, client) from error
+        raise api_error(step, error, client) from error
     return _finish(step, raw, time.perf_counter() - start, calls)
