@@ -30,8 +30,9 @@ OPENAIS = ["openai==2.54.0", "openai>=3,<4"]  # what Colab ships; the newest 3.x
 UNSET = {
     name: None for name in os.environ if name.startswith(("OPENAI_", "GEMINI_", "LLM_WORKFLOWS_"))
 }
-# These test the repository (the lesson pair, the install cell, the built wheel), not how
-# the package uses each openai: `make test` runs them, with the dev tools they need.
+# These test the repository (the lesson pair and its rendering, the install cell, the built
+# wheel), not how the package uses each openai: `make test` runs them, with the dev tools
+# they need (nbformat, jupytext, build).
 REPOSITORY_TESTS = [
     "test_lesson.py",
     "test_lesson_render.py",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m llm_workflows {faq,route,orchestrate,demo} [--json]``.
+"""Command line: ``python -m llm_workflows {faq,route,orchestrate,demo,batch} [--json]``.
 
 Each command is a ``run_*`` function with typed parameters that returns an ``Outcome``;
 ``main`` parses argv, calls one, and prints what it returned.
@@ -13,11 +13,15 @@ import json
 import sys
 import textwrap
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from . import clients, lesson
+import openai
+
+from . import batch, bulk, clients, lesson
+from .bulk import DEFAULT_CONCURRENCY as DEFAULT_BULK_CONCURRENCY
 from .documents import read_documents
 from .errors import WorkflowError
 from .faq import (
@@ -30,6 +34,7 @@ from .faq import (
     FAQResult,
     build_faq,
 )
+from .llm import api_error
 from .orchestration import (
     DEFAULT_SIGNATURE,
     ORCHESTRATOR,
@@ -263,6 +268,145 @@ def _show_warning(shown, message, category, filename, lineno, file=None, line=No
         shown(message, category, filename, lineno, file, line)
 
 
+def _bulk_outcome(summary, noun: str) -> Outcome:
+    """A bulk run's summary line, and an error line if some items failed."""
+    errors = []
+    if summary.failed:
+        errors.append(
+            f"{summary.failed} {noun}(s) failed; their errors are in {summary.output}; "
+            "rerun with --retry-failed to run them again"
+        )
+    return Outcome({"summary": summary.line()}, summary.line(), errors)
+
+
+async def run_route_file(
+    input: str | Path,
+    output: str | Path,
+    concurrency: int = DEFAULT_BULK_CONCURRENCY,
+    retry_failed: bool = False,
+) -> Outcome:
+    """Route every query of a file into a JSONL file of results (streamed, resumable)."""
+    summary = await bulk.route_file(
+        input, output, concurrency=concurrency, retry_failed=retry_failed
+    )
+    return _bulk_outcome(summary, "query")
+
+
+async def run_orchestrate_file(
+    input: str | Path,
+    output: str | Path,
+    signature: str = DEFAULT_SIGNATURE,
+    concurrency: int = DEFAULT_BULK_CONCURRENCY,
+    retry_failed: bool = False,
+) -> Outcome:
+    """Answer every customer message of a file into a JSONL file of replies."""
+    summary = await bulk.orchestrate_file(
+        input, output, signature=signature, concurrency=concurrency, retry_failed=retry_failed
+    )
+    return _bulk_outcome(summary, "message")
+
+
+def _batch_call(action: str, work: Callable[[], str]) -> Outcome:
+    """Run one batch action; an API error becomes one line naming it."""
+    try:
+        text = work()
+    except openai.OpenAIError as error:  # one line, as for the workflows' own calls
+        raise api_error(f"batch {action}", error, clients.get_client()) from error
+    return Outcome({"message": text}, text)
+
+
+async def run_batch_submit(input: str | Path, state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+    """Upload one classify request per query and start the first batch of a routing run."""
+
+    def submit() -> str:
+        run = batch.submit_route(input, state)
+        batch_id = run.batches[run.step]["batch_id"]
+        return f"batch route: submitted {batch_id} (classify); state in {state}"
+
+    return _batch_call("submit", submit)
+
+
+async def run_batch_status(state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+    """One line on where the batch run stands."""
+    return _batch_call("status", lambda: batch.status(state))
+
+
+async def run_batch_collect(output: str | Path, state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+    """Collect the finished step: submit the second batch, or write the results."""
+    return _batch_call("collect", lambda: batch.collect(output, state))
+
+
+def _route_command(args: argparse.Namespace) -> Awaitable[Outcome]:
+    """``route QUERY...`` or ``route --input FILE --output FILE``."""
+    if _bulk_args("route", "query", bool(args.queries), args):
+        return run_route_file(args.input, args.output, args.concurrency, args.retry_failed)
+    return run_route(args.queries, args.progress)
+
+
+def _orchestrate_command(args: argparse.Namespace) -> Awaitable[Outcome]:
+    """``orchestrate QUERY`` (``-``: stdin) or ``orchestrate --input FILE --output FILE``."""
+    if _bulk_args("orchestrate", "message", args.query is not None, args):
+        return run_orchestrate_file(
+            args.input, args.output, args.signature, args.concurrency, args.retry_failed
+        )
+    query = sys.stdin.read().strip() if args.query == "-" else args.query
+    return run_orchestrate(query, args.signature, args.progress)
+
+
+def _bulk_args(command: str, noun: str, given: bool, args: argparse.Namespace) -> bool:
+    """True for a bulk run (--input); a one-line error for a mix that makes no sense."""
+    if args.input is None:
+        if args.output is not None:
+            raise WorkflowError(command, "--output needs --input FILE")
+        if not given:
+            raise WorkflowError(command, f"give a {noun}, or --input FILE")
+        return False
+    if given:
+        raise WorkflowError(command, f"give either {noun}s or --input, not both")
+    if args.output is None:
+        raise WorkflowError(command, "--input needs --output RESULTS.jsonl")
+    return True
+
+
+def _add_bulk_options(parser: argparse.ArgumentParser, field: str) -> None:
+    """``--input FILE --output RESULTS.jsonl``: a streamed, resumable bulk run."""
+    group = parser.add_argument_group("bulk run from a file")
+    group.add_argument(
+        "--input",
+        metavar="FILE",
+        help=f'JSONL ({{"id": ..., "{field}": ...}} per line) or text, one per line',
+    )
+    group.add_argument("--output", metavar="RESULTS.jsonl", help="appended to; resumes")
+    group.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_BULK_CONCURRENCY,
+        metavar="N",
+        help="most items in flight (the rate limiter may use fewer)",
+    )
+    group.add_argument("--retry-failed", action="store_true", help="run the failed items again")
+
+
+def _add_batch_command(sub) -> None:
+    """``batch submit route --input FILE``, ``batch status``, ``batch collect --output FILE``."""
+    parser = sub.add_parser("batch", help="route a file of queries with the Batch API (half price)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument(
+        "--state", default=batch.DEFAULT_STATE, metavar="FILE", help="where the run is kept"
+    )
+    submit = actions.add_parser("submit", parents=[state], help="upload and start the first batch")
+    submit.add_argument("workflow", choices=["route"])
+    submit.add_argument("--input", required=True, metavar="FILE")
+    submit.set_defaults(run=lambda a: run_batch_submit(a.input, a.state))
+    status = actions.add_parser("status", parents=[state], help="where the run stands")
+    status.set_defaults(run=lambda a: run_batch_status(a.state))
+    collect = actions.add_parser("collect", parents=[state], help="collect the finished step")
+    collect.add_argument("--output", required=True, metavar="RESULTS.jsonl")
+    collect.set_defaults(run=lambda a: run_batch_collect(a.output, a.state))
+    parser.set_defaults(json=False)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -277,21 +421,22 @@ def _parser() -> argparse.ArgumentParser:
         "--source", nargs="+", metavar="FILE", help="text/markdown files (default: the lesson's)"
     )
     faq.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N")
-    faq.set_defaults(run=lambda a, p: run_faq(a.source, a.concurrency, p))
+    faq.set_defaults(run=lambda a: run_faq(a.source, a.concurrency, a.progress))
     route = sub.add_parser("route", parents=[common], help="classify and answer queries")
-    route.add_argument("queries", nargs="+", metavar="QUERY")
-    route.set_defaults(run=lambda a, p: run_route(a.queries, p))
+    route.add_argument("queries", nargs="*", metavar="QUERY")
+    _add_bulk_options(route, "query")
+    route.set_defaults(run=_route_command)
     orch = sub.add_parser("orchestrate", parents=[common], help="answer one customer message")
-    orch.add_argument("query", metavar="QUERY", help="the customer's message, or - to read stdin")
-    orch.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    orch.set_defaults(
-        run=lambda a, p: run_orchestrate(
-            sys.stdin.read().strip() if a.query == "-" else a.query, a.signature, p
-        )
+    orch.add_argument(
+        "query", nargs="?", metavar="QUERY", help="the customer's message, or - to read stdin"
     )
+    orch.add_argument("--signature", default=DEFAULT_SIGNATURE)
+    _add_bulk_options(orch, "message")
+    orch.set_defaults(run=_orchestrate_command)
     demo = sub.add_parser("demo", parents=[common], help="all three on the lesson's inputs")
     demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    demo.set_defaults(run=lambda a, p: run_demo(a.signature, p))
+    demo.set_defaults(run=lambda a: run_demo(a.signature, a.progress))
+    _add_batch_command(sub)
     return parser
 
 
@@ -301,17 +446,22 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "concurrency", 1) < 1:
         print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    progress = Progress()
+    args.progress = Progress()
     with warnings.catch_warnings():
         warnings.simplefilter("always", RecordingsWarning)
         warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
         try:
-            outcome = asyncio.run(args.run(args, progress))
+            outcome = asyncio.run(args.run(args))
         except (WorkflowError, ValueError, OSError) as error:
             print(f"{PROG}: error: {redact(' '.join(str(error).split()))}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:  # keep what was finished (and paid for), then stop
-            output, count = _interrupted(progress, args.json)
+        except KeyboardInterrupt:  # one line; keep what was finished (and paid for)
+            if getattr(args, "output", None) and args.command != "batch":
+                # a bulk run's finished lines are already in its output file
+                kept = f"results written so far stay in {args.output}, rerun to resume"
+                print(f"{PROG}: interrupted; {kept}", file=sys.stderr)
+                return 130
+            output, count = _interrupted(args.progress, args.json)
             if output:
                 print(output)
             where = "printed above" if output else "so far"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from contextvars import ContextVar
 from typing import Any
 
 import openai
@@ -31,6 +32,10 @@ Messages = list[dict[str, str]]
 # A gateway (LiteLLM) names the backend model behind an alias in this header.
 SERVED_MODEL_HEADER = "x-litellm-model-name"
 OPENAI_HOST = "api.openai.com"
+
+# Set by bulk runs to a limits.AdaptiveLimiter: it sends each async call itself, to pace it
+# by the server's rate-limit headers and to see every 429. None: a plain client call.
+CALL_GATE: ContextVar[Any] = ContextVar("llm_workflows_call_gate", default=None)
 
 
 def _request(
@@ -108,10 +113,14 @@ def _connection_problem(error: openai.APIConnectionError, where: str) -> tuple[s
     return f"could not connect to {where}", "check your network connection and OPENAI_BASE_URL"
 
 
-def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
-    """One line for what the client finally raised, after its own retries."""
-    n = client.max_retries
-    retries = f"after {n} {'retry' if n == 1 else 'retries'} by llm-workflows"
+def api_error(
+    step: str, error: openai.OpenAIError, client, retries: int | None = None
+) -> WorkflowError:
+    """One line for what was finally raised, after ``retries`` retries (default: the
+    client's own ``max_retries``; a bulk run's limiter retries 429s itself)."""
+    n = client.max_retries if retries is None else retries
+    # Our retries only: a gateway in between may have retried too.
+    retries_text = f"after {n} {'retry' if n == 1 else 'retries'} by llm-workflows"
     where = safe_url(client.base_url)
     # Behind a gateway (or any server but a provider's own API) the server's own words say
     # what failed (its key to its provider, say): keep them rather than guess.
@@ -152,24 +161,24 @@ def _api_error(step: str, error: openai.OpenAIError, client) -> WorkflowError:
             )
         return WorkflowError(
             step,
-            f"rate limited (429) {retries}",
+            f"rate limited (429) {retries_text}",
             "wait a minute and retry, or lower the concurrency",
         )
     if isinstance(error, openai.InternalServerError):
         return WorkflowError(
             step,
-            f"the server failed ({error.status_code}) {retries}: {_api_message(error)}",
+            f"the server failed ({error.status_code}) {retries_text}: {_api_message(error)}",
             "try again in a few minutes",
         )
     if isinstance(error, openai.APITimeoutError):
         return WorkflowError(
             step,
-            f"no answer within {_seconds(client.timeout)} {retries}",
+            f"no answer within {_seconds(client.timeout)} {retries_text}",
             "retry, or raise LLM_WORKFLOWS_TIMEOUT",
         )
     if isinstance(error, openai.APIConnectionError):
         problem, hint = _connection_problem(error, where)
-        return WorkflowError(step, f"{problem} {retries}", hint)
+        return WorkflowError(step, f"{problem} {retries_text}", hint)
     if isinstance(error, openai.NotFoundError):
         return WorkflowError(
             step, f"not found (404): {_api_message(error)}", "check the model name"
@@ -296,6 +305,14 @@ def _finish(step: str, request: dict, raw, seconds: float, calls: list[Call] | N
     finally:  # a call that reached the server is counted, usable or not
         if calls is not None:
             calls.append(_record(step, request["model"], data, raw, seconds, prompt))
+    return reply_text(step, data)
+
+
+def reply_text(step: str, data: dict[str, Any]) -> str:
+    """The reply's text, or a ModelOutputError naming the step if it is not usable text.
+
+    ``data`` is a Chat Completions body (a JSON object). Shared by live calls and batch
+    results, so both refuse the same replies."""
     message, finish_reason = _message(step, data)
     text = _content(step, message.get("content"))
     if message.get("refusal"):
@@ -353,7 +370,7 @@ def chat(
     try:
         raw = client.chat.completions.with_raw_response.create(**request)
     except openai.OpenAIError as error:
-        raise _api_error(step, error, client) from error
+        raise api_error(step, error, client) from error
     return _finish(step, request, raw, time.perf_counter() - start, calls)
 
 
@@ -371,7 +388,11 @@ async def achat(
     client = clients.get_async_client()
     start = time.perf_counter()
     try:
-        raw = await client.chat.completions.with_raw_response.create(**request)
+        gate = CALL_GATE.get()
+        if gate is None:
+            raw = await client.chat.completions.with_raw_response.create(**request)
+        else:
+            raw = await gate.send(client, request)
     except openai.OpenAIError as error:
-        raise _api_error(step, error, client) from error
+        raise api_error(step, error, client) from error
     return _finish(step, request, raw, time.perf_counter() - start, calls)

@@ -48,7 +48,8 @@ def _check_query(step: str, user_query: str) -> str:
     return user_query.strip()
 
 
-def _classify_messages(user_query: str, prompt: str | None = None) -> list[dict]:
+def classify_messages(user_query: str, prompt: str | None = None) -> list[dict]:
+    """The classifier's messages for a query (live calls and batch requests send these)."""
     template = prompts.CLASSIFY_INTENT if prompt is None else prompt
     return [
         {"role": "system", "content": prompts.CLASSIFY_SYSTEM},
@@ -66,7 +67,7 @@ def classify_intent(
     """Step 1: the classifier's label for the query, as the model wrote
     it (stripped). ``prompt``: instead of prompts.CLASSIFY_INTENT."""
     user_query = _check_query(CLASSIFY, user_query)
-    messages = _classify_messages(user_query, prompt)
+    messages = classify_messages(user_query, prompt)
     reply = chat(CLASSIFY, messages, model=model, size=SIZE, calls=calls)
     return reply.strip()
 
@@ -81,7 +82,7 @@ async def aclassify_intent(
     """Async :func:`classify_intent`."""
     user_query = _check_query(CLASSIFY, user_query)
     reply = await achat(
-        CLASSIFY, _classify_messages(user_query, prompt), model=model, size=SIZE, calls=calls
+        CLASSIFY, classify_messages(user_query, prompt), model=model, size=SIZE, calls=calls
     )
     return reply.strip()
 

@@ -238,6 +238,7 @@ class FakeModel:
         latency: float = 0.0,
         jitter: float = 0.0,
         seed: int | None = 0,
+        keep_requests: bool = True,
     ):
         self.replies: dict[str, Reply] = dict(replies or {})
         self.default = default
@@ -247,6 +248,7 @@ class FakeModel:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._seen: list[Request] = []
+        self.keep_requests = keep_requests  # False: keep none (a run of 100,000 stays small)
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._middleware: list[Middleware] = []
         self.in_flight = self.peak = 0  # answers being waited for now, and at most
@@ -398,8 +400,9 @@ class FakeModel:
         else:
             outcome, answer = fault.kind, self._fault_answer(fault, request)
         request.outcome, request.reply = outcome, _text(answer)
-        with self._lock:
-            self._seen.append(request)
+        if self.keep_requests:
+            with self._lock:
+                self._seen.append(request)
         return answer
 
     # -- in-process: a MockTransport of httpx or httpx2 --

@@ -15,6 +15,7 @@ PRICES_PER_MILLION: dict[str, Price] = dict(OPENAI.prices)
 PRICES: dict[str, Price] = {
     model: price for provider in PROVIDERS.values() for model, price in provider.prices.items()
 }
+BATCH_PRICE_FACTOR = 0.5  # the Batch API bills half the price of the same call made live
 
 
 @dataclass(frozen=True)

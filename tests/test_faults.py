@@ -1157,6 +1157,22 @@ def test_an_html_200_fails_one_question_and_the_nine_others_are_kept(
     assert len(data["calls"]) == 20  # 1 + 9 × 2 + the unusable answer, counted
 
 
+@hostile("200", "200 `text/html` for one of three queries of a bulk run (route --input --output)")
+def test_an_html_200_in_a_bulk_run_fails_only_its_item(
+    tmp_path, capsys, shows="classify intent: the server's reply is not JSON (200 text/html"
+):
+    page = _text("text/html", b"<html><body>Please log in.</body></html>")
+    fakes.script(except_for("classify intent", page, contains=lesson.ROUTING_QUERIES[1]))
+    queries, out = tmp_path / "queries.txt", tmp_path / "results.jsonl"
+    queries.write_text("".join(q + "\n" for q in lesson.ROUTING_QUERIES), encoding="utf-8")
+    status = cli.main(["route", "--input", str(queries), "--output", str(out)])
+    capsys.readouterr()
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    errors = [line["error"] for line in lines if line["error"]]
+    assert status == 1 and len(lines) == 3  # the other two are answered and written
+    assert len(errors) == 1 and errors[0].startswith(shows)
+
+
 @hostile("200", "content as a list of text parts")
 def test_content_as_text_parts_is_joined(shows="Billing Inquiry"):
     parts = [{"type": "text", "text": "Billing "}, {"type": "text", "text": "Inquiry"}]

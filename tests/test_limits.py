@@ -1,0 +1,220 @@
+"""The adaptive limiter, against the fake model's rate-limit middleware, through the real
+openai client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import fakes
+import pytest
+
+from llm_workflows import llm
+from llm_workflows.errors import WorkflowError
+from llm_workflows.limits import (
+    DISCOVERY_CONCURRENCY,
+    AdaptiveLimiter,
+    estimate_tokens,
+    parse_duration,
+    retry_after,
+)
+from llm_workflows.testing import Answer, FakeModel
+from llm_workflows.testing_limits import FakeRateLimit, format_duration
+
+
+def limit_headers(rpm: int, remaining: int, tpm: int = 1_000_000, tokens_left: int = 1_000_000):
+    return {
+        "x-ratelimit-limit-requests": str(rpm),
+        "x-ratelimit-remaining-requests": str(remaining),
+        "x-ratelimit-reset-requests": "1s",
+        "x-ratelimit-limit-tokens": str(tpm),
+        "x-ratelimit-remaining-tokens": str(tokens_left),
+        "x-ratelimit-reset-tokens": "1s",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1m30.5s", 90.5), ("0.25", 0.25)],
+)
+def test_reset_durations_are_read_as_the_api_writes_them(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", [None, "", "soon", "1x"])
+def test_unreadable_durations_are_none(text):
+    assert parse_duration(text) is None
+
+
+@pytest.mark.parametrize("seconds", [0.02, 0.5, 1.5, 75.0])
+def test_the_fake_writes_durations_the_limiter_reads(seconds):
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, rel=0.01, abs=0.001)
+
+
+def test_retry_after_ms_wins_over_retry_after():
+    assert retry_after({"retry-after-ms": "250", "retry-after": "3"}) == 0.25
+    assert retry_after({"retry-after": "3"}) == 3.0
+    assert retry_after({}) is None
+
+
+def test_token_estimate_counts_every_message_and_max_tokens():
+    body = {"messages": [{"content": "x" * 40}, {"content": "y" * 8}], "max_tokens": 100}
+    assert estimate_tokens(body) == 10 + 2 + 2 * 4 + 100
+
+
+def test_discovery_concurrency_is_small_until_the_server_speaks():
+    assert AdaptiveLimiter(max_concurrency=64).concurrency == DISCOVERY_CONCURRENCY
+
+
+def test_a_server_without_rate_limit_headers_gets_the_full_concurrency():
+    limiter = AdaptiveLimiter(max_concurrency=50)
+    limiter.observe({}, seconds=0.1)
+    assert limiter.concurrency == 50
+
+
+def test_concurrency_follows_the_rate_limit_times_the_latency():
+    limiter = AdaptiveLimiter(max_concurrency=500)
+    limiter.observe(limit_headers(rpm=6000, remaining=6000), seconds=0.5)
+    assert limiter.concurrency == 100 * 0.5 * 1.5 + 2  # 100 requests/s, 0.5 s each
+    limiter.observe(limit_headers(rpm=600, remaining=600), seconds=0.5)
+    assert limiter.concurrency < 20
+
+
+def test_a_429_pauses_every_call_and_widens_the_reserve():
+    now = [100.0]
+    limiter = AdaptiveLimiter(clock=lambda: now[0])
+    limiter.observe(limit_headers(rpm=600, remaining=300), seconds=0.1)
+    before = limiter.reserve
+    wait = limiter.on_rate_limited({**limit_headers(600, 0), "retry-after": "2"}, attempt=0)
+    assert wait == 2.0
+    assert limiter.paused_until == 102.0
+    assert limiter.reserve == 2 * before
+    assert limiter._delay(tokens=1) >= 2.0
+
+
+def test_a_429_without_retry_after_waits_for_the_reset_time():
+    limiter = AdaptiveLimiter()
+    headers = {**limit_headers(600, 0), "x-ratelimit-reset-requests": "750ms"}
+    headers["x-ratelimit-reset-tokens"] = "3s"
+    assert limiter.on_rate_limited(headers, attempt=0) == pytest.approx(0.75)
+
+
+def test_the_mirror_follows_a_lower_remaining_count_from_the_server():
+    limiter = AdaptiveLimiter()
+    limiter.observe(limit_headers(rpm=6000, remaining=5000))
+    limiter.observe(limit_headers(rpm=6000, remaining=10))
+    assert limiter.requests.level < 20
+
+
+# --- through the real openai client --------------------------------------------------------
+
+
+def limited(budget: FakeRateLimit) -> FakeModel:
+    """The fake model answering "ok" after 0.01 s (so calls overlap), behind ``budget``."""
+    fake = FakeModel(default="ok", latency=0.01).install()
+    fake.use(budget)
+    return fake
+
+
+def rate_limited(retry_after_ms: str) -> Answer:
+    """A 429 that asks for a wait in milliseconds."""
+    answer = fakes.error(429, "slow down")
+    answer.headers["retry-after-ms"] = retry_after_ms
+    return answer
+
+
+def run_calls(limiter: AdaptiveLimiter, count: int) -> list[str | WorkflowError]:
+    async def main():
+        llm.CALL_GATE.set(limiter)
+
+        async def one(i: int):
+            try:
+                return await llm.achat(
+                    "classify intent", [{"role": "user", "content": f"q{i}"}], model="gpt-4.1-mini"
+                )
+            except WorkflowError as error:
+                return error
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+    return asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_limiter_runs_near_the_budget_with_few_429s():
+    """6,000 requests a minute (100/s) with 0.2 s of burst: 250 calls take >= 2.3 s."""
+    budget = FakeRateLimit(rpm=6000, tpm=10_000_000, burst_seconds=0.2)
+    limited(budget)
+    limiter = AdaptiveLimiter(max_concurrency=64)
+    start = time.monotonic()
+    outcomes = run_calls(limiter, 250)
+    seconds = time.monotonic() - start
+    assert all(o == "ok" for o in outcomes)
+    assert budget.allowed == 250
+    assert budget.refused <= 0.05 * 250  # the first burst may overshoot a little
+    assert limiter.stats.rate_limited == budget.refused
+    ideal = (250 - 20) / 100  # the burst, then 100 a second
+    assert seconds >= 0.9 * ideal
+    assert seconds <= 3 * ideal  # not far below the budget (lenient: 2 shared cores)
+
+
+@pytest.mark.slow
+def test_a_token_budget_is_discovered_as_well():
+    """Each call estimates 4 + 2 = 6 tokens; 3,000 tokens a minute is 50 tokens/s = 8 calls/s."""
+    budget = FakeRateLimit(rpm=100_000, tpm=3000, burst_seconds=0.5)
+    limited(budget)
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    outcomes = run_calls(limiter, 20)
+    assert all(o == "ok" for o in outcomes)
+    assert budget.refused <= 2
+    assert limiter.tokens.limit == 3000
+
+
+def test_a_429_is_retried_after_its_retry_after_ms():
+    arrivals: list[float] = []
+
+    def handler(request):
+        arrivals.append(time.monotonic())
+        if len(arrivals) == 1:
+            return rate_limited(retry_after_ms="300")
+        return fakes.reply("ok")
+
+    fakes.script(handler)
+    limiter = AdaptiveLimiter()
+    assert run_calls(limiter, 1) == ["ok"]
+    assert len(arrivals) == 2
+    assert arrivals[1] - arrivals[0] >= 0.3
+    assert limiter.stats.rate_limited == 1
+
+
+def test_429s_beyond_the_retry_budget_end_in_one_error_line():
+    fakes.script(lambda request: rate_limited(retry_after_ms="1"))
+    (outcome,) = run_calls(AdaptiveLimiter(max_429_retries=3), 1)
+    assert isinstance(outcome, WorkflowError)
+    assert "rate limited (429) after 3 retries" in str(outcome)  # the limiter's, not the client's
+
+
+def test_insufficient_quota_is_not_retried():
+    sent = []
+
+    def handler(request):
+        sent.append(request)
+        return fakes.error(429, "You exceeded your quota", code="insufficient_quota")
+
+    fakes.script(handler)
+    (outcome,) = run_calls(AdaptiveLimiter(), 1)
+    assert "no credits left" in str(outcome)
+    assert len(sent) == 1
+
+
+def test_the_fake_refuses_past_its_budget_with_retry_after():
+    now = [0.0]
+    budget = FakeRateLimit(rpm=60, tpm=1_000_000, burst_seconds=2, clock=lambda: now[0])
+    body = {"messages": [{"content": "hi"}]}
+    assert budget.admit(body).allowed and budget.admit(body).allowed
+    refused = budget.admit(body)
+    assert not refused.allowed
+    assert float(refused.headers["retry-after"]) == pytest.approx(1.0)
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    now[0] = 1.0
+    assert budget.admit(body).allowed
