@@ -196,11 +196,11 @@ def _reply(step: str, line: dict[str, Any]) -> tuple[str | None, str | None, dic
         message = (body.get("error") or {}).get("message", "no message")
         return None, f"the API refused the request ({response.get('status_code')}): {message}", body
     try:
-        completion = ChatCompletion.model_validate(body)
+        ChatCompletion.model_validate(body)
     except ValueError:  # pydantic's ValidationError
         return None, "the reply is not a chat completion", body
     try:
-        return reply_text(step, completion), None, body
+        return reply_text(step, body), None, body
     except ModelOutputError as error:
         return None, error.problem, body
 

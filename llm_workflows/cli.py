@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 import textwrap
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,16 @@ from . import batch, bulk, clients, lesson
 from .bulk import DEFAULT_CONCURRENCY as DEFAULT_BULK_CONCURRENCY
 from .documents import read_documents
 from .errors import WorkflowError
-from .faq import ANSWER, DEFAULT_CONCURRENCY, FIND_SOURCES, GENERATE_QUESTIONS, FAQResult, build_faq
+from .faq import (
+    ANSWER,
+    DEFAULT_CONCURRENCY,
+    FIND_SOURCES,
+    GENERATE_QUESTIONS,
+    FAQFailure,
+    FAQItem,
+    FAQResult,
+    build_faq,
+)
 from .llm import api_error
 from .orchestration import (
     DEFAULT_SIGNATURE,
@@ -32,6 +43,8 @@ from .orchestration import (
     process_customer_message,
 )
 from .provenance import origin_lines
+from .redaction import redact
+from .replay import RecordingsWarning
 from .routing import HANDLE, Routed, route_many
 from .usage import calls_table
 
@@ -103,36 +116,74 @@ def _calls(calls) -> str:
 
 @dataclass
 class Outcome:
-    """What a command made: ``data`` for --json, ``text`` for people, one line per error."""
+    """What a command made: ``data`` for --json, ``text`` for people, one line per error,
+    and one line per warning (a result that looks wrong but is not a failure)."""
 
     data: dict[str, Any]
     text: str
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    """What a command has finished so far, shown if it is interrupted (Ctrl-C)."""
+
+    done: list[tuple[str, Outcome]] = field(default_factory=list)  # demo's finished parts
+    current: Callable[[], Outcome] | None = None  # the running part's finished items
+
+    def so_far(self) -> tuple[list[tuple[str, Outcome]], int]:
+        """The finished parts (and the running one's finished items), and how many items."""
+        parts = list(self.done)
+        if self.current is not None:
+            parts.append(("(interrupted)", self.current()))
+        count = sum(len(o.data.get("items", o.data.get("results", []))) for _, o in parts)
+        return parts, count
 
 
 async def run_faq(
-    sources: list[str] | None = None, concurrency: int = DEFAULT_CONCURRENCY
+    sources: list[str] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
 ) -> Outcome:
     """The FAQ chain on text/markdown files (default: the lesson's webpages)."""
     try:
         documents = read_documents(sources) if sources else lesson.WEBPAGES
-    except (OSError, UnicodeDecodeError) as error:
-        name = getattr(error, "filename", None) or "a source file"
-        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+    except OSError as error:
+        name = error.filename or "a source file"
         raise WorkflowError(
-            "faq", f"cannot read {name} ({reason})", "pass text or markdown files"
+            "faq", f"cannot read {name} ({error.strerror or error})", "pass text or markdown files"
         ) from None
-    result = await build_faq(documents, concurrency=concurrency)
+    finished: list[FAQItem | FAQFailure] = []
+
+    def so_far() -> Outcome:
+        items = [r for r in finished if isinstance(r, FAQItem)]
+        partial = FAQResult(items, [r for r in finished if isinstance(r, FAQFailure)], [])
+        return Outcome(partial.to_dict(), show_faq(partial))
+
+    if progress:
+        progress.current = so_far
+    result = await build_faq(documents, concurrency=concurrency, on_result=finished.append)
     errors = [
         f"{len(result.failures)} of {len(result.failures) + len(result.items)} questions failed"
     ]
     text = show_faq(result) + "\n\n" + _calls(result.calls)
-    return Outcome(result.to_dict(), text, errors if result.failures else [])
+    return Outcome(result.to_dict(), text, errors if result.failures else [], result.warnings)
 
 
-async def run_route(queries: list[str]) -> Outcome:
+async def run_route(queries: list[str], progress: Progress | None = None) -> Outcome:
     """Classify and answer each query, concurrently; a failed query does not stop the others."""
-    outcomes = await route_many(queries)
+    finished: dict[int, Routed | WorkflowError] = {}
+
+    def so_far() -> Outcome:
+        done = [finished[i] for i in sorted(finished)]
+        results = [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in done]
+        routed = [o for o in done if isinstance(o, Routed)]
+        return Outcome({"results": results}, "\n\n".join(map(show_routed, routed)))
+
+    if progress:
+        progress.current = so_far
+    outcomes = await route_many(queries, on_result=finished.__setitem__)
     routed = [o for o in outcomes if isinstance(o, Routed)]
     failed: dict[str, list[str]] = {}  # one line per distinct error (a bad key fails them all)
     for query, outcome in zip(queries, outcomes, strict=True):
@@ -150,26 +201,71 @@ async def run_route(queries: list[str]) -> Outcome:
     return Outcome(data, text, errors)
 
 
-async def run_orchestrate(query: str, signature: str = DEFAULT_SIGNATURE) -> Outcome:
-    """Answer one customer message with the orchestrator-worker workflow."""
+async def run_orchestrate(
+    query: str, signature: str = DEFAULT_SIGNATURE, progress: Progress | None = None
+) -> Outcome:
+    """Answer one customer message with the orchestrator-worker workflow.
+
+    Requests that could not be handled (skipped as invalid, or whose worker failed) make the
+    exit status non-zero, as failed questions do for the FAQ; the email says so too.
+    """
+    if progress:
+        progress.current = None  # one message: nothing is finished before the end
     reply = await process_customer_message(query, signature=signature)
     errors = [] if reply.email else ["no email was written (see Problems above)"]
+    if reply.email and reply.unhandled:
+        errors.append(
+            f"{reply.unhandled} of the customer's requests could not be handled "
+            "(see Problems above); the email says so"
+        )
     return Outcome(reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors)
 
 
-async def run_demo(signature: str = DEFAULT_SIGNATURE) -> Outcome:
+def _part(title: str, text: str) -> str:
+    return f"{'=' * 88}\n{title}\n{'=' * 88}\n{text}"
+
+
+async def run_demo(signature: str = DEFAULT_SIGNATURE, progress: Progress | None = None) -> Outcome:
     """All three workflows on the lesson's inputs, one after another."""
-    parts, data, errors = [], {}, []
+    parts, data, errors, warnings_ = [], {}, [], []
     for title, command in [
-        ("1. FAQ chain", lambda: run_faq()),
-        ("2. Routing", lambda: run_route(lesson.ROUTING_QUERIES)),
-        ("3. Orchestrator-worker", lambda: run_orchestrate(lesson.CUSTOMER_MESSAGE, signature)),
+        ("1. FAQ chain", lambda: run_faq(progress=progress)),
+        ("2. Routing", lambda: run_route(lesson.ROUTING_QUERIES, progress)),
+        (
+            "3. Orchestrator-worker",
+            lambda: run_orchestrate(lesson.CUSTOMER_MESSAGE, signature, progress),
+        ),
     ]:
         outcome = await command()  # one part at a time, as a reader follows them
-        parts.append(f"{'=' * 88}\n{title}\n{'=' * 88}\n{outcome.text}")
+        parts.append(_part(title, outcome.text))
         data[title.split(". ", 1)[1]] = outcome.data
         errors += outcome.errors
-    return Outcome(data, "\n\n".join(parts), errors)
+        warnings_ += outcome.warnings
+        if progress:
+            progress.done.append((title, outcome))
+            progress.current = None
+    return Outcome(data, "\n\n".join(parts), errors, warnings_)
+
+
+def _interrupted(progress: Progress, as_json: bool) -> tuple[str, int]:
+    """What an interrupted command had finished, as it would print it, and how many items."""
+    parts, count = progress.so_far()
+    if not parts:
+        return "", 0
+    if as_json:
+        data = parts[0][1].data if len(parts) == 1 else {t: o.data for t, o in parts}
+        return json.dumps(data, indent=2, ensure_ascii=False), count
+    if len(parts) == 1:
+        return parts[0][1].text, count
+    return "\n\n".join(_part(t, o.text) for t, o in parts), count
+
+
+def _show_warning(shown, message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings (a skipped recordings line...) as one line each, not Python's two."""
+    if issubclass(category, RecordingsWarning):
+        print(f"{PROG}: warning: {redact(str(message))}", file=sys.stderr)
+    else:
+        shown(message, category, filename, lineno, file, line)
 
 
 def _bulk_outcome(summary, noun: str) -> Outcome:
@@ -244,7 +340,7 @@ def _route_command(args: argparse.Namespace) -> Awaitable[Outcome]:
     """``route QUERY...`` or ``route --input FILE --output FILE``."""
     if _bulk_args("route", "query", bool(args.queries), args):
         return run_route_file(args.input, args.output, args.concurrency, args.retry_failed)
-    return run_route(args.queries)
+    return run_route(args.queries, args.progress)
 
 
 def _orchestrate_command(args: argparse.Namespace) -> Awaitable[Outcome]:
@@ -254,7 +350,7 @@ def _orchestrate_command(args: argparse.Namespace) -> Awaitable[Outcome]:
             args.input, args.output, args.signature, args.concurrency, args.retry_failed
         )
     query = sys.stdin.read().strip() if args.query == "-" else args.query
-    return run_orchestrate(query, args.signature)
+    return run_orchestrate(query, args.signature, args.progress)
 
 
 def _bulk_args(command: str, noun: str, given: bool, args: argparse.Namespace) -> bool:
@@ -325,7 +421,7 @@ def _parser() -> argparse.ArgumentParser:
         "--source", nargs="+", metavar="FILE", help="text/markdown files (default: the lesson's)"
     )
     faq.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N")
-    faq.set_defaults(run=lambda a: run_faq(a.source, a.concurrency))
+    faq.set_defaults(run=lambda a: run_faq(a.source, a.concurrency, a.progress))
     route = sub.add_parser("route", parents=[common], help="classify and answer queries")
     route.add_argument("queries", nargs="*", metavar="QUERY")
     _add_bulk_options(route, "query")
@@ -339,7 +435,7 @@ def _parser() -> argparse.ArgumentParser:
     orch.set_defaults(run=_orchestrate_command)
     demo = sub.add_parser("demo", parents=[common], help="all three on the lesson's inputs")
     demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    demo.set_defaults(run=lambda a: run_demo(a.signature))
+    demo.set_defaults(run=lambda a: run_demo(a.signature, a.progress))
     _add_batch_command(sub)
     return parser
 
@@ -350,24 +446,37 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "concurrency", 1) < 1:
         print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    try:
-        outcome = asyncio.run(args.run(args))
-    except (WorkflowError, ValueError, OSError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # one line; a bulk run's finished lines stay in its output
-        kept = (
-            f"; results written so far stay in {args.output}, rerun to resume"
-            if getattr(args, "output", None) and args.command != "batch"
-            else ""
-        )
-        print(f"{PROG}: interrupted{kept}", file=sys.stderr)
-        return 130
-    finally:
-        clients.reset()
+    args.progress = Progress()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RecordingsWarning)
+        warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+        try:
+            outcome = asyncio.run(args.run(args))
+        except (WorkflowError, ValueError, OSError) as error:
+            print(f"{PROG}: error: {redact(' '.join(str(error).split()))}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:  # one line; keep what was finished (and paid for)
+            if getattr(args, "output", None) and args.command != "batch":
+                # a bulk run's finished lines are already in its output file
+                kept = f"results written so far stay in {args.output}, rerun to resume"
+                print(f"{PROG}: interrupted; {kept}", file=sys.stderr)
+                return 130
+            output, count = _interrupted(args.progress, args.json)
+            if output:
+                print(output)
+            where = "printed above" if output else "so far"
+            print(
+                f"{PROG}: interrupted (Ctrl-C); {count} finished item{'s' * (count != 1)} {where}",
+                file=sys.stderr,
+            )
+            return 130
+        finally:
+            clients.reset()
     output = json.dumps(outcome.data, indent=2, ensure_ascii=False) if args.json else outcome.text
     if output:
         print(output)
+    for warning in outcome.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     for error in outcome.errors:
         print(f"{PROG}: error: {error}", file=sys.stderr)
     return 1 if outcome.errors else 0

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import math
 import os
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import ModuleType
@@ -20,7 +22,7 @@ from types import ModuleType
 import openai
 from dotenv import dotenv_values, find_dotenv
 
-from . import replay
+from . import redaction, replay, transport
 from .errors import ConfigurationError
 from .pacing import Pacer
 from .providers import LARGE as LARGE  # re-exported: steps ask for a model by size
@@ -82,7 +84,7 @@ class Settings:
     def describe(self) -> str:
         """One or two lines on what the clients will do; safe to print (no key, no secret)."""
         own_url = self.base_url and self.base_url != self.api.base_url
-        where = f" at {self.base_url}" if own_url else ""
+        where = f" at {redaction.safe_url(self.base_url)}" if own_url else ""
         calling = self.api.label
         if self.mode == "replay":
             missing = f"no {self.provider.key_label} was found"
@@ -113,7 +115,38 @@ def _dotenv() -> dict[str, str]:
     path = find_dotenv(usecwd=True)
     if not path:
         return {}
-    return {k: v for k, v in dotenv_values(path).items() if v}
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigurationError(
+            "settings",
+            f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"position {error.start})",
+            "save the .env file as UTF-8",
+        ) from None
+    return {k: v for k, v in values.items() if v}
+
+
+def _clean_key(key: str | None, name: str, where: str) -> str | None:
+    """The key without the spaces or line break a copy-paste leaves around it.
+
+    A blank key, or one with whitespace inside, would be sent as an illegal header and
+    reported as a connection problem: refuse it here, naming where it came from.
+    """
+    if key is None or key == "":
+        return None
+    cleaned = key.strip()
+    if not cleaned:
+        raise ConfigurationError(
+            "settings", f"{name} in the {where} is blank", "set it to your key, or unset it"
+        )
+    if any(c.isspace() for c in cleaned):
+        raise ConfigurationError(
+            "settings",
+            f"{name} in the {where} contains a space or line break",
+            "paste the key again, on one line",
+        )
+    return cleaned
 
 
 NOT_FOUND, TIMED_OUT = "SecretNotFoundError", "TimeoutException"  # Colab's error classes
@@ -145,11 +178,15 @@ def _colab_key(name: str = KEY_NAME) -> KeyLookup:
 def find_api_key(dotenv: dict[str, str] | None = None, name: str = KEY_NAME) -> KeyLookup:
     """Look for the key ``name`` in the environment, then a .env file, then Colab Secrets."""
     if os.environ.get(name):
-        return KeyLookup(os.environ[name], f"environment variable {name}")
+        key = _clean_key(os.environ[name], name, "environment")
+        return KeyLookup(key, f"environment variable {name}")
     dotenv = _dotenv() if dotenv is None else dotenv
     if dotenv.get(name):
-        return KeyLookup(dotenv[name], ".env file")
-    return _colab_key(name)
+        return KeyLookup(_clean_key(dotenv[name], name, ".env file"), ".env file")
+    found = _colab_key(name)
+    if found.key:
+        return dataclasses.replace(found, key=_clean_key(found.key, name, "Colab secret"))
+    return found
 
 
 def find_key(
@@ -185,7 +222,10 @@ def _a(label: str) -> str:
     return f"{'an' if label[:1] in 'AEIOU' else 'a'} {label}"
 
 
-def _number(name: str, raw: str | None, default: float | None, kind: type) -> float | None:
+def _number(
+    name: str, raw: str | None, default: float | None, kind: type, positive: bool = False
+) -> float | None:
+    """A numeric setting: not negative, and with ``positive`` above 0 (and finite)."""
     if raw in (None, ""):
         return default
     try:
@@ -197,7 +237,40 @@ def _number(name: str, raw: str | None, default: float | None, kind: type) -> fl
         ) from None
     if value < 0:
         raise ConfigurationError("settings", f"{name} must not be negative (got {raw})")
+    if not math.isfinite(value) or (positive and value <= 0):
+        need = "above 0 and finite" if positive else "finite"
+        raise ConfigurationError(
+            "settings",
+            f"{name}={raw!r} is not a usable number (it must be {need})",
+            f"set it to e.g. {default if default is not None else 10:g}",
+        )
     return value
+
+
+def _base_url(raw: str | None) -> str | None:
+    """OPENAI_BASE_URL checked: an http(s) URL with a host and a valid port, or None (unset)."""
+    if raw is None or not raw.strip():
+        return None  # blank means unset, as for the other settings
+    raw = raw.strip()
+    shown = redaction.safe_url(raw)
+    problem = None
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+    except ValueError as error:
+        problem = str(error)
+    if problem:
+        raise ConfigurationError(
+            "settings",
+            f"OPENAI_BASE_URL={shown!r} is not a valid URL ({problem})",
+            "set it to e.g. http://localhost:11434/v1, or unset it to use OpenAI",
+        )
+    redaction.remember(urllib.parse.urlsplit(raw).password)
+    return raw
 
 
 def load_settings() -> Settings:
@@ -215,6 +288,7 @@ def load_settings() -> Settings:
             f"use {' or '.join(PROVIDERS)}, or unset it to choose by the key found",
         )
     provider, key = find_key(dotenv, PROVIDERS.get(asked))
+    redaction.remember(key.key)
     mode = (get("LLM_WORKFLOWS_MODE") or "").strip().lower()
     if mode and mode not in MODES:
         raise ConfigurationError(
@@ -245,9 +319,13 @@ def load_settings() -> Settings:
     return Settings(
         mode=mode,
         key=key,
-        base_url=get("OPENAI_BASE_URL") or api.base_url,  # an explicit URL wins
+        base_url=_base_url(get("OPENAI_BASE_URL")) or api.base_url,  # an explicit URL wins
         timeout=_number(
-            "LLM_WORKFLOWS_TIMEOUT", get("LLM_WORKFLOWS_TIMEOUT"), DEFAULT_TIMEOUT_SECONDS, float
+            "LLM_WORKFLOWS_TIMEOUT",
+            get("LLM_WORKFLOWS_TIMEOUT"),
+            DEFAULT_TIMEOUT_SECONDS,
+            float,
+            positive=True,
         ),
         max_retries=int(
             _number(
@@ -402,27 +480,45 @@ class Runtime:
             "max_retries": current.max_retries,
             "base_url": current.base_url,
         }
+        asynchronous = cls is openai.AsyncOpenAI
+        http = http_module()
+        # A deadline per attempt and a notice on long retry waits (transport.py), every mode.
+        hooks = transport.event_hooks(
+            http, asynchronous=asynchronous, max_retries=current.max_retries
+        )
         if current.mode == "replay":
+            if current.recordings and not os.path.isfile(current.recordings):
+                raise ConfigurationError(
+                    "settings",
+                    f"LLM_WORKFLOWS_RECORDINGS={current.recordings!r}: no such file",
+                    "check the path, or unset it to replay the shipped recordings",
+                )
             clock = self.clock()
-            transport = replay.replay_transport(
-                http_module(),
+            mock = replay.replay_transport(
+                http,
                 self.store(current.recordings),
                 clock if isinstance(clock, replay.SimulatedClock) else None,
-                asynchronous=cls is openai.AsyncOpenAI,
+                asynchronous=asynchronous,
             )
-            return cls(api_key="replay", http_client=http_client_cls(transport=transport), **kwargs)
+            return cls(
+                api_key="replay",
+                http_client=http_client_cls(transport=mock, event_hooks=hooks),
+                **kwargs,
+            )
         # Every HTTP request, the client's own retries included, waits for its start slot:
-        # a provider counts retries against its requests-per-minute limit too.
-        asynchronous = cls is openai.AsyncOpenAI
-        http_options: dict = {
-            "event_hooks": {"request": [self._apace if asynchronous else self._pace]}
-        }
+        # a provider counts retries against its requests-per-minute limit too. The pacing
+        # hook runs first, so that waiting for a slot does not use up the attempt's deadline.
+        hooks["request"].insert(0, self._apace if asynchronous else self._pace)
+        http_options: dict = {"event_hooks": hooks}
         if current.mode == "record":
             # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
             target = current.recordings or str(replay.packaged_path())
+            recordings = self.store(target)
+            recordings.prepare_append()  # before any (paid) call
             http_options["transport"] = replay.recording_transport(
-                http_module(), self.store(target), asynchronous=asynchronous
+                http, recordings, asynchronous=asynchronous
             )
+        # Live: the default transport (and so any proxy settings), with the hooks.
         return cls(api_key=current.key.key, http_client=http_client_cls(**http_options), **kwargs)
 
     def client(self) -> openai.OpenAI:

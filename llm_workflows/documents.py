@@ -21,7 +21,13 @@ def read_documents(paths: list[str | Path]) -> list[Document]:
     """Text or markdown files as documents: the title is the first heading or the file name."""
     documents = []
     for path in map(Path, paths):
-        text = path.read_text(encoding="utf-8").strip()
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at position "
+                f"{error.start}); save it as UTF-8"
+            ) from None
         first, _, rest = text.partition("\n")
         if first.startswith("#"):
             title, content = first.lstrip("#").strip(), rest.strip()

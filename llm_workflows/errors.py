@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .redaction import redact
+
 
 class WorkflowError(Exception):
     """A step of a workflow failed. ``str(error)`` is one line: ``step: what happened; what to do``.
@@ -17,7 +19,8 @@ class WorkflowError(Exception):
         message = f"{step}: {problem}"
         if hint:
             message += f"; {hint}"
-        super().__init__(" ".join(message.split()))  # one line, whatever the model wrote
+        # One line, whatever the model wrote, and no secret a server may have echoed.
+        super().__init__(redact(" ".join(message.split())))
 
 
 class ModelOutputError(WorkflowError):

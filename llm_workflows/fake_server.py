@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import socket
+import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,7 +59,27 @@ class _Handler(BaseHTTPRequestHandler):
             if name.lower() != "content-type":
                 self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        self._send_body(answer, data)
+
+    def _send_body(self, answer: Answer, data: bytes) -> None:
+        """The body as the answer says: whole, trickled byte by byte, or cut (and reset)."""
+        if answer.trickle:
+            self.wfile.flush()
+            for index in range(len(data)):
+                if self.server.stopping.wait(answer.trickle):
+                    break  # shutting down
+                self.wfile.write(data[index : index + 1])  # a client that gave up: an error
+                self.wfile.flush()  # that handle_error lets pass
+            return
+        if answer.cut is None:
+            self.wfile.write(data)
+            return
+        self.wfile.write(data[: answer.cut])
+        self.wfile.flush()
+        self.close_connection = True
+        if answer.reset:  # linger 0: closing sends RST, not FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
 
     do_POST = do_GET
 

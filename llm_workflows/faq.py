@@ -23,6 +23,7 @@ from .usage import Call
 SIZE = SMALL  # the size of model these steps use by default (clients.DEFAULT_MODELS)
 JSON_MODE = {"type": "json_object"}
 DEFAULT_CONCURRENCY = 16  # the lesson's 10 questions at once; far below any rate limit
+QUESTIONS_ASKED = 10  # prompts.GENERATE_QUESTIONS asks for 10: never answer more than that
 
 SINGLE_CALL = "single call"
 GENERATE_QUESTIONS = "generate questions"
@@ -104,7 +105,52 @@ def _questions_messages(documents: list[Document], prompt: str | None) -> list[d
     ]
 
 
-def parse_questions(reply: str) -> list[str]:
+def _key(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
+def screen_questions(entries: list, asked: int = QUESTIONS_ASKED) -> tuple[list[str], list[str]]:
+    """The usable questions of a reply's list, and a warning for each thing wrong with it.
+
+    Entries that are not text and repeated questions are dropped; more than ``asked``
+    are cut to ``asked`` (each costs two calls); fewer than asked are kept and reported.
+    """
+    warnings, questions, seen = [], [], set()
+    not_text = [e for e in entries if not (isinstance(e, str) and e.strip())]
+    if not_text:
+        kinds = ", ".join(sorted({describe(e) for e in not_text}))
+        warnings.append(f"dropped {len(not_text)} entries that are not question text ({kinds})")
+    duplicates = 0
+    for entry in entries:
+        if entry in not_text:
+            continue
+        question = entry.strip()
+        if _key(question) in seen:
+            duplicates += 1
+            continue
+        seen.add(_key(question))
+        questions.append(question)
+    if duplicates:
+        warnings.append(f"dropped {duplicates} duplicate question{'s' * (duplicates > 1)}")
+    if len(questions) > asked:
+        warnings.append(
+            f"asked for {asked} questions, got {len(questions)}; kept the first {asked}"
+        )
+        questions = questions[:asked]
+    elif 0 < len(questions) < asked:
+        warnings.append(f"asked for {asked} questions, got {len(questions)}")
+    return questions, [f"{GENERATE_QUESTIONS}: {w}" for w in warnings]
+
+
+class Questions(list[str]):
+    """A list of questions, and ``warnings``: what :func:`screen_questions` found wrong."""
+
+    def __init__(self, questions: list[str], warnings: list[str] | None = None):
+        super().__init__(questions)
+        self.warnings = list(warnings or [])
+
+
+def parse_questions(reply: str, *, asked: int = QUESTIONS_ASKED) -> Questions:
     """The questions in a reply: ``{"questions": [...]}``, a bare array, or one list under another key."""
     data = load_json(reply, GENERATE_QUESTIONS, 'an object {"questions": [...]}')
     questions, _ = find_list(data, "questions")
@@ -115,10 +161,10 @@ def parse_questions(reply: str) -> list[str]:
             "retry the step",
             raw=reply,
         )
-    questions = [q.strip() for q in questions if isinstance(q, str) and q.strip()]
+    questions, found = screen_questions(questions, asked)
     if not questions:
         raise ModelOutputError(GENERATE_QUESTIONS, "the reply holds no questions", raw=reply)
-    return questions
+    return Questions(questions, found)
 
 
 def generate_questions(
@@ -127,8 +173,9 @@ def generate_questions(
     prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
-) -> list[str]:
-    """Step 1: a list of questions a reader of the documents might ask.
+) -> Questions:
+    """Step 1: a list of questions a reader of the documents might ask (at most 10; what
+    looks wrong with them is in its ``warnings``).
 
     ``prompt``: a template to use instead of prompts.GENERATE_QUESTIONS.
     """
@@ -149,7 +196,7 @@ async def agenerate_questions(
     prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
-) -> list[str]:
+) -> Questions:
     """Async :func:`generate_questions`."""
     reply = await achat(
         GENERATE_QUESTIONS,
@@ -233,6 +280,8 @@ def parse_sources(reply: str, documents: list[Document]) -> Sources:
     expected = 'an object {"sources": [...]}'
     data = load_json(reply, FIND_SOURCES, expected)
     cited, _ = find_list(data, "sources")
+    if isinstance(data, dict) and isinstance(data.get("sources"), str):
+        cited = [data["sources"]]  # one title, as a string
     if cited is None:
         raise ModelOutputError(
             FIND_SOURCES,
@@ -318,14 +367,19 @@ class FAQFailure:
 
 @dataclass
 class FAQResult:
+    """The answered questions, the failed ones, every call, and what looked wrong
+    (``warnings``: too few, too many or repeated questions)."""
+
     items: list[FAQItem]
     failures: list[FAQFailure]
     calls: list[Call]
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "items": [asdict(i) for i in self.items],
             "failures": [asdict(f) for f in self.failures],
+            "warnings": list(self.warnings),
             "calls": [c.to_dict() for c in self.calls],
         }
 
@@ -339,12 +393,13 @@ async def build_faq(
     concurrency: int = DEFAULT_CONCURRENCY,
     model: str | None = None,
     on_progress: Progress | None = None,
+    on_result: Callable[[FAQItem | FAQFailure], None] = lambda _: None,
 ) -> FAQResult:
     """Generate questions, then answer each and find its sources,
     ``concurrency`` questions at a time.
 
     A question whose step fails becomes a :class:`FAQFailure`; the
-    other questions go on.
+    other questions go on. ``on_result`` sees each as it finishes.
     """
     if concurrency < 1:
         given = f"(got {concurrency})"
@@ -379,6 +434,7 @@ async def build_faq(
             except WorkflowError as error:
                 result = FAQFailure(question, str(error), answer)
         done += 1
+        on_result(result)
         if on_progress:
             on_progress(done, len(questions))
         return result
@@ -390,4 +446,5 @@ async def build_faq(
         items=[r for r in results if isinstance(r, FAQItem)],
         failures=[r for r in results if isinstance(r, FAQFailure)],
         calls=calls,
+        warnings=questions.warnings,
     )

@@ -255,18 +255,22 @@ class AdaptiveLimiter:
             self.requests.capacity
         ):
             self.reserve = max(MIN_RESERVE, self.reserve * 0.99)
-        completion = raw.parse()  # parsed once: llm._finish gets the cached object
+        completion = raw.parse()
         self.stats.calls += 1
-        usage = completion.usage
-        if usage is None:
+        # A 200 that is no completion (an HTML page...) parses to text; llm.py reports it.
+        usage = getattr(completion, "usage", None)
+        model = getattr(completion, "model", None)
+        counts = [getattr(usage, n, None) for n in ("prompt_tokens", "completion_tokens")]
+        if not (isinstance(model, str) and all(isinstance(n, int) for n in counts)):
             self.stats.cost_known = False
             return
-        self.stats.prompt_tokens += usage.prompt_tokens
-        self.stats.completion_tokens += usage.completion_tokens
-        self.stats.models.add(completion.model)
-        cost = Call(
-            "bulk", completion.model, usage.prompt_tokens, usage.completion_tokens, seconds
-        ).cost_usd
+        if counts[0] == 0:  # a gateway's zeros for usage it was not sent: unknown, not free
+            self.stats.cost_known = False
+            return
+        self.stats.prompt_tokens += counts[0]
+        self.stats.completion_tokens += counts[1]
+        self.stats.models.add(model)
+        cost = Call("bulk", model, counts[0], counts[1], seconds).cost_usd
         if cost is None:
             self.stats.cost_known = False
         else:

@@ -3,11 +3,17 @@
 The openai client already retries connection errors, timeouts, 429 and 5xx
 (``max_retries``, honouring ``retry-after``); what it finally raises is turned here into
 one WorkflowError line that names the step and says what to do.
+
+Every response is checked at one boundary (:func:`_finish`): whatever a server sends with
+status 200 (an HTML page, a JSON string, an event stream, an error object, a choice with
+no message, content that is not text) becomes one WorkflowError line, never a traceback.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.parse
 from contextvars import ContextVar
 from typing import Any
 
@@ -16,10 +22,16 @@ import openai
 from . import clients
 from .clients import LARGE
 from .errors import ModelOutputError, WorkflowError
+from .parsing import describe
+from .providers import PROVIDERS
+from .redaction import safe_url
 from .replay import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
 from .usage import Call
 
 Messages = list[dict[str, str]]
+# A gateway (LiteLLM) names the backend model behind an alias in this header.
+SERVED_MODEL_HEADER = "x-litellm-model-name"
+OPENAI_HOST = "api.openai.com"
 
 # Set by bulk runs to a limits.AdaptiveLimiter: it sends each async call itself, to pace it
 # by the server's rate-limit headers and to see every 429. None: a plain client call.
@@ -40,6 +52,11 @@ def _request(
     return kwargs
 
 
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _api_message(error: openai.APIStatusError) -> str:
     """The API's own message, once (``str(error)`` adds "Error code: 400 - " and, on
     openai 2.x, the whole error body)."""
@@ -50,8 +67,50 @@ def _api_message(error: openai.APIStatusError) -> str:
         text = str(body["message"])
     else:  # not the API's JSON (a proxy's HTML page, say): keep one short line of it
         text = str(body or error.response.reason_phrase or "no message")
-    text = " ".join(text.split())
-    return text if len(text) <= 200 else text[:199] + "…"
+    return _short(text)
+
+
+def _provider_hosts() -> set[str]:
+    """The hosts of the providers' own APIs (api.openai.com, Gemini's...)."""
+    hosts = {urllib.parse.urlsplit(p.base_url).hostname for p in PROVIDERS.values() if p.base_url}
+    return {OPENAI_HOST, *(h for h in hosts if h)}
+
+
+def _cause(error: BaseException, kinds: tuple[type, ...]) -> BaseException | None:
+    """The first exception of ``kinds`` in the chain that raised ``error``."""
+    seen = error.__cause__ or error.__context__
+    while seen is not None:
+        if isinstance(seen, kinds):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _connection_problem(error: openai.APIConnectionError, where: str) -> tuple[str, str]:
+    """What really went wrong under a "connection error": the HTTP library's exception."""
+    http = clients.http_module()
+    cause = _cause(error, (http.HTTPError, http.InvalidURL)) or error.__cause__
+    detail = _short(str(cause) or type(cause).__name__, 120) if cause is not None else ""
+    if isinstance(cause, http.TooManyRedirects):
+        return f"the server at {where} redirects in a loop ({detail})", "check OPENAI_BASE_URL"
+    if isinstance(cause, http.DecodingError):
+        return (
+            f"the reply from {where} could not be decoded (broken gzip or other encoding: {detail})",
+            "the server or a proxy in between sends a corrupt body; try again or another server",
+        )
+    if isinstance(cause, http.LocalProtocolError):
+        return (
+            f"the request could not be sent ({detail})",
+            "check the API key and headers for spaces or line breaks",
+        )
+    if isinstance(cause, (http.RemoteProtocolError, http.ReadError)):
+        if "without sending a response" in detail:
+            return f"the server at {where} closed the connection without a reply", "retry"
+        return (
+            f"the connection to {where} broke before the reply was complete ({detail})",
+            "retry; if it keeps happening, the server or a proxy in between drops replies",
+        )
+    return f"could not connect to {where}", "check your network connection and OPENAI_BASE_URL"
 
 
 def api_error(
@@ -59,13 +118,27 @@ def api_error(
 ) -> WorkflowError:
     """One line for what was finally raised, after ``retries`` retries (default: the
     client's own ``max_retries``; a bulk run's limiter retries 429s itself)."""
-    count = client.max_retries if retries is None else retries
-    after = f"after {count} {'retry' if count == 1 else 'retries'}"
+    n = client.max_retries if retries is None else retries
+    # Our retries only: a gateway in between may have retried too.
+    retries_text = f"after {n} {'retry' if n == 1 else 'retries'} by llm-workflows"
+    where = safe_url(client.base_url)
+    # Behind a gateway (or any server but a provider's own API) the server's own words say
+    # what failed (its key to its provider, say): keep them rather than guess.
+    gateway = client.base_url.host not in _provider_hosts()
     if isinstance(error, openai.NotFoundError) and getattr(error, "code", None) == MISS_CODE:
         return WorkflowError(
             step,
             "no recorded response for this request (replay mode)",
             "set OPENAI_API_KEY and LLM_WORKFLOWS_MODE=record to record it",
+        )
+    if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)) and gateway:
+        source = clients.key_source()
+        ours = clients.settings().api.key_name + (f" (from the {source})" if source else "")
+        return WorkflowError(
+            step,
+            f"the server at {where} refused the request ({error.status_code}): "
+            f"{_api_message(error)}",
+            f"check {ours}, or the server's own key if its message is about its provider",
         )
     if isinstance(error, openai.AuthenticationError):
         source = clients.key_source()
@@ -88,25 +161,24 @@ def api_error(
             )
         return WorkflowError(
             step,
-            f"rate limited (429) {after}",
+            f"rate limited (429) {retries_text}",
             "wait a minute and retry, or lower the concurrency",
         )
     if isinstance(error, openai.InternalServerError):
         return WorkflowError(
-            step, f"the server failed ({error.status_code}) {after}", "try again in a few minutes"
+            step,
+            f"the server failed ({error.status_code}) {retries_text}: {_api_message(error)}",
+            "try again in a few minutes",
         )
     if isinstance(error, openai.APITimeoutError):
         return WorkflowError(
             step,
-            f"no answer within {_seconds(client.timeout)} {after}",
+            f"no answer within {_seconds(client.timeout)} {retries_text}",
             "retry, or raise LLM_WORKFLOWS_TIMEOUT",
         )
     if isinstance(error, openai.APIConnectionError):
-        return WorkflowError(
-            step,
-            f"could not connect to {client.base_url} {after}",
-            "check your network connection and OPENAI_BASE_URL",
-        )
+        problem, hint = _connection_problem(error, where)
+        return WorkflowError(step, f"{problem} {retries_text}", hint)
     if isinstance(error, openai.NotFoundError):
         return WorkflowError(
             step, f"not found (404): {_api_message(error)}", "check the model name"
@@ -123,36 +195,151 @@ def _seconds(timeout) -> str:
     return f"{read:g} s" if isinstance(read, (int, float)) else "the timeout"
 
 
-def _finish(step: str, raw, seconds: float, calls: list[Call] | None) -> str:
-    """Count the call's usage, then check that the reply is usable text."""
-    completion = raw.parse()
-    usage = completion.usage
-    call = Call(
+# --- the response boundary ----------------------------------------------------------------
+
+
+def _what_came(response) -> str:
+    """Status, content type, size and first bytes of a response, for an error line."""
+    kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    first = response.content[:60].decode("utf-8", "replace")
+    return f"{response.status_code} {kind}, {len(response.content)} bytes: {_short(first, 60)!r}"
+
+
+def _body(step: str, response) -> dict[str, Any]:
+    """The response body as a JSON object, or one line on what came instead."""
+    hint = "check that OPENAI_BASE_URL is an OpenAI-compatible API (not a login page or proxy)"
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "text/event-stream":
+        raise WorkflowError(
+            step,
+            f"the server sent an event stream, which was not asked for ({_what_came(response)})",
+            hint,
+        )
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        looks_json = response.content.lstrip()[:1] in (b"{", b"[") or "json" in kind
+        problem = "is cut short or not valid JSON" if looks_json else "is not JSON"
+        raise WorkflowError(
+            step, f"the server's reply {problem} ({_what_came(response)})", hint
+        ) from None
+    if not isinstance(data, dict):
+        raise WorkflowError(
+            step, f"the server's reply is {describe(data)}, not a chat completion object", hint
+        )
+    if data.get("error") and not data.get("choices"):  # an error sent with status 200
+        error = data["error"]
+        text = error.get("message") if isinstance(error, dict) else error
+        raise WorkflowError(
+            step, f"the server sent an error with status 200: {_short(str(text))}", "retry the step"
+        )
+    return data
+
+
+def _message(step: str, data: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The first choice's message and finish reason."""
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise ModelOutputError(step, "the reply has no choices", "retry the step")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise ModelOutputError(step, "the reply's first choice has no message", "retry the step")
+    return message, choice.get("finish_reason")
+
+
+def _content(step: str, content: Any) -> str:
+    """The message's text: a string, or a list of text parts joined (as some servers send)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        for p in content
+    ):
+        return "".join(p["text"] for p in content)
+    raise ModelOutputError(
+        step, f"the reply's content is {describe(content)}, not text", "retry the step"
+    )
+
+
+def _tokens(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _record(
+    step: str, requested: str, data: dict[str, Any] | None, raw, seconds: float, prompt: bool
+) -> Call:
+    """What the call cost, as far as the server said. Unknown stays unknown (None), never 0."""
+    data = data or {}
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    prompt_tokens = _tokens(usage.get("prompt_tokens"))
+    completion_tokens = _tokens(usage.get("completion_tokens"))
+    if prompt and prompt_tokens == 0:  # a gateway fills in 0 when the upstream sent no usage
+        prompt_tokens = completion_tokens = None
+    header = raw.headers.get(SERVED_MODEL_HEADER)
+    reply_model = data.get("model") if isinstance(data.get("model"), str) else None
+    model, source = (
+        (header, "header")
+        if header
+        else (reply_model, "reply")
+        if reply_model
+        else (requested, "request")
+    )
+    return Call(
         step=step,
-        model=completion.model,
-        prompt_tokens=usage.prompt_tokens if usage else None,
-        completion_tokens=usage.completion_tokens if usage else None,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
         seconds=seconds,
         source=raw.headers.get(PROVENANCE_HEADER, "live"),
+        model_source=source,
     )
-    if calls is not None:
-        calls.append(call)
-    return reply_text(step, completion)
 
 
-def reply_text(step: str, completion) -> str:
+def _finish(step: str, request: dict, raw, seconds: float, calls: list[Call] | None) -> str:
+    """Record the call, then check that the response is a usable completion; its text."""
+    data: dict[str, Any] | None = None
+    prompt = any(m.get("content") for m in request["messages"])
+    try:
+        data = _body(step, raw.http_response)
+    finally:  # a call that reached the server is counted, usable or not
+        if calls is not None:
+            calls.append(_record(step, request["model"], data, raw, seconds, prompt))
+    return reply_text(step, data)
+
+
+def reply_text(step: str, data: dict[str, Any]) -> str:
     """The reply's text, or a ModelOutputError naming the step if it is not usable text.
 
-    Shared by live calls and batch results, so both refuse the same replies."""
-    if not completion.choices:
-        raise ModelOutputError(step, "the reply has no choices", "retry the step")
-    choice = completion.choices[0]
-    text = choice.message.content or ""
-    if getattr(choice.message, "refusal", None):
+    ``data`` is a Chat Completions body (a JSON object). Shared by live calls and batch
+    results, so both refuse the same replies."""
+    message, finish_reason = _message(step, data)
+    text = _content(step, message.get("content"))
+    if message.get("refusal"):
         raise ModelOutputError(
-            step, f"the model refused: {choice.message.refusal}", "rephrase the input", raw=text
+            step, f"the model refused: {message['refusal']}", "rephrase the input", raw=text
         )
-    if choice.finish_reason == "length":
+    if message.get("tool_calls") or finish_reason == "tool_calls":
+        names = [
+            str((c.get("function") or {}).get("name", "?"))
+            for c in message.get("tool_calls") or []
+            if isinstance(c, dict)
+        ]
+        asked = f" ({', '.join(names)})" if names else ""
+        raise ModelOutputError(
+            step,
+            f"the model asked to call a tool{asked}, but this step sends no tools and needs text",
+            "the server or model is not following the request; retry or use another model",
+            raw=text,
+        )
+    if finish_reason == "content_filter":
+        raise ModelOutputError(
+            step,
+            "the reply was stopped by the content filter (finish_reason=content_filter)",
+            "rephrase the input",
+            raw=text,
+        )
+    if finish_reason == "length":
         raise ModelOutputError(
             step,
             "the reply was cut off at the token limit (finish_reason=length)",
@@ -184,7 +371,7 @@ def chat(
         raw = client.chat.completions.with_raw_response.create(**request)
     except openai.OpenAIError as error:
         raise api_error(step, error, client) from error
-    return _finish(step, raw, time.perf_counter() - start, calls)
+    return _finish(step, request, raw, time.perf_counter() - start, calls)
 
 
 async def achat(
@@ -208,4 +395,4 @@ async def achat(
             raw = await gate.send(client, request)
     except openai.OpenAIError as error:
         raise api_error(step, error, client) from error
-    return _finish(step, raw, time.perf_counter() - start, calls)
+    return _finish(step, request, raw, time.perf_counter() - start, calls)

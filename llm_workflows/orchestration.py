@@ -109,6 +109,7 @@ class Plan:
     tasks: list[Task]
     problems: list[str]
     raw: str
+    skipped: int = 0  # invalid tasks left out: requests that go unserved
 
 
 def _canonical_type(value: Any) -> str | None:
@@ -138,7 +139,7 @@ def parse_tasks(reply: str) -> Plan:
             "retry; raw reply in error.raw",
             raw=reply,
         )
-    tasks, problems = [], []
+    tasks, problems, repeats = [], [], 0
     for number, item in enumerate(items, 1):
         name = f"task {number}"
         if not isinstance(item, dict):
@@ -169,9 +170,12 @@ def parse_tasks(reply: str) -> Plan:
         task = Task(query_type, params)
         if task in tasks:  # a repeat would open a second case
             problems.append(f"{name} repeats an earlier task; skipped")
+            repeats += 1
             continue
         tasks.append(task)
-    return Plan(tasks, problems, reply)
+    # A repeat is served by its first copy; the others go unserved.
+    skipped = len(items) - len(tasks) - repeats
+    return Plan(tasks, problems, reply, skipped)
 
 
 async def orchestrator(
@@ -361,12 +365,13 @@ WORKERS: dict[str, Worker] = {
 }
 
 
-def format_results(results: list[WorkerResult]) -> str:
+def format_results(results: list[WorkerResult], unserved: int = 0) -> str:
     """Every worker result as a block of bullet points; none left out.
 
     (The lesson's first synthesizer matched each result against a list
     of task names and misspelt one, 'ProductReturn' for 'Product
-    Return', so the return silently vanished.)
+    Return', so the return silently vanished.) ``unserved`` requests get
+    a block of their own: the email cannot pretend they were served.
     """
     blocks = []
     for result in results:
@@ -377,6 +382,8 @@ def format_results(results: list[WorkerResult]) -> str:
             if value != "N/A":
                 lines.append(f"  - {label}: {value}")
         blocks.append("\n".join(lines))
+    if unserved:
+        blocks.append(prompts.UNHANDLED_REQUESTS.format(count=unserved))
     return "\n\n".join(blocks)
 
 
@@ -387,13 +394,16 @@ async def synthesizer(
     prompt: str | None = None,
     model: str | None = None,
     calls: list[Call] | None = None,
+    unhandled: int = 0,
 ) -> str:
-    """Write one friendly email to the customer from all the worker results.
+    """Write one friendly email to the customer from all the worker results (and say how
+    many requests could not be handled).
 
     ``prompt``: a template to use instead of prompts.SYNTHESIZER.
     """
     template = prompts.SYNTHESIZER if prompt is None else prompt
-    prompt = template.format(formatted_results=format_results(results), signature=signature)
+    formatted = format_results(results, unhandled)
+    prompt = template.format(formatted_results=formatted, signature=signature)
     return await achat(
         SYNTHESIZER, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
     )
@@ -413,6 +423,7 @@ class CustomerReply:
     # When each part ran (orchestrator, each worker, synthesizer), in the order they
     # finished, on clients.clock(): simulated in replay with a simulated latency.
     timeline: list[Span] = field(default_factory=list)
+    unhandled: int = 0  # requests skipped as invalid or whose worker failed
 
     @property
     def actions(self) -> list[str]:
@@ -450,9 +461,11 @@ async def process_customer_message(
         return_exceptions=True,
     )
     results, problems = [], list(plan.problems)
+    unhandled = plan.skipped
     for task, outcome in zip(plan.tasks, outcomes, strict=True):
         if isinstance(outcome, WorkflowError):
             problems.append(f"{task.query_type} task failed: {outcome}")
+            unhandled += 1
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
@@ -464,6 +477,7 @@ async def process_customer_message(
             signature=signature,
             model=model,
             calls=calls,
+            unhandled=unhandled,
         )
         try:
             email = await timeline.time(SYNTHESIZER, write)
@@ -481,4 +495,5 @@ async def process_customer_message(
         calls,
         plan.raw,
         timeline.spans,
+        unhandled,
     )

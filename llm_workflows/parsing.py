@@ -44,7 +44,13 @@ def describe(value: Any) -> str:
         return f"an object with keys {keys}" if value else "an empty object"
     if isinstance(value, list):
         return f"an array of {len(value)}"
-    return f"a {type(value).__name__}"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    return f"a string ({value[:40]!r})" if isinstance(value, str) else f"a {type(value).__name__}"
 
 
 def find_list(value: Any, key: str) -> tuple[list | None, str | None]:

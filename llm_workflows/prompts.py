@@ -136,6 +136,12 @@ RETURN_SHIPPING_INSTRUCTIONS = (
     "outside of the package. Ship to: Returns Department, 123 Automation Lane, Tech City, TC 98765."
 )
 
+# Added to the synthesizer's points when some requests were not served, so the email says so.
+UNHANDLED_REQUESTS = """
+Regarding the rest of your message:
+  - {count} of your requests could not be handled automatically. Please reply with the details (for example the order or invoice number) so that we can help with them.
+""".strip()
+
 SYNTHESIZER = """
 You are a master communicator. Combine several distinct pieces of information from our support team into a single, well-formatted, and friendly email to a customer.
 

@@ -18,11 +18,14 @@ import hashlib
 import json
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from .errors import ConfigurationError
 
 STEP_HEADER = "X-LLM-Workflows-Step"  # sent by our calls so a miss can name its step
 PROVENANCE_HEADER = "X-LLM-Workflows-Provenance"  # set on replayed responses
@@ -74,6 +77,10 @@ def chat_completion(
     return body
 
 
+class RecordingsWarning(UserWarning):
+    """A recordings line that cannot be used: skipped, so every other line still replays."""
+
+
 @dataclass
 class Recording:
     key: str
@@ -104,17 +111,63 @@ class Store:
         self._lock = threading.Lock()
         self._by_key: dict[str, Recording] = {}
         if packaged:
-            with resources.files(__package__).joinpath("recordings", PACKAGED).open() as f:
-                self._load(f)
+            with (
+                resources.files(__package__)
+                .joinpath("recordings", PACKAGED)
+                .open(encoding="utf-8") as f
+            ):
+                self._load(f, PACKAGED)
         if self.extra and self.extra.exists():
-            with self.extra.open(encoding="utf-8") as f:
-                self._load(f)
+            with self.extra.open(encoding="utf-8", errors="replace") as f:
+                self._load(f, str(self.extra))
 
-    def _load(self, lines) -> None:
-        for line in lines:
-            if line.strip():
+    def _load(self, lines, name: str) -> None:
+        """Keep every usable line; skip a cut-off or wrong-shape one with a warning."""
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
                 item = json.loads(line)
-                self._by_key[item["key"]] = Recording(**item)
+                recording = Recording(**item)
+                if not (
+                    isinstance(recording.request, dict) and isinstance(recording.response, dict)
+                ):
+                    raise TypeError("request and response must be objects")
+            except (ValueError, TypeError) as error:
+                why = "cut off" if not line.endswith("\n") else "not a recording"
+                warnings.warn(
+                    f"{name}, line {number}: skipped ({why}: {error}); every other line replays",
+                    RecordingsWarning,
+                    stacklevel=2,
+                )
+                continue
+            self._by_key[recording.key] = recording
+
+    def prepare_append(self) -> None:
+        """Before any call of record mode: the file must be writable, and a cut-off last line
+        (a full disk, a kill mid-write) is closed so that new lines start on their own."""
+        if self.extra is None:
+            raise RuntimeError("record mode needs a recordings file to append to")
+        try:
+            self.extra.parent.mkdir(parents=True, exist_ok=True)
+            with self.extra.open("ab+") as f:
+                f.seek(0, 2)
+                if f.tell():
+                    f.seek(-1, 2)
+                    if f.read(1) != b"\n":
+                        f.write(b"\n")
+                        warnings.warn(
+                            f"{self.extra}: the last line was cut off; it is kept, skipped on "
+                            "replay, and new recordings start on the next line",
+                            RecordingsWarning,
+                            stacklevel=2,
+                        )
+        except OSError as error:
+            raise ConfigurationError(
+                "record",
+                f"cannot write the recordings file {self.extra} ({error.strerror or error})",
+                "set LLM_WORKFLOWS_RECORDINGS to a writable file; no call was made",
+            ) from None
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -244,29 +297,68 @@ def _provenance(response: dict) -> dict:
 
 
 def recording_transport(http: ModuleType, recordings: Store, asynchronous: bool):
-    """A transport that forwards to the network and records every successful chat completion."""
+    """A transport that forwards to the network and records every successful chat completion.
 
-    def keep(request, response) -> None:
-        if _is_chat_completion(request) and response.status_code == 200:
-            payload = response.json()
+    A response is recorded once its body has been read whole, through the client's own
+    reads, so the clients' deadline (see transport.py) bounds a recorded call as a live one.
+    """
+
+    def keep(request, response, body: bytes) -> None:
+        if not (_is_chat_completion(request) and response.status_code == 200):
+            return
+        try:  # a fresh Response decodes the body (gzip...) as the client does
+            payload = http.Response(200, headers=response.headers, content=body).json()
+        except ValueError:
+            return  # not a completion: llm.py reports it; nothing worth replaying
+        if isinstance(payload, dict) and payload.get("choices"):
             recordings.add(json.loads(request.content), payload, _provenance(payload))
 
     if asynchronous:
 
+        class AsyncRecorded(http.AsyncByteStream):
+            def __init__(self, inner, done):
+                self.inner, self.done = inner, done
+
+            async def __aiter__(self):
+                chunks = []
+                async for chunk in self.inner:
+                    chunks.append(chunk)
+                    yield chunk
+                self.done(b"".join(chunks))
+
+            async def aclose(self) -> None:
+                await self.inner.aclose()
+
         class AsyncRecording(http.AsyncHTTPTransport):
             async def handle_async_request(self, request):
                 response = await super().handle_async_request(request)
-                await response.aread()
-                keep(request, response)
+                response.stream = AsyncRecorded(
+                    response.stream, lambda body: keep(request, response, body)
+                )
                 return response
 
         return AsyncRecording()
 
+    class SyncRecorded(http.SyncByteStream):
+        def __init__(self, inner, done):
+            self.inner, self.done = inner, done
+
+        def __iter__(self):
+            chunks = []
+            for chunk in self.inner:
+                chunks.append(chunk)
+                yield chunk
+            self.done(b"".join(chunks))
+
+        def close(self) -> None:
+            self.inner.close()
+
     class Recording_(http.HTTPTransport):
         def handle_request(self, request):
             response = super().handle_request(request)
-            response.read()
-            keep(request, response)
+            response.stream = SyncRecorded(
+                response.stream, lambda body: keep(request, response, body)
+            )
             return response
 
     return Recording_()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from . import prompts
 from .clients import LARGE
-from .errors import WorkflowError
+from .errors import ConfigurationError, WorkflowError
 from .llm import achat, chat
 from .usage import Call
 
@@ -157,21 +158,31 @@ async def route(user_query: str, *, model: str | None = None) -> Routed:
 
 
 async def route_many(
-    queries: list[str], *, concurrency: int = 16, model: str | None = None
+    queries: list[str],
+    *,
+    concurrency: int = 16,
+    model: str | None = None,
+    on_result: Callable[[int, Routed | WorkflowError], None] | None = None,
 ) -> list[Routed | WorkflowError]:
     """Route many queries concurrently, at most ``concurrency`` at a time, in input order.
 
     A query that fails gives its WorkflowError in its place; the others are still routed.
+    ``on_result(index, outcome)`` is called as each query finishes.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
     limit = asyncio.Semaphore(concurrency)
 
-    async def one(query: str) -> Routed | WorkflowError:
+    async def one(index: int, query: str) -> Routed | WorkflowError:
         async with limit:
             try:
-                return await route(query, model=model)
+                outcome: Routed | WorkflowError = await route(query, model=model)
+            except ConfigurationError:
+                raise  # the setup, not this query: one error for the whole run
             except WorkflowError as error:
-                return error
+                outcome = error
+        if on_result:
+            on_result(index, outcome)
+        return outcome
 
-    return list(await asyncio.gather(*(one(q) for q in queries)))
+    return list(await asyncio.gather(*(one(i, q) for i, q in enumerate(queries))))

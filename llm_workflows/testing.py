@@ -120,13 +120,22 @@ def standard_reply(request: Request) -> str:
 @dataclass
 class Answer:
     """What to send back: a status and a body (JSON, or raw text for an odd body), after
-    ``delay`` seconds; ``drop`` closes the connection instead of answering."""
+    ``delay`` seconds; ``drop`` closes the connection instead of answering.
+
+    Faults on the wire: ``trickle`` sends the body one byte every that many seconds;
+    ``cut`` sends only that many bytes of the body (its full length announced), then closes
+    the connection, with a TCP reset if ``reset``. The loopback server plays them on its
+    socket; in-process, a trickle is its whole delay and a cut the HTTP library's error.
+    """
 
     status: int = 200
     body: dict[str, Any] | str | bytes = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False
+    trickle: float = 0.0
+    cut: int | None = None
+    reset: bool = False
 
     def content(self) -> tuple[bytes, str]:
         """The body's bytes and content type."""
@@ -422,19 +431,30 @@ class FakeModel:
                 raise http.RemoteProtocolError(message, request=request)
             if timeout is not None and answer.delay > timeout:
                 raise http.ReadTimeout("timed out", request=request)
+            if answer.reset:
+                raise http.ReadError("[Errno 104] Connection reset by peer", request=request)
+            if answer.cut is not None:
+                message = "peer closed connection without sending complete message body"
+                raise http.RemoteProtocolError(message, request=request)
             data, content_type = answer.content()
             headers = {"content-type": content_type, **answer.headers}
             return http.Response(answer.status, content=data, headers=headers)
 
+        def prepare_all(request) -> tuple[Answer, float | None]:
+            answer, timeout = prepare(request)
+            if answer.trickle:  # in-process, a trickle is only a delay
+                answer.delay += answer.trickle * len(answer.content()[0])
+            return answer, timeout
+
         def handle(request):
             with self.serving():
-                answer, timeout = prepare(request)
+                answer, timeout = prepare_all(request)
                 time.sleep(min(answer.delay, answer.delay if timeout is None else timeout))
             return finish(request, answer, timeout)
 
         async def ahandle(request):
             with self.serving():
-                answer, timeout = prepare(request)
+                answer, timeout = prepare_all(request)
                 await asyncio.sleep(min(answer.delay, answer.delay if timeout is None else timeout))
             return finish(request, answer, timeout)
 

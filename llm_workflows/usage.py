@@ -28,6 +28,10 @@ class Call:
     completion_tokens: int | None
     seconds: float
     source: str = "live"  # live, or where a replayed reply came from: brief, authored, live
+    # Where ``model`` came from: "reply" (its model field), "header" (a gateway's
+    # x-litellm-model-name: the backend model behind an alias) or "request" (the reply named
+    # none, so the price is an estimate for the model we asked for).
+    model_source: str = "reply"
 
     @property
     def cost_usd(self) -> float | None:
@@ -93,7 +97,10 @@ def calls_table(calls: Iterable[Call], seconds: bool = True) -> str:
         for (step, model), g in steps.items()
     ]
     rows = []
+    assumed = any(c.model_source == "request" for c in calls)
     for step, model, source, group in [*groups, ("total", "", "", calls)]:
+        if any(c.model_source == "request" for c in group) and step != "total":
+            model += "*"
         t = totals(group)
         row = [
             step,
@@ -117,6 +124,8 @@ def calls_table(calls: Iterable[Call], seconds: bool = True) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     table = [line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])]
+    if assumed:
+        table.append("* the server named no model: priced as the model requested (an estimate)")
     return "\n".join([*table, *cost_notes(calls)])
 
 

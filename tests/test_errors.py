@@ -39,3 +39,18 @@ def test_the_apis_own_error_message_is_kept_whole():
     assert (
         str(error.value) == "answer: the API refused the request (400): Invalid value for 'model'."
     )
+
+
+def test_an_error_line_shows_no_token_key_or_url_password():
+    shown = str(
+        WorkflowError(
+            "classify intent",
+            "the server said: Authorization: Bearer abc123def456 for key sk-proj-"
+            + "A1b2" * 6
+            + " at http://alice:hunter2@gateway.local/v1",
+        )
+    )
+    assert shown == (
+        "classify intent: the server said: Authorization: Bearer [redacted] for key "
+        "sk-[redacted] at http://[redacted]@gateway.local/v1"
+    )

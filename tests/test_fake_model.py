@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
 
 import openai
@@ -76,8 +77,30 @@ def test_a_slow_reply_past_the_timeout_is_a_timeout_not_a_hang():
 def test_a_dropped_connection_is_a_connection_error():
     fake = FakeModel({CLASSIFY: "x"}).install()
     fake.add_fault("close")
-    with pytest.raises(WorkflowError, match="could not connect"):
+    with pytest.raises(WorkflowError, match="closed the connection without a reply"):
         classify_intent("hi")
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (Answer(cut=3), "broke before the reply was complete (peer closed connection"),
+        (Answer(cut=3, reset=True), "broke before the reply was complete ([Errno 104]"),
+    ],
+    ids=["cut", "reset"],
+)
+def test_a_cut_or_reset_body_in_process_is_the_http_librarys_error(answer, problem):
+    FakeModel(default=lambda request: answer).install()
+    with pytest.raises(WorkflowError, match=re.escape(problem)):
+        classify_intent("hi")
+
+
+def test_a_trickle_in_process_is_its_whole_delay():
+    FakeModel(default=lambda request: Answer(body="x" * 10, trickle=0.05)).install(timeout=0.2)
+    start = time.monotonic()
+    with pytest.raises(WorkflowError, match=r"no answer within 0.2 s"):
+        classify_intent("hi")  # 10 bytes × 0.05 s is past the timeout
+    assert time.monotonic() - start < 2
 
 
 def raw_client(fake: FakeModel) -> openai.OpenAI:

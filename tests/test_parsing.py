@@ -120,7 +120,9 @@ def test_reply_with_an_empty_list_of_questions_is_an_error():
         ({"tasks": [], "note": "x"}, 'an object with keys "tasks", "note"'),
         ({}, "an empty object"),
         ([1, 2, 3], "an array of 3"),
-        ("text", "a str"),
+        ("text", "a string ('text')"),
+        (None, "null"),
+        (3, "a number (3)"),
     ],
 )
 def test_describe_names_the_shape_of_a_json_value(value, phrase):
