@@ -73,7 +73,10 @@ def _run(path: Path, env: dict[str, str | None], cwd: Path | None = None) -> nbf
         # IPC sockets in a temporary folder: no TCP port, and no warning about one.
         with tempfile.TemporaryDirectory() as sockets:
             kernel = AsyncKernelManager(
-                kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel")
+                kernel_name="python3",
+                transport="ipc",
+                ip=str(Path(sockets) / "kernel"),
+                connection_file=str(Path(sockets) / "connection.json"),  # not left in /tmp
             )
             NotebookClient(
                 nb,

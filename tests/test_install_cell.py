@@ -95,6 +95,7 @@ def run_cells(python: Path, *sources: str) -> tuple[nbformat.NotebookNode, str |
             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels.parent)]),
             transport="ipc",
             ip=str(Path(folder) / "kernel"),
+            connection_file=str(Path(folder) / "connection.json"),  # not left in /tmp
         )
         client = NotebookClient(
             notebook, km=manager, timeout=300, resources={"metadata": {"path": folder}}
