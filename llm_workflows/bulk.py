@@ -135,6 +135,12 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             yield from enumerate(f, 1)
     except UnicodeDecodeError:
         raise WorkflowError("input", f"{path} is not UTF-8 text", "save it as UTF-8") from None
+    except OSError as error:
+        raise WorkflowError(
+            "input",
+            f"cannot read {path} ({error.strerror or error})",
+            "pass a JSONL file or a text file with one item per line",
+        ) from None
 
 
 def _is_jsonl(path: Path) -> bool:

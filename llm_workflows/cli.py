@@ -440,6 +440,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: Exception) -> str:
+    """The error as one line; a file error names its file and cause without errno noise."""
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command's ``run_*`` function, print its outcome; the exit status."""
     args = _parser().parse_args(argv)
@@ -453,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             outcome = asyncio.run(args.run(args))
         except (WorkflowError, ValueError, OSError) as error:
-            print(f"{PROG}: error: {redact(' '.join(str(error).split()))}", file=sys.stderr)
+            print(f"{PROG}: error: {redact(_one_line(error))}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:  # one line; keep what was finished (and paid for)
             if getattr(args, "output", None) and args.command != "batch":

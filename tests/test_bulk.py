@@ -129,6 +129,16 @@ def test_input_that_is_not_utf8_is_one_error(tmp_path, capsys):
     assert "is not UTF-8 text" in capsys.readouterr().err
 
 
+def test_a_missing_input_file_is_one_error_naming_it(tmp_path, capsys):
+    missing = tmp_path / "nowhere.jsonl"
+    assert main(["route", "--input", str(missing), "--output", str(tmp_path / "r.jsonl")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"llm-workflows: error: input: cannot read {missing} (No such file or directory); "
+        "pass a JSONL file or a text file with one item per line"
+    )
+
+
 def test_missing_output_option_is_one_error(tmp_path, capsys):
     queries = write_text_queries(tmp_path / "q.txt")
     assert main(["route", "--input", str(queries)]) == 1
