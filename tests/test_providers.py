@@ -78,33 +78,32 @@ def test_gemini_asked_for_without_its_key_says_which_key_is_missing(monkeypatch)
     assert "because no Gemini API key was found" in settings.describe()
 
 
-def test_unknown_provider_is_a_one_line_configuration_error(monkeypatch):
-    monkeypatch.setenv("LLM_WORKFLOWS_PROVIDER", "claude")
+def settings_error(monkeypatch, **env: str) -> str:
+    """The one-line ConfigurationError that loading the settings gives with ``env`` set."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError) as caught:
         clients.load_settings()
     message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_unknown_provider_is_a_one_line_configuration_error(monkeypatch):
+    message = settings_error(monkeypatch, LLM_WORKFLOWS_PROVIDER="claude")
     assert "LLM_WORKFLOWS_PROVIDER='claude' is not a provider" in message
     assert "use openai or gemini" in message
-    assert "\n" not in message
 
 
 def test_live_mode_without_any_key_names_both_keys(monkeypatch):
-    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "live")
-    with pytest.raises(ConfigurationError) as caught:
-        clients.load_settings()
-    message = str(caught.value)
+    message = settings_error(monkeypatch, LLM_WORKFLOWS_MODE="live")
     assert "needs an OpenAI API key or a Gemini API key" in message
     assert "OPENAI_API_KEY or GEMINI_API_KEY" in message
-    assert "\n" not in message
 
 
 def test_recording_gemini_needs_a_recordings_file_of_its_own(monkeypatch, tmp_path):
-    monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
-    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "record")
-    with pytest.raises(ConfigurationError) as caught:
-        clients.load_settings()
-    assert "set LLM_WORKFLOWS_RECORDINGS to a file of their own" in str(caught.value)
-    assert "\n" not in str(caught.value)
+    message = settings_error(monkeypatch, GEMINI_API_KEY=GEMINI_KEY, LLM_WORKFLOWS_MODE="record")
+    assert "set LLM_WORKFLOWS_RECORDINGS to a file of their own" in message
     monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", str(tmp_path / "gemini.jsonl"))
     settings = clients.load_settings()
     assert (settings.mode, settings.api.name) == ("record", "gemini")
