@@ -32,6 +32,7 @@ import openai
 
 from .llm import api_error
 from .replay import STEP_HEADER
+from .transport import retry_after
 from .usage import Call
 
 DISCOVERY_CONCURRENCY = 4
@@ -66,18 +67,6 @@ def parse_duration(text: str | None) -> float | None:
     if not parts or "".join(n + u for n, u in parts) != text:
         return None
     return sum(float(n) * _UNIT[u] for n, u in parts)
-
-
-def retry_after(headers) -> float | None:
-    """Seconds a 429 asks us to wait: ``retry-after-ms``, then ``retry-after``."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue  # an HTTP date: rare from this API; fall through to the reset time
-    return None
 
 
 @dataclass

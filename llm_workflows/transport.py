@@ -35,14 +35,16 @@ def _timeout_error(http: ModuleType, request):
     return http.ReadTimeout(f"no complete reply within {read:g} s", request=request)
 
 
-def _retry_after(headers) -> float | None:
-    """The wait a response asks for (retry-after-ms, or retry-after in seconds)."""
+def retry_after(headers) -> float | None:
+    """The seconds a response asks to wait: ``retry-after-ms``, then ``retry-after``; None
+    if it names none we can read (an HTTP date, say)."""
     for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
         try:
             value = float(headers.get(name, "")) / divisor
         except ValueError:
             continue
-        return value if math.isfinite(value) else None
+        if math.isfinite(value):
+            return max(0.0, value)
     return None
 
 
@@ -90,7 +92,7 @@ def event_hooks(
             tries = int(request.headers.get("x-stainless-retry-count", "0"))
         except ValueError:
             return
-        wait = _retry_after(response.headers)
+        wait = retry_after(response.headers)
         if tries < max_retries and wait is not None and NOTICE_AFTER_SECONDS < wait <= honoured:
             said = True
             notify(

@@ -16,10 +16,10 @@ from llm_workflows.limits import (
     AdaptiveLimiter,
     estimate_tokens,
     parse_duration,
-    retry_after,
 )
 from llm_workflows.testing import Answer, FakeModel
 from llm_workflows.testing_limits import FakeRateLimit, format_duration
+from llm_workflows.transport import retry_after
 
 
 def limit_headers(rpm: int, remaining: int, tpm: int = 1_000_000, tokens_left: int = 1_000_000):
