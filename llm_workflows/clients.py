@@ -61,8 +61,6 @@ class Settings:
     recordings: str | None  # an extra recordings file (read in replay, appended in record)
     mode_was_chosen: bool  # False when the mode fell back to replay because no key was found
     model: str | None = None  # LLM_WORKFLOWS_MODEL: one model for every step (e.g. on Ollama)
-    # A provider preset's model per size (SMALL, LARGE); empty: the DEFAULT_MODELS apply.
-    preset_models: Mapping[str, str] = field(default_factory=dict)
     provider: Provider = OPENAI  # the provider chosen (LLM_WORKFLOWS_PROVIDER, or by its key)
     requests_per_minute: float | None = None  # the pace of request starts; None: not paced
     # LLM_WORKFLOWS_REPLAY_LATENCY: seconds each replayed call waits (a simulated latency).
@@ -79,7 +77,8 @@ class Settings:
         An explicit ``model=`` argument wins, then ``LLM_WORKFLOWS_MODEL``, then the
         provider preset's model for the size, then ``DEFAULT_MODELS[size]``.
         """
-        return explicit or self.model or self.preset_models.get(size) or DEFAULT_MODELS[size]
+        preset = self.api.models.get(size)
+        return explicit or self.model or preset or DEFAULT_MODELS[size]
 
     def describe(self) -> str:
         """One or two lines on what the clients will do; safe to print (no key, no secret)."""
@@ -338,7 +337,6 @@ def load_settings() -> Settings:
         recordings=recordings,
         model=get("LLM_WORKFLOWS_MODEL"),
         mode_was_chosen=chosen,
-        preset_models=api.models,
         provider=provider,
         requests_per_minute=(pace or None) if mode != "replay" else None,  # 0: not paced
         replay_latency=_number(

@@ -338,7 +338,8 @@ def test_an_explicit_model_beats_the_environment(monkeypatch):
 
 
 def test_model_precedence_is_explicit_then_environment_then_preset_then_default():
-    preset = dataclasses.replace(clients.load_settings(), preset_models={clients.SMALL: "tiny"})
+    tiny = dataclasses.replace(clients.OPENAI, models={clients.SMALL: "tiny"})
+    preset = dataclasses.replace(clients.load_settings(), mode="live", provider=tiny)
     with_env = dataclasses.replace(preset, model="llama3.2")
     assert with_env.model_for(clients.SMALL, "chosen") == "chosen"
     assert with_env.model_for(clients.SMALL) == "llama3.2"
