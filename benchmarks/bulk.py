@@ -2,7 +2,7 @@
 
 Runs ``llm-workflows route --input --output`` as a subprocess (the real CLI and the real
 openai client, live mode with a fake key) against the one fake model on a loopback
-``FakeServer`` behind its rate-limit middleware (``llm_workflows.testing_limits``): a
+``FakeServer`` behind its rate-limit middleware (``llm_workflows.testing.limits``): a
 requests-per-minute and a tokens-per-minute budget, the API's ``x-ratelimit-*`` headers and
 429s with ``retry-after``. The runner is not told the budget: it must discover it.
 
@@ -40,11 +40,12 @@ from typing import Any
 
 from run import generated_queries, machine, machine_line  # benchmarks/run.py
 
-from llm_workflows import bulk, cli, prompts, routing
-from llm_workflows.fake_server import FakeServer
-from llm_workflows.limits import estimate_tokens
+from llm_workflows import cli, prompts, routing
+from llm_workflows.bulk import files as bulk_files
+from llm_workflows.bulk.limiter import estimate_tokens
 from llm_workflows.testing import FakeModel, standard_reply
-from llm_workflows.testing_limits import FakeRateLimit
+from llm_workflows.testing.limits import FakeRateLimit
+from llm_workflows.testing.server import FakeServer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bulk.json"
@@ -283,7 +284,7 @@ def done_set_bytes(work: Path, count: int) -> dict[str, Any]:
     output = work / "done.jsonl"
     write_results(output, count)
     tracemalloc.start()
-    done, _ = bulk.scan_output(output)
+    done, _ = bulk_files.scan_output(output)
     size, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     output.unlink()

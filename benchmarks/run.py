@@ -1,7 +1,7 @@
 """``make bench``: how fast the workflows are, in units of the model's latency L.
 
 Every call goes through the real openai clients (``LLM_WORKFLOWS_MODE=live``, a fake key)
-to the loopback fake server (``python -m llm_workflows.fake_server``), which answers after
+to the loopback fake server (``python -m llm_workflows.testing.server``), which answers after
 L seconds. Each
 shape runs ``--repeat`` times after one warm-up call; the table shows the median run.
 
@@ -32,11 +32,13 @@ from typing import Any
 
 import openai
 
-from llm_workflows import clients, lesson, prompts, routing
-from llm_workflows.faq import DEFAULT_CONCURRENCY, build_faq
+from llm_workflows import lesson, prompts, routing
+from llm_workflows.faq import build_faq
 from llm_workflows.orchestration import process_customer_message
-from llm_workflows.replay import STEP_HEADER
 from llm_workflows.routing import Routed, route, route_many
+from llm_workflows.runtime import clients, config, wire
+from llm_workflows.runtime.concurrency import WORKFLOW_CONCURRENCY
+from llm_workflows.runtime.wire import STEP_HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
@@ -115,7 +117,7 @@ SHAPES = [
     ),
     Shape(
         "faq_concurrent",
-        f"FAQ chain, default concurrency={DEFAULT_CONCURRENCY}",
+        f"FAQ chain, default concurrency={WORKFLOW_CONCURRENCY}",
         21,
         3,
         lambda: build_faq(lesson.WEBPAGES),
@@ -165,10 +167,10 @@ SHAPES = [
 
 
 class Stub:
-    """``llm_workflows.fake_server`` in its own process, so it does not share our CPU core."""
+    """``llm_workflows.testing.server`` in its own process, so it does not share our CPU core."""
 
     def __init__(self, latency: float, jitter: float):
-        command = [sys.executable, "-m", "llm_workflows.fake_server", "--latency", str(latency)]
+        command = [sys.executable, "-m", "llm_workflows.testing.server", "--latency", str(latency)]
         self.process = subprocess.Popen(
             [*command, "--jitter", str(jitter)], stdout=subprocess.PIPE, text=True
         )
@@ -229,7 +231,7 @@ def _classify_request(query: str) -> dict[str, Any]:
     """The request classify_intent sends, for the bare client to send the same."""
     user = prompts.CLASSIFY_INTENT.format(user_query=query)
     return {
-        "model": clients.DEFAULT_MODELS[routing.SIZE],
+        "model": config.DEFAULT_MODELS[routing.SIZE],
         "messages": [
             {"role": "system", "content": prompts.CLASSIFY_SYSTEM},
             {"role": "user", "content": user},
@@ -289,7 +291,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         cpu = platform.processor() or "unknown"
-    http = clients.http_module()
+    http = wire.http_module()
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -451,7 +453,7 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "How long each workflow takes, in units of the model's latency L: every call goes "
             "through the real `openai` clients to a loopback fake server "
-            "(`llm_workflows/fake_server.py`) that answers after L seconds, replaying the "
+            "(`llm_workflows/testing/server.py`) that answers after L seconds, replaying the "
             "recordings where a request matches and a standard reply per step otherwise. *Critical path* "
             "is the fewest calls that must happen one after another; *ratio* is the measured "
             "time over the sequential shape (the measured one-at-a-time run, or `*` calls x L "

@@ -2,9 +2,13 @@
 
 Importing this package needs no key, network or file: clients are made on first use.
 With no API key, every call replays a recorded response through the real openai client.
+
+The lesson's modules are at the top (prompts, the three workflows, the chat call, usage,
+display and checks); the plumbing is one folder down: ``runtime`` (settings, clients,
+recordings, the wire), ``bulk`` (file runs, the rate limiter, the Batch API) and
+``testing`` (the fake model). See docs/architecture.md.
 """
 
-from .clients import get_async_client, get_client, setup
 from .documents import Document, combine, read_documents
 from .errors import ConfigurationError, ModelOutputError, WorkflowError
 from .faq import (
@@ -19,8 +23,10 @@ from .faq import (
     generate_questions,
     single_call_faq,
 )
+from .llm import achat, chat
 from .orchestration import CustomerReply, WorkerResult, process_customer_message
 from .routing import Routed, classify_intent, handle_query, normalize_intent, route, route_many
+from .runtime import get_async_client, get_client, setup
 from .usage import Call, Usage, calls_table, totals
 
 __all__ = [
@@ -37,9 +43,11 @@ __all__ = [
     "Usage",
     "WorkerResult",
     "WorkflowError",
+    "achat",
     "answer_question",
     "build_faq",
     "calls_table",
+    "chat",
     "check_single_call",
     "classify_intent",
     "combine",

@@ -20,13 +20,13 @@ from typing import Any
 
 import openai
 
-from . import batch, bulk, clients, lesson
-from .bulk import DEFAULT_CONCURRENCY as DEFAULT_BULK_CONCURRENCY
+from . import lesson, runtime
+from .bulk import batch, runs
+from .bulk.runs import BULK_CONCURRENCY
 from .documents import read_documents
-from .errors import WorkflowError
+from .errors import WorkflowError, redact
 from .faq import (
     ANSWER,
-    DEFAULT_CONCURRENCY,
     FIND_SOURCES,
     GENERATE_QUESTIONS,
     FAQFailure,
@@ -42,11 +42,10 @@ from .orchestration import (
     CustomerReply,
     process_customer_message,
 )
-from .provenance import origin_lines
-from .redaction import redact
-from .replay import RecordingsWarning
 from .routing import HANDLE, Routed, route_many
-from .usage import calls_table
+from .runtime.concurrency import WORKFLOW_CONCURRENCY
+from .runtime.recordings import RecordingsWarning
+from .usage import calls_table, origin_lines
 
 PROG = "llm-workflows"
 
@@ -63,7 +62,7 @@ def _origins(calls, step: str, what: str = "") -> list[str]:
     return [f"{what}{line}" for line in origin_lines(calls, step)]
 
 
-def show_faq(result: FAQResult) -> str:
+def faq_text(result: FAQResult) -> str:
     lines = [f"FAQ: {len(result.items)} questions answered"]
     # One line per step, under the header: each reply of a step has the same origin.
     lines += _origins(result.calls, GENERATE_QUESTIONS, "Questions: ")
@@ -79,13 +78,13 @@ def show_faq(result: FAQResult) -> str:
     return "\n".join(lines)
 
 
-def show_routed(routed: Routed) -> str:
+def routed_text(routed: Routed) -> str:
     intent = routed.intent or f"unrecognised label {routed.label!r} -> fallback route"
     text = f"Query: {routed.query}\nIntent: {intent}\nResponse:\n{_wrap(routed.response, '  ')}"
     return "\n".join([text, *_origins(routed.calls, HANDLE, "  ")])
 
 
-def show_reply(reply: CustomerReply) -> str:
+def customer_reply_text(reply: CustomerReply) -> str:
     lines = ["Tasks from the orchestrator:"]
     lines += [f"  - {json.dumps(t.to_dict(), ensure_ascii=False)}" for t in reply.tasks]
     lines += _origins(reply.calls, ORCHESTRATOR, "  ")
@@ -126,7 +125,7 @@ class Outcome:
 
 
 @dataclass
-class Progress:
+class Finished:
     """What a command has finished so far, shown if it is interrupted (Ctrl-C)."""
 
     done: list[tuple[str, Outcome]] = field(default_factory=list)  # demo's finished parts
@@ -143,8 +142,8 @@ class Progress:
 
 async def run_faq(
     sources: list[str] | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    progress: Progress | None = None,
+    concurrency: int = WORKFLOW_CONCURRENCY,
+    progress: Finished | None = None,
 ) -> Outcome:
     """The FAQ chain on text/markdown files (default: the lesson's webpages)."""
     try:
@@ -159,19 +158,21 @@ async def run_faq(
     def so_far() -> Outcome:
         items = [r for r in finished if isinstance(r, FAQItem)]
         partial = FAQResult(items, [r for r in finished if isinstance(r, FAQFailure)], [])
-        return Outcome(partial.to_dict(), show_faq(partial))
+        return Outcome(partial.to_dict(), faq_text(partial))
 
     if progress:
         progress.current = so_far
-    result = await build_faq(documents, concurrency=concurrency, on_result=finished.append)
+    result = await build_faq(
+        documents, concurrency=concurrency, on_result=lambda _, r: finished.append(r)
+    )
     errors = [
         f"{len(result.failures)} of {len(result.failures) + len(result.items)} questions failed"
     ]
-    text = show_faq(result) + "\n\n" + _calls(result.calls)
+    text = faq_text(result) + "\n\n" + _calls(result.calls)
     return Outcome(result.to_dict(), text, errors if result.failures else [], result.warnings)
 
 
-async def run_route(queries: list[str], progress: Progress | None = None) -> Outcome:
+async def run_route(queries: list[str], progress: Finished | None = None) -> Outcome:
     """Classify and answer each query, concurrently; a failed query does not stop the others."""
     finished: dict[int, Routed | WorkflowError] = {}
 
@@ -179,7 +180,7 @@ async def run_route(queries: list[str], progress: Progress | None = None) -> Out
         done = [finished[i] for i in sorted(finished)]
         results = [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in done]
         routed = [o for o in done if isinstance(o, Routed)]
-        return Outcome({"results": results}, "\n\n".join(map(show_routed, routed)))
+        return Outcome({"results": results}, "\n\n".join(map(routed_text, routed)))
 
     if progress:
         progress.current = so_far
@@ -194,7 +195,7 @@ async def run_route(queries: list[str], progress: Progress | None = None) -> Out
         for message, qs in failed.items()
     ]
     calls = [c for r in routed for c in r.calls]
-    text = "\n\n".join([*map(show_routed, routed), _calls(calls)]) if routed else ""
+    text = "\n\n".join([*map(routed_text, routed), _calls(calls)]) if routed else ""
     data = {
         "results": [o.to_dict() if isinstance(o, Routed) else {"error": str(o)} for o in outcomes]
     }
@@ -202,7 +203,7 @@ async def run_route(queries: list[str], progress: Progress | None = None) -> Out
 
 
 async def run_orchestrate(
-    query: str, signature: str = DEFAULT_SIGNATURE, progress: Progress | None = None
+    query: str, signature: str = DEFAULT_SIGNATURE, progress: Finished | None = None
 ) -> Outcome:
     """Answer one customer message with the orchestrator-worker workflow.
 
@@ -218,14 +219,16 @@ async def run_orchestrate(
             f"{reply.unhandled} of the customer's requests could not be handled "
             "(see Problems above); the email says so"
         )
-    return Outcome(reply.to_dict(), show_reply(reply) + "\n\n" + _calls(reply.calls), errors)
+    return Outcome(
+        reply.to_dict(), customer_reply_text(reply) + "\n\n" + _calls(reply.calls), errors
+    )
 
 
 def _part(title: str, text: str) -> str:
     return f"{'=' * 88}\n{title}\n{'=' * 88}\n{text}"
 
 
-async def run_demo(signature: str = DEFAULT_SIGNATURE, progress: Progress | None = None) -> Outcome:
+async def run_demo(signature: str = DEFAULT_SIGNATURE, progress: Finished | None = None) -> Outcome:
     """All three workflows on the lesson's inputs, one after another."""
     parts, data, errors, warnings_ = [], {}, [], []
     for title, command in [
@@ -247,7 +250,7 @@ async def run_demo(signature: str = DEFAULT_SIGNATURE, progress: Progress | None
     return Outcome(data, "\n\n".join(parts), errors, warnings_)
 
 
-def _interrupted(progress: Progress, as_json: bool) -> tuple[str, int]:
+def _interrupted(progress: Finished, as_json: bool) -> tuple[str, int]:
     """What an interrupted command had finished, as it would print it, and how many items."""
     parts, count = progress.so_far()
     if not parts:
@@ -282,11 +285,11 @@ def _bulk_outcome(summary, noun: str) -> Outcome:
 async def run_route_file(
     input: str | Path,
     output: str | Path,
-    concurrency: int = DEFAULT_BULK_CONCURRENCY,
+    concurrency: int = BULK_CONCURRENCY,
     retry_failed: bool = False,
 ) -> Outcome:
     """Route every query of a file into a JSONL file of results (streamed, resumable)."""
-    summary = await bulk.route_file(
+    summary = await runs.route_file(
         input, output, concurrency=concurrency, retry_failed=retry_failed
     )
     return _bulk_outcome(summary, "query")
@@ -296,11 +299,11 @@ async def run_orchestrate_file(
     input: str | Path,
     output: str | Path,
     signature: str = DEFAULT_SIGNATURE,
-    concurrency: int = DEFAULT_BULK_CONCURRENCY,
+    concurrency: int = BULK_CONCURRENCY,
     retry_failed: bool = False,
 ) -> Outcome:
     """Answer every customer message of a file into a JSONL file of replies."""
-    summary = await bulk.orchestrate_file(
+    summary = await runs.orchestrate_file(
         input, output, signature=signature, concurrency=concurrency, retry_failed=retry_failed
     )
     return _bulk_outcome(summary, "message")
@@ -311,7 +314,7 @@ def _batch_call(action: str, work: Callable[[], str]) -> Outcome:
     try:
         text = work()
     except openai.OpenAIError as error:  # one line, as for the workflows' own calls
-        raise api_error(f"batch {action}", error, clients.get_client()) from error
+        raise api_error(f"batch {action}", error, runtime.get_client()) from error
     return Outcome({"message": text}, text)
 
 
@@ -380,7 +383,7 @@ def _add_bulk_options(parser: argparse.ArgumentParser, field: str) -> None:
     group.add_argument(
         "--concurrency",
         type=int,
-        default=DEFAULT_BULK_CONCURRENCY,
+        default=BULK_CONCURRENCY,
         metavar="N",
         help="most items in flight (the rate limiter may use fewer)",
     )
@@ -420,7 +423,7 @@ def _parser() -> argparse.ArgumentParser:
     faq.add_argument(
         "--source", nargs="+", metavar="FILE", help="text/markdown files (default: the lesson's)"
     )
-    faq.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N")
+    faq.add_argument("--concurrency", type=int, default=WORKFLOW_CONCURRENCY, metavar="N")
     faq.set_defaults(run=lambda a: run_faq(a.source, a.concurrency, a.progress))
     route = sub.add_parser("route", parents=[common], help="classify and answer queries")
     route.add_argument("queries", nargs="*", metavar="QUERY")
@@ -453,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "concurrency", 1) < 1:
         print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    args.progress = Progress()
+    args.progress = Finished()
     with warnings.catch_warnings():
         warnings.simplefilter("always", RecordingsWarning)
         warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
@@ -478,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 130
         finally:
-            clients.reset()
+            runtime.reset()
     output = json.dumps(outcome.data, indent=2, ensure_ascii=False) if args.json else outcome.text
     if output:
         print(output)

@@ -21,8 +21,7 @@ from importlib.resources import files
 from typing import Any
 
 from . import prompts
-from .provenance import origin_lines
-from .usage import Call
+from .usage import Call, origin_lines
 
 WIDTH = 75  # characters per line in the 678 px notebook column (measured in Chromium)
 
@@ -146,7 +145,7 @@ def show_prompts(*names: str) -> None:
 
 def show_diagram(name: str) -> Diagram:
     """A workflow diagram shipped with the package, at its natural size, with alt text."""
-    folder = files(__package__) / "diagrams"
+    folder = files("llm_workflows") / "diagrams"
     meta = json.loads((folder / "diagrams.json").read_text(encoding="utf-8"))[name]
     return Diagram((folder / f"{name}.png").read_bytes(), meta)
 
@@ -171,16 +170,6 @@ class Diagram:
 def dumps(data: Any) -> str:
     """JSON with real characters (no \\u escapes), two-space indent."""
     return json.dumps(data, indent=2, ensure_ascii=False)
-
-
-def show_json(data: Any, limit: int | None = None) -> None:
-    """Print JSON compactly: a list shows its first ``limit`` items and how many are left."""
-    if isinstance(data, list) and limit is not None and len(data) > limit:
-        shown = dumps(data[:limit])
-        rest = len(data) - limit
-        print(shown[:-1].rstrip() + f"\n  ... and {rest} more item{'s' * (rest != 1)}\n]")
-    else:
-        print(dumps(data))
 
 
 def wrap(text: str, indent: str = "", width: int = WIDTH) -> str:

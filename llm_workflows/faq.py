@@ -6,23 +6,22 @@ concurrently under a bounded limit; ``concurrency=1`` is the sequential version.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import prompts
-from .clients import SMALL
 from .documents import Document, combine
 from .errors import ModelOutputError, WorkflowError
 from .llm import achat, chat
 from .parsing import describe, find_list, load_json
+from .runtime.concurrency import WORKFLOW_CONCURRENCY, Progress, check_concurrency, each
+from .runtime.providers import SMALL
 from .usage import Call
 
-SIZE = SMALL  # the size of model these steps use by default (clients.DEFAULT_MODELS)
+SIZE = SMALL  # the size of model these steps use by default (Settings.model_for)
 JSON_MODE = {"type": "json_object"}
-DEFAULT_CONCURRENCY = 16  # the lesson's 10 questions at once; far below any rate limit
 QUESTIONS_ASKED = 10  # prompts.GENERATE_QUESTIONS asks for 10: never answer more than that
 
 SINGLE_CALL = "single call"
@@ -97,6 +96,8 @@ def check_single_call(reply: str, documents: list[Document], expected: int = 10)
 
 
 def _questions_messages(documents: list[Document], prompt: str | None) -> list[dict]:
+    if not documents:
+        raise ValueError("the FAQ needs at least one document")
     template = prompts.GENERATE_QUESTIONS if prompt is None else prompt
     user = template.format(combined_content=combine(documents))
     return [
@@ -179,13 +180,9 @@ def generate_questions(
 
     ``prompt``: a template to use instead of prompts.GENERATE_QUESTIONS.
     """
+    messages = _questions_messages(documents, prompt)
     reply = chat(
-        GENERATE_QUESTIONS,
-        _questions_messages(documents, prompt),
-        model=model,
-        size=SIZE,
-        response_format=JSON_MODE,
-        calls=calls,
+        GENERATE_QUESTIONS, messages, model=model, size=SIZE, response_format=JSON_MODE, calls=calls
     )
     return parse_questions(reply)
 
@@ -198,13 +195,9 @@ async def agenerate_questions(
     calls: list[Call] | None = None,
 ) -> Questions:
     """Async :func:`generate_questions`."""
+    messages = _questions_messages(documents, prompt)
     reply = await achat(
-        GENERATE_QUESTIONS,
-        _questions_messages(documents, prompt),
-        model=model,
-        size=SIZE,
-        response_format=JSON_MODE,
-        calls=calls,
+        GENERATE_QUESTIONS, messages, model=model, size=SIZE, response_format=JSON_MODE, calls=calls
     )
     return parse_questions(reply)
 
@@ -244,10 +237,8 @@ async def aanswer_question(
     calls: list[Call] | None = None,
 ) -> str:
     """Async :func:`answer_question`."""
-    reply = await achat(
-        ANSWER, _answer_messages(question, documents, prompt), model=model, size=SIZE, calls=calls
-    )
-    return reply.strip()
+    messages = _answer_messages(question, documents, prompt)
+    return (await achat(ANSWER, messages, model=model, size=SIZE, calls=calls)).strip()
 
 
 @dataclass(frozen=True)
@@ -269,11 +260,6 @@ def _sources_messages(
     ]
 
 
-def _squash(name: str) -> str:
-    """A title compared ignoring case and spacing."""
-    return " ".join(name.lower().split())
-
-
 def parse_sources(reply: str, documents: list[Document]) -> Sources:
     """Keep the cited titles that name a document (ignoring case and
     spaces); report the rest."""
@@ -289,10 +275,10 @@ def parse_sources(reply: str, documents: list[Document]) -> Sources:
             "retry the step",
             raw=reply,
         )
-    by_name = {_squash(d.title): d.title for d in documents}
+    by_name = {_key(d.title): d.title for d in documents}
     titles, unknown = [], []
     for name in cited:
-        title = by_name.get(_squash(str(name)))
+        title = by_name.get(_key(str(name)))
         if title is None:
             unknown.append(str(name))
         elif title not in titles:
@@ -313,13 +299,9 @@ def find_sources(
 
     ``prompt``: a template to use instead of prompts.FIND_SOURCES.
     """
+    messages = _sources_messages(question, answer, documents, prompt)
     reply = chat(
-        FIND_SOURCES,
-        _sources_messages(question, answer, documents, prompt),
-        model=model,
-        size=SIZE,
-        response_format=JSON_MODE,
-        calls=calls,
+        FIND_SOURCES, messages, model=model, size=SIZE, response_format=JSON_MODE, calls=calls
     )
     return parse_sources(reply, documents)
 
@@ -334,13 +316,9 @@ async def afind_sources(
     calls: list[Call] | None = None,
 ) -> Sources:
     """Async :func:`find_sources`."""
+    messages = _sources_messages(question, answer, documents, prompt)
     reply = await achat(
-        FIND_SOURCES,
-        _sources_messages(question, answer, documents, prompt),
-        model=model,
-        size=SIZE,
-        response_format=JSON_MODE,
-        calls=calls,
+        FIND_SOURCES, messages, model=model, size=SIZE, response_format=JSON_MODE, calls=calls
     )
     return parse_sources(reply, documents)
 
@@ -384,67 +362,33 @@ class FAQResult:
         }
 
 
-Progress = Callable[[int, int], None]  # (questions done, questions in all)
-
-
 async def build_faq(
     documents: list[Document],
     *,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int = WORKFLOW_CONCURRENCY,
     model: str | None = None,
     on_progress: Progress | None = None,
-    on_result: Callable[[FAQItem | FAQFailure], None] = lambda _: None,
+    on_result: Callable[[int, FAQItem | FAQFailure], None] | None = None,
 ) -> FAQResult:
-    """Generate questions, then answer each and find its sources,
-    ``concurrency`` questions at a time.
-
-    A question whose step fails becomes a :class:`FAQFailure`; the
-    other questions go on. ``on_result`` sees each as it finishes.
-    """
-    if concurrency < 1:
-        given = f"(got {concurrency})"
-        raise ValueError(f"concurrency must be at least 1 {given}")
-    if not documents:
-        raise ValueError("build_faq needs at least one document")
+    """Generate questions, then answer each and find its sources, with
+    at most ``concurrency`` questions at a time. A failed question does
+    not stop the others."""
+    check_concurrency(concurrency)  # before the first (paid) call
     calls: list[Call] = []
-    options = {"model": model, "calls": calls}
-    questions = await agenerate_questions(documents, **options)
-    limit = asyncio.Semaphore(concurrency)
-    done = 0
+    opts = {"model": model, "calls": calls}
+    questions = await agenerate_questions(documents, **opts)
 
-    async def one(question: str) -> FAQItem | FAQFailure:
-        nonlocal done
-        answer = None
-        async with limit:
-            try:
-                answer = await aanswer_question(
-                    question,
-                    documents,
-                    **options,
-                )
-                sources = await afind_sources(
-                    question,
-                    answer,
-                    documents,
-                    **options,
-                )
-                result: FAQItem | FAQFailure = FAQItem(
-                    question, answer, sources.titles, sources.unknown
-                )
-            except WorkflowError as error:
-                result = FAQFailure(question, str(error), answer)
-        done += 1
-        on_result(result)
-        if on_progress:
-            on_progress(done, len(questions))
-        return result
+    async def answer_and_cite(question: str) -> FAQItem | FAQFailure:
+        answer, pages = None, documents
+        try:
+            answer = await aanswer_question(question, pages, **opts)
+            found = await afind_sources(question, answer, pages, **opts)
+        except WorkflowError as error:  # keep the answer, if it was made
+            return FAQFailure(question, str(error), answer)
+        return FAQItem(question, answer, found.titles, found.unknown)
 
-    if on_progress:
-        on_progress(0, len(questions))
-    results = await asyncio.gather(*(one(q) for q in questions))
-    return FAQResult(
-        items=[r for r in results if isinstance(r, FAQItem)],
-        failures=[r for r in results if isinstance(r, FAQFailure)],
-        calls=calls,
-        warnings=questions.warnings,
-    )
+    hooks = {"on_result": on_result, "on_progress": on_progress}
+    results = await each(questions, answer_and_cite, concurrency, **hooks)
+    items = [r for r in results if isinstance(r, FAQItem)]
+    failures = [r for r in results if isinstance(r, FAQFailure)]
+    return FAQResult(items, failures, calls, questions.warnings)

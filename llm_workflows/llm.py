@@ -1,55 +1,94 @@
-"""One Chat Completions call, sync or async: timed, counted, checked, with clear errors.
+"""The chat call: one Chat Completions request, sync or async, timed, counted, checked.
 
-The openai client already retries connection errors, timeouts, 429 and 5xx
-(``max_retries``, honouring ``retry-after``); what it finally raises is turned here into
-one WorkflowError line that names the step and says what to do.
+Every call of the package goes out here, through the real openai client's low-level
+``post`` (its auth, base URL, retries, typed errors and our replay transport all apply),
+and comes back through one response boundary (:func:`_finish`): whatever a server sends
+with status 200 (an HTML page, a JSON string, an event stream, an error object, a choice
+with no message, content that is not text) becomes one WorkflowError line, never a
+traceback. The body is read as JSON once; the step's text and the call's ``Call`` record
+come from that one read.
 
-Every response is checked at one boundary (:func:`_finish`): whatever a server sends with
-status 200 (an HTML page, a JSON string, an event stream, an error object, a choice with
-no message, content that is not text) becomes one WorkflowError line, never a traceback.
+The openai client retries connection errors, timeouts, 429 and 5xx (``max_retries``,
+honouring ``retry-after``); what it finally raises becomes one WorkflowError line that
+names the step and says what to do. A bulk run puts a :class:`Gate` (its rate limiter)
+in front of every async call with :func:`gated`; the gate then does the retrying.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 import openai
 
-from . import clients
-from .clients import LARGE
-from .errors import ModelOutputError, WorkflowError
+from . import runtime
+from .errors import ModelOutputError, WorkflowError, safe_url
 from .parsing import describe
-from .providers import PROVIDERS
-from .redaction import safe_url
-from .replay import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
-from .usage import Call
+from .runtime.providers import LARGE, PROVIDERS
+from .runtime.wire import MISS_CODE, RETRIED_BY, STEP_HEADER, http_module
+from .usage import Call, call_from_body
 
 Messages = list[dict[str, str]]
-# A gateway (LiteLLM) names the backend model behind an alias in this header.
-SERVED_MODEL_HEADER = "x-litellm-model-name"
+PATH = "/chat/completions"
 OPENAI_HOST = "api.openai.com"
 
-# Set by bulk runs to a limits.AdaptiveLimiter: it sends each async call itself, to pace it
-# by the server's rate-limit headers and to see every 429. None: a plain client call.
-CALL_GATE: ContextVar[Any] = ContextVar("llm_workflows_call_gate", default=None)
+
+# --- the gate: how a bulk run's limiter meets the chat call ---------------------------------
+
+Attempt = Callable[[], Awaitable[Any]]  # one HTTP attempt, with no retries of the client's
 
 
-def _request(
-    step: str, model: str | None, size: str, messages: Messages, response_format: dict | None
-) -> dict:
-    """The keyword arguments of one Chat Completions call: only what the provider accepts."""
-    settings = clients.settings()
-    kwargs: dict[str, Any] = {"model": settings.model_for(size, model), "messages": messages}
+class Exhausted(Exception):
+    """Raised by a gate that gives up: the API's last error, and how often the gate retried."""
+
+    def __init__(self, error: openai.OpenAIError, retries: int):
+        super().__init__(str(error))
+        self.error, self.retries = error, retries
+
+
+class Gate(Protocol):
+    """What sends each async call of a bulk run: it paces the attempts and retries them."""
+
+    name: str  # who retries, for the notices: "the rate limiter"
+
+    async def send(self, body: Mapping[str, Any], attempt: Attempt) -> Any:
+        """Run ``attempt`` (again) until it succeeds; return its response, or raise
+        ``Exhausted`` (or the API's error, for one no retry can fix)."""
+        ...
+
+
+GATE: ContextVar[Gate | None] = ContextVar("llm_workflows_gate", default=None)
+
+
+@contextlib.contextmanager
+def gated(gate: Gate) -> Iterator[Gate]:
+    """Send every async call made in this block (and the tasks it starts) through ``gate``;
+    afterwards calls go straight to the client again."""
+    tokens = GATE.set(gate), RETRIED_BY.set(gate.name)
+    try:
+        yield gate
+    finally:
+        RETRIED_BY.reset(tokens[1])
+        GATE.reset(tokens[0])
+
+
+def request_body(
+    model: str | None, size: str, messages: Messages, response_format: dict | None = None
+) -> dict[str, Any]:
+    """The Chat Completions body for these messages: only what the provider accepts. Live
+    calls, bulk runs and batch requests all send this body."""
+    settings = runtime.settings()
+    body: dict[str, Any] = {"model": settings.model_for(size, model), "messages": messages}
     # Where the provider does not document response_format (Gemini), the prompt alone asks
     # for JSON, and the parsers accept it inside a Markdown code fence.
     if response_format is not None and settings.api.send_response_format:
-        kwargs["response_format"] = response_format
-    kwargs["extra_headers"] = {STEP_HEADER: step}
-    return kwargs
+        body["response_format"] = response_format
+    return body
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -88,7 +127,7 @@ def _cause(error: BaseException, kinds: tuple[type, ...]) -> BaseException | Non
 
 def _connection_problem(error: openai.APIConnectionError, where: str) -> tuple[str, str]:
     """What really went wrong under a "connection error": the HTTP library's exception."""
-    http = clients.http_module()
+    http = http_module()
     cause = _cause(error, (http.HTTPError, http.InvalidURL)) or error.__cause__
     detail = _short(str(cause) or type(cause).__name__, 120) if cause is not None else ""
     if isinstance(cause, http.TooManyRedirects):
@@ -117,7 +156,7 @@ def api_error(
     step: str, error: openai.OpenAIError, client, retries: int | None = None
 ) -> WorkflowError:
     """One line for what was finally raised, after ``retries`` retries (default: the
-    client's own ``max_retries``; a bulk run's limiter retries 429s itself)."""
+    client's own ``max_retries``; a bulk run's gate counts its own)."""
     n = client.max_retries if retries is None else retries
     # Our retries only: a gateway in between may have retried too.
     retries_text = f"after {n} {'retry' if n == 1 else 'retries'} by llm-workflows"
@@ -132,8 +171,8 @@ def api_error(
             "set OPENAI_API_KEY and LLM_WORKFLOWS_MODE=record to record it",
         )
     if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)) and gateway:
-        source = clients.key_source()
-        ours = clients.settings().api.key_name + (f" (from the {source})" if source else "")
+        source = runtime.key_source()
+        ours = runtime.settings().api.key_name + (f" (from the {source})" if source else "")
         return WorkflowError(
             step,
             f"the server at {where} refused the request ({error.status_code}): "
@@ -141,11 +180,11 @@ def api_error(
             f"check {ours}, or the server's own key if its message is about its provider",
         )
     if isinstance(error, openai.AuthenticationError):
-        source = clients.key_source()
+        source = runtime.key_source()
         return WorkflowError(
             step,
             "the API rejected the key (401)" + (f" from the {source}" if source else ""),
-            f"check {clients.settings().api.key_name} "
+            f"check {runtime.settings().api.key_name} "
             "(and OPENAI_BASE_URL if you use another server)",
         )
     if isinstance(error, openai.PermissionDeniedError):
@@ -262,49 +301,26 @@ def _content(step: str, content: Any) -> str:
     )
 
 
-def _tokens(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def _record(
-    step: str, requested: str, data: dict[str, Any] | None, raw, seconds: float, prompt: bool
-) -> Call:
-    """What the call cost, as far as the server said. Unknown stays unknown (None), never 0."""
-    data = data or {}
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    prompt_tokens = _tokens(usage.get("prompt_tokens"))
-    completion_tokens = _tokens(usage.get("completion_tokens"))
-    if prompt and prompt_tokens == 0:  # a gateway fills in 0 when the upstream sent no usage
-        prompt_tokens = completion_tokens = None
-    header = raw.headers.get(SERVED_MODEL_HEADER)
-    reply_model = data.get("model") if isinstance(data.get("model"), str) else None
-    model, source = (
-        (header, "header")
-        if header
-        else (reply_model, "reply")
-        if reply_model
-        else (requested, "request")
-    )
-    return Call(
-        step=step,
-        model=model,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        seconds=seconds,
-        source=raw.headers.get(PROVENANCE_HEADER, "live"),
-        model_source=source,
-    )
-
-
-def _finish(step: str, request: dict, raw, seconds: float, calls: list[Call] | None) -> str:
-    """Record the call, then check that the response is a usable completion; its text."""
+def _finish(
+    step: str, body: dict[str, Any], response, seconds: float, calls: list[Call] | None
+) -> str:
+    """Count the call, then check that the response is a usable completion; its text."""
     data: dict[str, Any] | None = None
-    prompt = any(m.get("content") for m in request["messages"])
     try:
-        data = _body(step, raw.http_response)
+        data = _body(step, response)
     finally:  # a call that reached the server is counted, usable or not
         if calls is not None:
-            calls.append(_record(step, request["model"], data, raw, seconds, prompt))
+            prompt_sent = any(m.get("content") for m in body["messages"])
+            calls.append(
+                call_from_body(
+                    step,
+                    body["model"],
+                    data,
+                    headers=response.headers,
+                    seconds=seconds,
+                    prompt_sent=prompt_sent,
+                )
+            )
     return reply_text(step, data)
 
 
@@ -351,6 +367,10 @@ def reply_text(step: str, data: dict[str, Any]) -> str:
     return text
 
 
+def _options(step: str) -> dict[str, Any]:
+    return {"headers": {STEP_HEADER: step}}
+
+
 def chat(
     step: str,
     messages: Messages,
@@ -362,16 +382,19 @@ def chat(
 ) -> str:
     """Send one chat completion with the shared sync client and return the reply's text.
 
-    The model is ``model`` if given, else the one for ``size`` (see ``clients.model_for``).
+    The model is ``model`` if given, else the one for ``size`` (``Settings.model_for``).
+    ``calls``, if given, gets this call's :class:`~llm_workflows.usage.Call`.
     """
-    request = _request(step, model, size, messages, response_format)
-    client = clients.get_client()
+    body = request_body(model, size, messages, response_format)
+    client = runtime.get_client()
     start = time.perf_counter()
     try:
-        raw = client.chat.completions.with_raw_response.create(**request)
+        response = client.post(
+            PATH, body=body, cast_to=http_module().Response, options=_options(step)
+        )
     except openai.OpenAIError as error:
         raise api_error(step, error, client) from error
-    return _finish(step, request, raw, time.perf_counter() - start, calls)
+    return _finish(step, body, response, time.perf_counter() - start, calls)
 
 
 async def achat(
@@ -383,16 +406,20 @@ async def achat(
     response_format: dict | None = None,
     calls: list[Call] | None = None,
 ) -> str:
-    """The async twin of :func:`chat`, with the shared async client."""
-    request = _request(step, model, size, messages, response_format)
-    client = clients.get_async_client()
+    """The async twin of :func:`chat`, with the shared async client (or the gate's)."""
+    body = request_body(model, size, messages, response_format)
+    gate = GATE.get()
+    client = runtime.get_async_client(retries=gate is None)
+    response_class = http_module().Response
+
+    def attempt() -> Awaitable[Any]:
+        return client.post(PATH, body=body, cast_to=response_class, options=_options(step))
+
     start = time.perf_counter()
     try:
-        gate = CALL_GATE.get()
-        if gate is None:
-            raw = await client.chat.completions.with_raw_response.create(**request)
-        else:
-            raw = await gate.send(client, request)
+        response = await (attempt() if gate is None else gate.send(body, attempt))
+    except Exhausted as gave_up:
+        raise api_error(step, gave_up.error, client, gave_up.retries) from gave_up.error
     except openai.OpenAIError as error:
         raise api_error(step, error, client) from error
-    return _finish(step, request, raw, time.perf_counter() - start, calls)
+    return _finish(step, body, response, time.perf_counter() - start, calls)

@@ -8,21 +8,21 @@ every worker result. Each task type is one entry of ``WORKERS``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import clients, prompts
-from .clients import LARGE
+from . import prompts, runtime
 from .errors import ModelOutputError, WorkflowError
 from .llm import achat
 from .parsing import describe, find_list, load_json
+from .runtime.concurrency import each
+from .runtime.providers import LARGE
 from .usage import Call
 
-SIZE = LARGE  # the size of model these steps use by default (clients.DEFAULT_MODELS)
+SIZE = LARGE  # the size of model these steps use by default (Settings.model_for)
 DEFAULT_SIGNATURE = "The Customer Support Team"
 
 ORCHESTRATOR = "orchestrator"
@@ -90,8 +90,9 @@ class Span:
 class Timeline:
     """Spans of one workflow run on a clock, in the order they end."""
 
-    def __init__(self, clock) -> None:
-        self.clock, self.began, self.spans = clock, clock.now(), []
+    def __init__(self, clock, spans: list[Span] | None = None) -> None:
+        self.clock, self.began = clock, clock.now()
+        self.spans = [] if spans is None else spans
 
     async def time(self, name: str, work: Awaitable):
         """Await ``work`` and keep when it started and ended."""
@@ -120,62 +121,58 @@ def _canonical_type(value: Any) -> str | None:
 
 def parse_tasks(reply: str) -> Plan:
     """Read the orchestrator's reply: a JSON array, fenced or not, or an
-    object wrapping one.
-
-    Tasks with an unknown ``query_type``, a missing required field, or
-    the same type and parameters as an earlier task are reported in
-    ``problems`` and left out; the valid ones are kept.
-    """
+    object wrapping one. Tasks with an unknown ``query_type``, a missing
+    required field, or the same type and parameters as an earlier task
+    are reported in ``problems`` and left out; the valid ones are kept."""
     data = load_json(reply, ORCHESTRATOR, "a JSON array of tasks")
-    if isinstance(data, dict) and "query_type" in data:
-        items = [data]  # a single task, not wrapped in an array
-    else:
-        items, _ = find_list(data, "tasks")
+    one_task = isinstance(data, dict) and "query_type" in data
+    items = [data] if one_task else find_list(data, "tasks")[0]
     if items is None:
-        got = describe(data)
-        raise ModelOutputError(
-            ORCHESTRATOR,
-            f"the reply is not a JSON array of tasks (got {got})",
-            "retry; raw reply in error.raw",
-            raw=reply,
-        )
-    tasks, problems, repeats = [], [], 0
+        got = f"not a JSON array of tasks (got {describe(data)})"
+        hint = "retry; raw reply in error.raw"
+        problem = f"the reply is {got}"
+        raise ModelOutputError(ORCHESTRATOR, problem, hint, reply)
+    tasks: list[Task] = []
+    problems: list[str] = []
+    repeats = 0
     for number, item in enumerate(items, 1):
-        name = f"task {number}"
-        if not isinstance(item, dict):
-            what = describe(item)
-            problems.append(f"{name} is {what}, not an object; skipped")
-            continue
-        query_type = _canonical_type(item.get("query_type"))
-        if query_type is None:
-            kind = item.get("query_type")
-            note = f"{name} has unknown query_type {kind!r}; skipped"
-            problems.append(note)
-            continue
-        name += f" ({query_type})"
-        given = {k: v for k, v in item.items() if v is not None}
-        given.pop("query_type", None)
-        params = {k: str(v).strip() for k, v in given.items()}
-        worker = WORKERS[query_type]
-        missing = [f for f in worker.required if not params.get(f)]
-        for field_name in [m for m in missing if m in worker.defaults]:
-            default = worker.defaults[field_name]
-            params[field_name] = default
-            note = f"{name} has no {field_name}; using {default!r}"
-            problems.append(note)
-        missing = [m for m in missing if m not in worker.defaults]
-        if missing:
-            problems.append(f"{name} lacks {', '.join(missing)}; skipped")
-            continue
-        task = Task(query_type, params)
+        task = read_task(f"task {number}", item, problems)
         if task in tasks:  # a repeat would open a second case
+            name = f"task {number} ({task.query_type})"
             problems.append(f"{name} repeats an earlier task; skipped")
             repeats += 1
-            continue
-        tasks.append(task)
+        elif task is not None:
+            tasks.append(task)
     # A repeat is served by its first copy; the others go unserved.
     skipped = len(items) - len(tasks) - repeats
     return Plan(tasks, problems, reply, skipped)
+
+
+def read_task(name: str, item: Any, problems: list[str]) -> Task | None:
+    """One item of the plan as a Task, or None if it cannot be served;
+    what is wrong with it goes to ``problems``."""
+    if not isinstance(item, dict):
+        problems.append(f"{name} is {describe(item)}, not an object; skipped")
+        return None
+    kind = item.get("query_type")
+    query_type = _canonical_type(kind)
+    if query_type is None:
+        problems.append(f"{name} has unknown query_type {kind!r}; skipped")
+        return None
+    name += f" ({query_type})"
+    worker = WORKERS[query_type]
+    params = {k: str(v).strip() for k, v in item.items() if v is not None}
+    params.pop("query_type", None)
+    for field_name in worker.required:
+        default = worker.defaults.get(field_name)
+        if not params.get(field_name) and default is not None:
+            params[field_name] = default
+            problems.append(f"{name} has no {field_name}; using {default!r}")
+    missing = [f for f in worker.required if not params.get(f)]
+    if missing:
+        problems.append(f"{name} lacks {', '.join(missing)}; skipped")
+        return None
+    return Task(query_type, params)
 
 
 async def orchestrator(
@@ -189,24 +186,17 @@ async def orchestrator(
 
     ``prompt``: a template to use instead of prompts.ORCHESTRATOR.
     """
-    complex_query = complex_query.strip()
-    if not complex_query:
-        raise WorkflowError(
-            ORCHESTRATOR,
-            "the customer message is empty",
-            "pass some text",
-        )
+    messages = orchestrator_messages(complex_query, prompt)
+    opts = {"model": model, "size": SIZE, "calls": calls}
+    return parse_tasks(await achat(ORCHESTRATOR, messages, **opts))
+
+
+def orchestrator_messages(complex_query: str, prompt: str | None = None) -> list[dict]:
+    """The orchestrator's one message: the customer's message in its prompt."""
+    if not isinstance(complex_query, str) or not complex_query.strip():
+        raise WorkflowError(ORCHESTRATOR, "the customer message is empty", "pass some text")
     template = prompts.ORCHESTRATOR if prompt is None else prompt
-    text = template.format(complex_query=complex_query)
-    messages = [{"role": "user", "content": text}]
-    reply = await achat(
-        ORCHESTRATOR,
-        messages,
-        model=model,
-        size=SIZE,
-        calls=calls,
-    )
-    return parse_tasks(reply)
+    return [{"role": "user", "content": template.format(complex_query=complex_query.strip())}]
 
 
 def _number(seed: str, size: int) -> int:
@@ -228,37 +218,26 @@ async def handle_billing_worker(
     calls: list[Call] | None = None,
 ) -> WorkerResult:
     """Extract the customer's concern about the invoice with the LLM,
-    then open a (simulated) case.
-
-    ``prompt``: a template instead of prompts.BILLING_WORKER_EXTRACTOR.
-    """
+    then open a (simulated) case. ``prompt``: replaces the template."""
     template = prompt or prompts.BILLING_WORKER_EXTRACTOR
     text = template.format(
         invoice_number=invoice_number,
         original_user_query=original_user_query,
     )
     messages = [{"role": "user", "content": text}]
-    reply = await achat(
-        BILLING_WORKER,
-        messages,
-        model=model,
-        size=SIZE,
-        calls=calls,
-    )
-    concern = reply.strip()
+    opts = {"model": model, "size": SIZE, "calls": calls}
+    concern = (await achat(BILLING_WORKER, messages, **opts)).strip()
     case = case_id(invoice_number)
-    action = f"[Billing Worker] Investigating invoice {invoice_number}"
-    return WorkerResult(
-        "BillingInquiry",
-        {
-            "invoice_number": invoice_number,
-            "user_concern": concern,
-            "action_taken": f"An investigation (Case ID: {case}) has "
-            "been opened regarding your concern.",
-            "resolution_eta": "2 business days",
-        },
-        f"{action} for concern: '{concern}'",
-    )
+    fields = {
+        "invoice_number": invoice_number,
+        "user_concern": concern,
+        "action_taken": f"An investigation (Case ID: {case}) has been "
+        "opened regarding your concern.",
+        "resolution_eta": "2 business days",
+    }
+    log = f"[Billing Worker] Investigating invoice {invoice_number}"
+    log += f" for concern: '{concern}'"
+    return WorkerResult("BillingInquiry", fields, log)
 
 
 async def handle_return_worker(product_name: str, reason_for_return: str) -> WorkerResult:
@@ -402,11 +381,11 @@ async def synthesizer(
     ``prompt``: a template to use instead of prompts.SYNTHESIZER.
     """
     template = prompts.SYNTHESIZER if prompt is None else prompt
-    formatted = format_results(results, unhandled)
-    prompt = template.format(formatted_results=formatted, signature=signature)
-    return await achat(
-        SYNTHESIZER, [{"role": "user", "content": prompt}], model=model, size=SIZE, calls=calls
+    text = template.format(
+        formatted_results=format_results(results, unhandled), signature=signature
     )
+    messages = [{"role": "user", "content": text}]
+    return await achat(SYNTHESIZER, messages, model=model, size=SIZE, calls=calls)
 
 
 @dataclass
@@ -414,20 +393,33 @@ class CustomerReply:
     """The tasks, what each worker did, any problems, and the email (None if none was written)."""
 
     query: str
-    tasks: list[Task]
-    problems: list[str]
-    results: list[WorkerResult]
-    email: str | None
+    tasks: list[Task] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    results: list[WorkerResult] = field(default_factory=list)
+    email: str | None = None
     calls: list[Call] = field(default_factory=list)
     raw_plan: str = ""
     # When each part ran (orchestrator, each worker, synthesizer), in the order they
-    # finished, on clients.clock(): simulated in replay with a simulated latency.
+    # finished, on runtime.clock(): simulated in replay with a simulated latency.
     timeline: list[Span] = field(default_factory=list)
     unhandled: int = 0  # requests skipped as invalid or whose worker failed
 
     @property
     def actions(self) -> list[str]:
         return [r.action for r in self.results]
+
+    def planned(self, plan: Plan) -> None:
+        """Take the orchestrator's plan: its tasks, its problems and what it left out."""
+        self.tasks, self.raw_plan, self.unhandled = plan.tasks, plan.raw, plan.skipped
+        self.problems.extend(plan.problems)
+
+    def served(self, task: Task, outcome: WorkerResult | WorkflowError) -> None:
+        """Take one worker's outcome: its result, or a problem and one request unhandled."""
+        if isinstance(outcome, WorkflowError):
+            self.problems.append(f"{task.query_type} task failed: {outcome}")
+            self.unhandled += 1
+        else:
+            self.results.append(outcome)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -443,57 +435,45 @@ async def process_customer_message(
     *,
     signature: str = DEFAULT_SIGNATURE,
     model: str | None = None,
+    calls: list[Call] | None = None,
 ) -> CustomerReply:
-    """Orchestrator -> concurrent workers -> synthesizer. A failed task
-    is reported, not fatal."""
-    calls: list[Call] = []
-    timeline = Timeline(clients.clock())
-    user_query = user_query.strip()
-    plan = await timeline.time(
-        ORCHESTRATOR,
-        orchestrator(user_query, model=model, calls=calls),
+    """Orchestrator -> concurrent workers -> synthesizer. A failed task is
+    reported, not fatal. ``calls`` gets every call made, if given."""
+    reply = CustomerReply(user_query.strip())
+    reply.calls = reply.calls if calls is None else calls
+    timeline = Timeline(runtime.clock(), reply.timeline)
+    plan = orchestrator(reply.query, model=model, calls=reply.calls)
+    reply.planned(await timeline.time(ORCHESTRATOR, plan))
+    job = Job(reply.query, model, reply.calls)
+
+    async def serve(task: Task) -> WorkerResult:
+        worker = WORKERS[task.query_type]
+        work = worker.handler(task, job)
+        return await timeline.time(f"{worker.label} worker", work)
+
+    outcomes = await each(reply.tasks, serve, max(1, len(reply.tasks)))
+    for task, outcome in zip(reply.tasks, outcomes, strict=True):
+        reply.served(task, outcome)
+    await write_email(reply, timeline, signature=signature, model=model)
+    return reply
+
+
+async def write_email(
+    reply: CustomerReply, timeline: Timeline, *, signature: str, model: str | None
+) -> None:
+    """The synthesizer's email from the served tasks, into ``reply``. If none was served or
+    the synthesizer fails, ``reply.problems`` says why, and the tasks served are kept."""
+    if not reply.results:
+        reply.problems.append("no task could be served, so no email was written")
+        return
+    write = synthesizer(
+        reply.results,
+        signature=signature,
+        model=model,
+        calls=reply.calls,
+        unhandled=reply.unhandled,
     )
-    job = Job(user_query, model, calls)
-    labels = [f"{WORKERS[t.query_type].label} worker" for t in plan.tasks]
-    handlers = [WORKERS[t.query_type].handler(t, job) for t in plan.tasks]
-    outcomes = await asyncio.gather(
-        *map(timeline.time, labels, handlers),
-        return_exceptions=True,
-    )
-    results, problems = [], list(plan.problems)
-    unhandled = plan.skipped
-    for task, outcome in zip(plan.tasks, outcomes, strict=True):
-        if isinstance(outcome, WorkflowError):
-            problems.append(f"{task.query_type} task failed: {outcome}")
-            unhandled += 1
-        elif isinstance(outcome, BaseException):
-            raise outcome
-        else:
-            results.append(outcome)
-    email = None
-    if results:
-        write = synthesizer(
-            results,
-            signature=signature,
-            model=model,
-            calls=calls,
-            unhandled=unhandled,
-        )
-        try:
-            email = await timeline.time(SYNTHESIZER, write)
-        except WorkflowError as error:  # keep the tasks served; say why
-            problems.append(str(error))
-    else:
-        note = "no task could be served, so no email was written"
-        problems.append(note)
-    return CustomerReply(
-        user_query,
-        plan.tasks,
-        problems,
-        results,
-        email,
-        calls,
-        plan.raw,
-        timeline.spans,
-        unhandled,
-    )
+    try:
+        reply.email = await timeline.time(SYNTHESIZER, write)
+    except WorkflowError as error:  # keep the tasks served; say why
+        reply.problems.append(str(error))

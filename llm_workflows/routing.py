@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from . import prompts
-from .clients import LARGE
-from .errors import ConfigurationError, WorkflowError
+from .errors import WorkflowError
 from .llm import achat, chat
+from .runtime.concurrency import WORKFLOW_CONCURRENCY, each
+from .runtime.providers import LARGE
 from .usage import Call
 
-SIZE = LARGE  # the size of model these steps use by default (clients.DEFAULT_MODELS)
+SIZE = LARGE  # the size of model these steps use by default (Settings.model_for)
 TECHNICAL_SUPPORT = "Technical Support"
 BILLING_INQUIRY = "Billing Inquiry"
 GENERAL_QUESTION = "General Question"
@@ -49,8 +49,9 @@ def _check_query(step: str, user_query: str) -> str:
 
 
 def classify_messages(user_query: str, prompt: str | None = None) -> list[dict]:
-    """The classifier's messages for a query (live calls and batch requests send these)."""
+    """Step 1's messages for a query (live calls and batch requests send these)."""
     template = prompts.CLASSIFY_INTENT if prompt is None else prompt
+    user_query = _check_query(CLASSIFY, user_query)
     return [
         {"role": "system", "content": prompts.CLASSIFY_SYSTEM},
         {"role": "user", "content": template.format(user_query=user_query)},
@@ -66,7 +67,6 @@ def classify_intent(
 ) -> str:
     """Step 1: the classifier's label for the query, as the model wrote
     it (stripped). ``prompt``: instead of prompts.CLASSIFY_INTENT."""
-    user_query = _check_query(CLASSIFY, user_query)
     messages = classify_messages(user_query, prompt)
     reply = chat(CLASSIFY, messages, model=model, size=SIZE, calls=calls)
     return reply.strip()
@@ -80,10 +80,8 @@ async def aclassify_intent(
     calls: list[Call] | None = None,
 ) -> str:
     """Async :func:`classify_intent`."""
-    user_query = _check_query(CLASSIFY, user_query)
-    reply = await achat(
-        CLASSIFY, classify_messages(user_query, prompt), model=model, size=SIZE, calls=calls
-    )
+    messages = classify_messages(user_query, prompt)
+    reply = await achat(CLASSIFY, messages, model=model, size=SIZE, calls=calls)
     return reply.strip()
 
 
@@ -102,6 +100,17 @@ def choose_prompt(user_query: str, intent: str | None) -> tuple[str, str]:
     return route, template.format(user_query=user_query)
 
 
+def handle_messages(user_query: str, intent: str | None, prompt: str | None = None) -> list:
+    """Step 3's messages: the query in its route's prompt (or in ``prompt``), as the system
+    message. Live calls and batch requests send these."""
+    user_query = _check_query(HANDLE, user_query)
+    if prompt is None:
+        _, text = choose_prompt(user_query, normalize_intent(intent or ""))
+    else:
+        text = prompt.format(user_query=user_query)
+    return [{"role": "system", "content": text}]
+
+
 def handle_query(
     user_query: str,
     intent: str | None,
@@ -110,17 +119,25 @@ def handle_query(
     model: str | None = None,
     calls: list[Call] | None = None,
 ) -> str:
-    """Step 3: answer the query with the prompt of its route.
+    """Step 3: answer the query with the prompt of its intent's route.
 
     ``prompt``: a template to use instead of the route's own.
     """
-    user_query = _check_query(HANDLE, user_query)
-    if prompt is None:
-        _, text = choose_prompt(user_query, normalize_intent(intent or ""))
-    else:
-        text = prompt.format(user_query=user_query)
-    messages = [{"role": "system", "content": text}]
+    messages = handle_messages(user_query, intent, prompt)
     return chat(HANDLE, messages, model=model, size=SIZE, calls=calls)
+
+
+async def ahandle_query(
+    user_query: str,
+    intent: str | None,
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
+    calls: list[Call] | None = None,
+) -> str:
+    """Async :func:`handle_query`."""
+    messages = handle_messages(user_query, intent, prompt)
+    return await achat(HANDLE, messages, model=model, size=SIZE, calls=calls)
 
 
 @dataclass
@@ -144,23 +161,28 @@ class Routed:
         return data
 
 
-async def route(user_query: str, *, model: str | None = None) -> Routed:
-    """Classify, normalise the label, choose the route and answer: the whole routing workflow."""
-    calls: list[Call] = []
-    query = _check_query(CLASSIFY, user_query)
-    label = await aclassify_intent(query, model=model, calls=calls)
-    intent = normalize_intent(label)
-    route_name, prompt = choose_prompt(query, intent)
-    response = await achat(
-        HANDLE, [{"role": "system", "content": prompt}], model=model, size=SIZE, calls=calls
-    )
-    return Routed(query, label, intent, route_name, response, calls)
+async def route(
+    user_query: str, *, model: str | None = None, calls: list[Call] | None = None
+) -> Routed:
+    """Classify, normalise the label, choose the route and answer: the whole routing
+    workflow. ``calls``, if given, also gets every call made (a failed query's too)."""
+    made: list[Call] = []
+    try:
+        query = _check_query(CLASSIFY, user_query)
+        label = await aclassify_intent(query, model=model, calls=made)
+        intent = normalize_intent(label)
+        response = await ahandle_query(query, intent, model=model, calls=made)
+    finally:
+        if calls is not None:
+            calls.extend(made)
+    route_name, _ = choose_prompt(query, intent)
+    return Routed(query, label, intent, route_name, response, made)
 
 
 async def route_many(
     queries: list[str],
     *,
-    concurrency: int = 16,
+    concurrency: int = WORKFLOW_CONCURRENCY,
     model: str | None = None,
     on_result: Callable[[int, Routed | WorkflowError], None] | None = None,
 ) -> list[Routed | WorkflowError]:
@@ -169,20 +191,9 @@ async def route_many(
     A query that fails gives its WorkflowError in its place; the others are still routed.
     ``on_result(index, outcome)`` is called as each query finishes.
     """
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
-    limit = asyncio.Semaphore(concurrency)
-
-    async def one(index: int, query: str) -> Routed | WorkflowError:
-        async with limit:
-            try:
-                outcome: Routed | WorkflowError = await route(query, model=model)
-            except ConfigurationError:
-                raise  # the setup, not this query: one error for the whole run
-            except WorkflowError as error:
-                outcome = error
-        if on_result:
-            on_result(index, outcome)
-        return outcome
-
-    return list(await asyncio.gather(*(one(i, q) for i, q in enumerate(queries))))
+    return await each(
+        queries,
+        lambda query: route(query, model=model),
+        concurrency=concurrency,
+        on_result=on_result,
+    )

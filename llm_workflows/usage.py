@@ -1,20 +1,23 @@
-"""Usage and cost of LLM calls: one ``Call`` per call (tokens, seconds, estimated price),
-``totals`` summing them into a ``Usage``, and ``calls_table`` showing them."""
+"""What each LLM call cost and where its reply came from: one ``Call`` per call, made from
+the response by :func:`call_from_body` (the one set of rules for usage), added up by
+``totals`` (a list) or a ``Tally`` (a running count that keeps no list: bulk runs and
+batches), and shown by ``calls_table``.
+
+Unknown stays unknown: a reply without usage, or with usage that is not sane, has ``None``
+tokens and no cost, never 0.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from .providers import OPENAI, PROVIDERS, Price, base_model, provider_of_model
+from .runtime.providers import OPENAI, PROVIDERS, price_of, provider_of_model
+from .runtime.recordings import origin_line
+from .runtime.wire import PROVENANCE_HEADER, SERVED_MODEL_HEADER
 
-# USD per 1M tokens (input, output): the lesson's OpenAI models at their list prices of
-# PRICES_AS_OF, and every provider's models (providers.PROVIDERS) in PRICES.
 PRICES_AS_OF = OPENAI.prices_as_of
-PRICES_PER_MILLION: dict[str, Price] = dict(OPENAI.prices)
-PRICES: dict[str, Price] = {
-    model: price for provider in PROVIDERS.values() for model, price in provider.prices.items()
-}
 BATCH_PRICE_FACTOR = 0.5  # the Batch API bills half the price of the same call made live
 
 
@@ -32,17 +35,69 @@ class Call:
     # x-litellm-model-name: the backend model behind an alias) or "request" (the reply named
     # none, so the price is an estimate for the model we asked for).
     model_source: str = "reply"
+    batch: bool = False  # made through the Batch API: half price
 
     @property
     def cost_usd(self) -> float | None:
-        """Estimated price from PRICES, or None for an unknown model or usage."""
-        price = PRICES.get(base_model(self.model))
+        """Estimated price, or None for an unknown model, price or usage."""
+        price = price_of(self.model)
         if price is None or self.prompt_tokens is None or self.completion_tokens is None:
             return None
-        return (self.prompt_tokens * price[0] + self.completion_tokens * price[1]) / 1_000_000
+        cost = (self.prompt_tokens * price[0] + self.completion_tokens * price[1]) / 1_000_000
+        return cost * (BATCH_PRICE_FACTOR if self.batch else 1.0)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "cost_usd": self.cost_usd}
+
+
+def _tokens(value: Any) -> int | None:
+    """A token count we can trust: a non-negative integer (not a bool, not a float)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def call_from_body(
+    step: str,
+    requested: str,
+    body: Mapping[str, Any] | None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    seconds: float = 0.0,
+    prompt_sent: bool = True,
+    batch: bool = False,
+) -> Call:
+    """The ``Call`` for one response ``body`` (None if it was not JSON): live calls, bulk
+    runs and batches all count through here.
+
+    ``requested`` is the model asked for, the price's fallback when the reply names none.
+    ``prompt_sent``: the request carried text, so a prompt count of 0 is a gateway's
+    stand-in for usage it was not sent (unknown, not free).
+    """
+    body = body if isinstance(body, Mapping) else {}
+    headers = headers or {}
+    usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
+    prompt_tokens = _tokens(usage.get("prompt_tokens"))
+    completion_tokens = _tokens(usage.get("completion_tokens"))
+    if None in (prompt_tokens, completion_tokens) or (prompt_sent and prompt_tokens == 0):
+        prompt_tokens = completion_tokens = None
+    header = headers.get(SERVED_MODEL_HEADER)
+    reply_model = body.get("model") if isinstance(body.get("model"), str) else None
+    model, model_source = (
+        (header, "header")
+        if header
+        else (reply_model, "reply")
+        if reply_model and reply_model.strip()
+        else (requested, "request")
+    )
+    return Call(
+        step,
+        model,
+        prompt_tokens,
+        completion_tokens,
+        seconds,
+        source=headers.get(PROVENANCE_HEADER, "live"),
+        model_source=model_source,
+        batch=batch,
+    )
 
 
 @dataclass(frozen=True)
@@ -70,6 +125,70 @@ def totals(calls: Iterable[Call]) -> Usage:
         seconds=sum(c.seconds for c in calls),
         cost_usd=_sum([c.cost_usd for c in calls]),
     )
+
+
+@dataclass
+class Tally:
+    """A running total of calls that keeps no list of them (memory stays flat).
+
+    Tokens and cost add up what is known; ``unknown`` counts the calls whose usage or price
+    is not, so a total is never passed off as complete.
+    """
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    unknown: int = 0  # calls with no usable usage, or a model with no known price
+    models: list[str] = field(default_factory=list)
+
+    def add(self, call: Call) -> None:
+        self.calls += 1
+        if call.model not in self.models:
+            self.models.append(call.model)
+        cost = call.cost_usd
+        if call.prompt_tokens is not None and call.completion_tokens is not None:
+            self.prompt_tokens += call.prompt_tokens
+            self.completion_tokens += call.completion_tokens
+        if cost is None:
+            self.unknown += 1
+        else:
+            self.cost_usd += cost
+
+    @property
+    def cost_known(self) -> bool:
+        return self.unknown == 0
+
+    def cost_text(self) -> str:
+        """``$0.0123``, with how many calls it leaves out when some are unknown."""
+        if not self.calls:
+            return "$0.0000"
+        if self.unknown == self.calls:
+            return "unknown (no usage, or a model with no known price)"
+        known = f"${self.cost_usd:.4f}"
+        if self.cost_known:
+            return known
+        counted = self.calls - self.unknown
+        return f"{known} for {counted} of {self.calls} calls (the rest: no usage or no price)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tally:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**fields)
+
+
+def origin_lines(calls: Iterable[Call], step: str | None = None) -> list[str]:
+    """The distinct origin lines of these calls (of one step, if given), in call order: for
+    replies that no model wrote for their very request (see ``runtime.recordings.ORIGINS``)."""
+    lines: list[str] = []
+    for call in calls:
+        line = origin_line(call.source) if step in (None, call.step) else None
+        if line and line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _fmt(value, spec: str) -> str:

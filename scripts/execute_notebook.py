@@ -30,8 +30,8 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from llm_workflows import clients, replay
 from llm_workflows.errors import ConfigurationError
+from llm_workflows.runtime import clients, config, recordings
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "llm_workflows.ipynb"
@@ -100,7 +100,7 @@ def execute(path: Path = NOTEBOOK) -> None:
 
 def record(path: Path = NOTEBOOK) -> int:
     """Run the notebook live in record mode; its replies replace the shipped recordings."""
-    if clients.find_api_key().key is None:
+    if config.find_api_key().key is None:
         print(
             "make record: no OpenAI API key found (set OPENAI_API_KEY, in the environment or "
             "in a .env file); it is needed to call the API and re-record every reply",
@@ -126,7 +126,7 @@ def record(path: Path = NOTEBOOK) -> int:
         for line in target.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 latest[json.loads(line)["key"]] = line
-    out = replay.packaged_path()
+    out = recordings.packaged_path()
     out.write_text("".join(line + "\n" for line in latest.values()), encoding="utf-8")
     print(f"recorded {len(latest)} replies into {out.relative_to(ROOT)}")
     return 0

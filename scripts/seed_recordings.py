@@ -27,10 +27,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_workflows import faq, lesson, orchestration, replay, routing
+from llm_workflows import faq, lesson, orchestration, routing
 from llm_workflows.errors import WorkflowError
-from llm_workflows.provenance import ORIGINS, same_text
-from llm_workflows.replay import Recording, chat_completion, request_key
+from llm_workflows.runtime.recordings import (
+    ORIGINS,
+    Recording,
+    chat_completion,
+    request_key,
+    same_text,
+)
 from llm_workflows.testing import Answer, FakeModel, Request, error
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -346,7 +351,7 @@ def main() -> None:
     expected = drive_steps(fake, brief_replies(brief), authored_email(), BriefRun.read(brief))
     recordings = recordings_of(fake, expected)
     check_coverage(recordings)
-    out = replay.packaged_path()
+    out = recordings.packaged_path()
     out.write_text("".join(r.to_line() + "\n" for r in recordings.values()), "utf-8")
     print(f"wrote {len(recordings)} recordings to {out.relative_to(ROOT)}")
 

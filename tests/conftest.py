@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_workflows import clients
-from llm_workflows.fake_server import FakeServer
+from llm_workflows.runtime import clients
+from llm_workflows.testing.server import FakeServer
 
 ENV = (
     "OPENAI_API_KEY",

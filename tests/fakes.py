@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from llm_workflows import clients, testing
+from llm_workflows import testing
+from llm_workflows.runtime import clients
 from llm_workflows.testing import Answer, FakeModel, Request, completion, error
 
 ROOT = Path(__file__).resolve().parents[1]

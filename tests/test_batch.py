@@ -9,12 +9,12 @@ from pathlib import Path
 
 import fakes
 
-from llm_workflows import batch
+from llm_workflows.bulk import batch
 from llm_workflows.cli import main
 from llm_workflows.routing import CLASSIFY, HANDLE, route
+from llm_workflows.runtime.providers import price_of
 from llm_workflows.testing import FakeModel
-from llm_workflows.testing_batches import FakeBatchAPI
-from llm_workflows.usage import PRICES_PER_MILLION
+from llm_workflows.testing.batches import FakeBatchAPI
 
 QUERIES = ["My router is not working.", "Why was I charged twice?", "What are your hours?"]
 
@@ -145,7 +145,7 @@ def test_batch_cost_is_half_the_live_price(tmp_path):
     state, output = tmp_path / "state.json", tmp_path / "r.jsonl"
     batch.submit_route(queries_file(tmp_path), state)
     final = collect_until_done(output, state)[-1]
-    price_in, price_out = PRICES_PER_MILLION["gpt-4.1-mini"]
+    price_in, price_out = price_of("gpt-4.1-mini")
     live = 6 * (10 * price_in + 5 * price_out) / 1_000_000  # 6 calls, usage (10, 5) each
     assert "6 calls, 90 tokens" in final
     assert f"${live / 2:.4f} (batch: half price)" in final

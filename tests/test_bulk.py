@@ -17,7 +17,8 @@ from pathlib import Path
 import fakes
 import pytest
 
-from llm_workflows import bulk
+from llm_workflows.bulk import files as bulk_files
+from llm_workflows.bulk import runs
 from llm_workflows.cli import main
 from llm_workflows.routing import CLASSIFY, HANDLE
 from llm_workflows.testing import FakeModel
@@ -151,7 +152,7 @@ def test_results_are_written_in_completion_order_as_each_finishes(tmp_path):
 
     fake = fakes.script(router)
     fake.add_fault("slow", step=HANDLE, contains=QUERIES[0], delay=0.5)  # the others: no wait
-    asyncio.run(bulk.route_file(write_text_queries(tmp_path / "q.txt"), out, progress=False))
+    asyncio.run(runs.route_file(write_text_queries(tmp_path / "q.txt"), out, progress=False))
     ids = [r["id"] for r in results(out)]
     assert ids[-1] == 1
     assert sorted(ids) == [1, 2, 3, 4, 5]
@@ -161,7 +162,7 @@ def test_no_more_than_concurrency_queries_are_in_flight(tmp_path):
     fake = FakeModel(default=router, latency=0.01).install()
     queries = write_text_queries(tmp_path / "q.txt", [f"query {i}" for i in range(40)])
     summary = asyncio.run(
-        bulk.route_file(queries, tmp_path / "r.jsonl", concurrency=3, progress=False)
+        runs.route_file(queries, tmp_path / "r.jsonl", concurrency=3, progress=False)
     )
     assert summary.done == 40
     assert 1 < fake.peak <= 3
@@ -185,21 +186,21 @@ def test_a_crash_in_the_middle_then_a_rerun_loses_and_duplicates_nothing(tmp_pat
     out = tmp_path / "r.jsonl"
     finished = 0
 
-    async def crashing(item):
+    async def crashing(item, calls):
         nonlocal finished
         if finished == 3:
             raise RuntimeError("the machine went down")
         finished += 1
-        return await bulk.ROUTE.work(item)
+        return await runs.ROUTE.work(item, calls)
 
-    kind = bulk.Kind("route", "query", "query", crashing)
+    kind = runs.Kind("route", "query", "query", crashing)
     with pytest.raises(RuntimeError):
-        asyncio.run(bulk.run_file(kind, queries, out, concurrency=1, progress=False))
+        asyncio.run(runs.run_file(kind, queries, out, concurrency=1, progress=False))
     first = {r["id"] for r in results(out)}
     assert len(first) == 3
     sent: list[str] = []
     fakes.script(lambda request: sent.append(quoted_query(request)) or router(request))
-    summary = asyncio.run(bulk.route_file(queries, out, progress=False))
+    summary = asyncio.run(runs.route_file(queries, out, progress=False))
     ids = [r["id"] for r in results(out)]
     assert sorted(ids) == list(range(1, 21))
     assert summary.skipped == 3 and summary.done == 17
@@ -282,7 +283,7 @@ class Terminal(io.StringIO):
 
 def test_on_a_terminal_the_progress_bar_shows_done_and_failed():
     stream = Terminal()
-    progress = bulk.Progress(5, 0, "query", stream=stream)
+    progress = runs.ProgressBar(5, 0, "query", stream=stream)
     for failed in (False, True, False, False, False):
         progress.update(failed)
     progress.close()
@@ -291,7 +292,7 @@ def test_on_a_terminal_the_progress_bar_shows_done_and_failed():
 
 def test_off_a_terminal_progress_is_a_plain_line_every_interval():
     stream = io.StringIO()  # not a terminal: a log file or a pipe
-    progress = bulk.Progress(4, 1, "query", stream=stream, every=0.0)
+    progress = runs.ProgressBar(4, 1, "query", stream=stream, every=0.0)
     progress.update(failed=True)
     progress.close()
     (line,) = stream.getvalue().splitlines()
@@ -443,8 +444,8 @@ def test_ctrl_c_ends_with_one_line_and_130_keeping_the_written_results(
 
 
 def test_the_id_set_answers_membership_across_its_sorted_chunks(monkeypatch):
-    monkeypatch.setattr(bulk.IdSet, "CHUNK", 7)  # several chunks to merge
-    ids = bulk.IdSet()
+    monkeypatch.setattr(bulk_files.IdSet, "CHUNK", 7)  # several chunks to merge
+    ids = bulk_files.IdSet()
     for i in range(50):
         ids.add(json.dumps(i))
     ids.freeze()
@@ -453,7 +454,7 @@ def test_the_id_set_answers_membership_across_its_sorted_chunks(monkeypatch):
     assert json.dumps(50) not in ids and '"7"' not in ids  # "7" is not 7
     assert ids.repeated() is None
     ids.add(json.dumps(3))
-    assert ids.freeze().repeated() == bulk.IdSet.hash("3")
+    assert ids.freeze().repeated() == bulk_files.IdSet.hash("3")
 
 
 def test_run_route_file_is_a_typed_handler_returning_an_outcome(tmp_path):

@@ -13,9 +13,9 @@ import fakes
 import openai
 import pytest
 
-from llm_workflows import clients
 from llm_workflows.errors import ConfigurationError
 from llm_workflows.routing import classify_intent
+from llm_workflows.runtime import clients, config, providers
 
 ENV_KEY = "sk-env-SECRET-1111"
 DOTENV_KEY = "sk-dotenv-SECRET-2222"
@@ -57,43 +57,43 @@ def test_environment_variable_beats_dotenv_and_colab(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
     write_dotenv(tmp_path, OPENAI_API_KEY=DOTENV_KEY)
     fake_colab(monkeypatch, colab_with(COLAB_KEY))
-    found = clients.find_api_key()
+    found = config.find_api_key()
     assert (found.key, found.source) == (ENV_KEY, "environment variable OPENAI_API_KEY")
 
 
 def test_dotenv_beats_colab(monkeypatch, tmp_path):
     write_dotenv(tmp_path, OPENAI_API_KEY=DOTENV_KEY)
     fake_colab(monkeypatch, colab_with(COLAB_KEY))
-    found = clients.find_api_key()
+    found = config.find_api_key()
     assert (found.key, found.source) == (DOTENV_KEY, ".env file")
 
 
 def test_colab_secret_is_used_when_nothing_else_has_a_key(monkeypatch):
     fake_colab(monkeypatch, colab_with(COLAB_KEY))
-    found = clients.find_api_key()
+    found = config.find_api_key()
     assert found.key == COLAB_KEY
     assert "Colab" in found.source
 
 
 def test_dotenv_in_the_working_directory_is_found(tmp_path):
     write_dotenv(tmp_path, OPENAI_API_KEY=DOTENV_KEY)
-    assert clients.find_api_key().key == DOTENV_KEY
+    assert config.find_api_key().key == DOTENV_KEY
 
 
 def test_dotenv_in_a_parent_directory_is_found(monkeypatch, tmp_path):
     write_dotenv(tmp_path, OPENAI_API_KEY=DOTENV_KEY)
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
-    assert clients.find_api_key().key == DOTENV_KEY
+    assert config.find_api_key().key == DOTENV_KEY
 
 
 def test_empty_key_in_dotenv_counts_as_no_key(tmp_path):
     write_dotenv(tmp_path, OPENAI_API_KEY="")
-    assert clients.find_api_key().key is None
+    assert config.find_api_key().key is None
 
 
 def test_no_key_anywhere_outside_colab():
-    found = clients.find_api_key()
+    found = config.find_api_key()
     assert (found.key, found.source, found.hints) == (None, None, ())
 
 
@@ -107,7 +107,7 @@ def test_no_key_anywhere_outside_colab():
 )
 def test_colab_error_gives_a_one_line_hint(monkeypatch, error, advice):
     fake_colab(monkeypatch, colab_raising(error))
-    found = clients.find_api_key()
+    found = config.find_api_key()
     (hint,) = found.hints
     assert found.key is None
     assert advice in hint
@@ -116,7 +116,7 @@ def test_colab_error_gives_a_one_line_hint(monkeypatch, error, advice):
 
 def test_unexpected_colab_error_still_gives_a_hint(monkeypatch):
     fake_colab(monkeypatch, colab_raising("WeirdError"))
-    (hint,) = clients.find_api_key().hints
+    (hint,) = config.find_api_key().hints
     assert hint.startswith("Colab: could not read the secret")
 
 
@@ -214,27 +214,40 @@ def test_importing_the_package_makes_no_client_and_reads_no_settings():
     code = textwrap.dedent(
         """
         import llm_workflows
-        from llm_workflows import clients
-        print(clients.runtime.made)
+        from llm_workflows.runtime.clients import runtime
+        made = [runtime._settings, runtime._client, runtime._aclient, runtime._stores]
+        print([m for m in made if m])
         """
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert out.stdout.strip() == "()"
+    assert out.stdout.strip() == "[]"
     assert out.stderr == ""
 
 
-def test_runtime_says_what_it_made():
+def made() -> set[str]:
+    """What the runtime has made so far."""
+    runtime = clients.runtime
+    parts = {
+        "settings": runtime._settings,
+        "client": runtime._client,
+        "async client": runtime._aclient,
+        "store": runtime._stores,
+    }
+    return {name for name, value in parts.items() if value}
+
+
+def test_the_first_call_makes_the_settings_the_client_and_the_store():
     clients.get_client()
-    assert clients.runtime.made == ("settings", "client", "store")
+    assert made() == {"settings", "client", "store"}
 
 
 def test_reset_forgets_settings_clients_and_recordings():
     clients.get_client()
     clients.get_async_client()
     clients.reset()
-    assert clients.runtime.made == ()
+    assert made() == set()
 
 
 def test_sync_client_is_made_once_and_reused():
@@ -329,7 +342,7 @@ def models_sent(monkeypatch, **kwargs) -> list[str]:
 
 
 def test_a_step_uses_its_size_default_model(monkeypatch):
-    assert models_sent(monkeypatch) == [clients.DEFAULT_MODELS[clients.LARGE]]
+    assert models_sent(monkeypatch) == [config.DEFAULT_MODELS[providers.LARGE]]
 
 
 def test_an_explicit_model_beats_the_environment(monkeypatch):
@@ -338,13 +351,13 @@ def test_an_explicit_model_beats_the_environment(monkeypatch):
 
 
 def test_model_precedence_is_explicit_then_environment_then_preset_then_default():
-    tiny = dataclasses.replace(clients.OPENAI, models={clients.SMALL: "tiny"})
+    tiny = dataclasses.replace(providers.OPENAI, models={providers.SMALL: "tiny"})
     preset = dataclasses.replace(clients.load_settings(), mode="live", provider=tiny)
     with_env = dataclasses.replace(preset, model="llama3.2")
-    assert with_env.model_for(clients.SMALL, "chosen") == "chosen"
-    assert with_env.model_for(clients.SMALL) == "llama3.2"
-    assert preset.model_for(clients.SMALL) == "tiny"
-    assert preset.model_for(clients.LARGE) == clients.DEFAULT_MODELS[clients.LARGE]
+    assert with_env.model_for(providers.SMALL, "chosen") == "chosen"
+    assert with_env.model_for(providers.SMALL) == "llama3.2"
+    assert preset.model_for(providers.SMALL) == "tiny"
+    assert preset.model_for(providers.LARGE) == config.DEFAULT_MODELS[providers.LARGE]
 
 
 # --- setup() re-reads the settings (the notebook's setup cell, re-run) --------------------
@@ -384,10 +397,10 @@ def test_setup_after_switching_on_notebook_access_goes_live(colab_sim, monkeypat
 def test_setup_drops_the_recordings_made_for_the_old_settings(monkeypatch, tmp_path):
     clients.setup()
     clients.get_client()
-    assert "store" in clients.runtime.made
+    assert "store" in made()
     monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
     assert clients.setup().mode == "live"
-    assert clients.runtime.made == ("settings",)
+    assert made() == {"settings"}
 
 
 def test_setup_with_unchanged_settings_keeps_the_clients():

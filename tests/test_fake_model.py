@@ -10,12 +10,13 @@ import time
 import openai
 import pytest
 
-from llm_workflows import llm, replay
+from llm_workflows import llm
 from llm_workflows.errors import WorkflowError
-from llm_workflows.fake_server import FakeServer
-from llm_workflows.replay import STEP_HEADER
 from llm_workflows.routing import CLASSIFY, HANDLE, classify_intent
+from llm_workflows.runtime import recordings
+from llm_workflows.runtime.wire import STEP_HEADER
 from llm_workflows.testing import Answer, FakeModel, Request, error
+from llm_workflows.testing.server import FakeServer
 
 MESSAGES = [{"role": "user", "content": "Please classify intent and handle query: hello"}]
 
@@ -39,7 +40,7 @@ def test_a_step_without_a_reply_fails_with_a_line_naming_it():
 
 def test_a_step_reply_beats_a_recording_and_a_recording_beats_the_default():
     query = "My internet connection is not working."  # a lesson query: recorded
-    fake = FakeModel(default=lambda request: "default", recordings=replay.Store()).install()
+    fake = FakeModel(default=lambda request: "default", recordings=recordings.Store()).install()
     assert classify_intent(query) == "Technical Support"
     assert classify_intent("not recorded") == "default"
     fake.replies[CLASSIFY] = "Billing Inquiry"

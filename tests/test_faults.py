@@ -26,14 +26,15 @@ import fakes
 import pytest
 from fakes import ROOT, use_stub
 
-from llm_workflows import cli, clients, lesson, llm, replay, transport
+from llm_workflows import cli, lesson, llm
 from llm_workflows.documents import Document
 from llm_workflows.errors import WorkflowError
-from llm_workflows.fake_server import FakeServer
 from llm_workflows.faq import build_faq
 from llm_workflows.orchestration import process_customer_message
 from llm_workflows.routing import Routed, route, route_many
+from llm_workflows.runtime import clients, recordings, wire
 from llm_workflows.testing import Answer, FakeModel, Fault
+from llm_workflows.testing.server import FakeServer
 from llm_workflows.usage import calls_table
 
 DOC = ROOT / "docs" / "faults.md"
@@ -648,7 +649,7 @@ def _input_cases() -> list[Case]:
             FAQ,
             {
                 "raises": "ValueError",
-                "error": "build_faq needs at least one document",
+                "error": "the FAQ needs at least one document",
                 "requests": 0,
             },
             documents=(),
@@ -1565,8 +1566,8 @@ def recordings_for(query: str) -> list[str]:
 
     def handle(request):
         answer = lesson_model(request)
-        key = replay.request_key(request.body)
-        recording = replay.Recording(key, request.body, answer.body, {"source": "authored"})
+        key = recordings.request_key(request.body)
+        recording = recordings.Recording(key, request.body, answer.body, {"source": "authored"})
         lines.append(recording.to_line())
         return answer
 
@@ -1752,7 +1753,7 @@ def test_a_long_wait_before_a_retry_is_said_once_on_stderr(
     capsys,
     shows="llm-workflows: the server answered 429 and asked to wait 0.5 s; the openai client waits, then retries (retry 1 of 2)",
 ):
-    monkeypatch.setattr(transport, "NOTICE_AFTER_SECONDS", 0.2)  # the real threshold is 3 s
+    monkeypatch.setattr(wire, "NOTICE_AFTER_SECONDS", 0.2)  # the real threshold is 3 s
     seen = []
 
     def answer(request):

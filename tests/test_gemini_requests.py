@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from llm_workflows import clients, faq, lesson, orchestration, routing
+from llm_workflows import faq, lesson, orchestration, routing
 from llm_workflows.cli import main
 from llm_workflows.errors import WorkflowError
-from llm_workflows.fake_server import FakeServer
-from llm_workflows.pacing import Pacer
-from llm_workflows.providers import GEMINI, LARGE, SMALL
+from llm_workflows.runtime import clients, config
+from llm_workflows.runtime.pacing import Pacer
+from llm_workflows.runtime.providers import GEMINI, LARGE, SMALL
 from llm_workflows.testing import Answer, FakeModel
+from llm_workflows.testing.server import FakeServer
 
 GEMINI_KEY = "gemini-SECRET-2222"
 QUESTIONS = [f"Question {i}?" for i in range(1, 11)]
@@ -48,8 +49,8 @@ def gemini(monkeypatch, server):
 def gemini_at(server: FakeServer, monkeypatch) -> FakeServer:
     url = urlsplit(GEMINI.base_url)._replace(scheme="http", netloc=f"{server.host}:{server.port}")
     local = dataclasses.replace(GEMINI, base_url=url.geturl())
-    registry = MappingProxyType({**clients.PROVIDERS, GEMINI.name: local})
-    monkeypatch.setattr(clients, "PROVIDERS", registry)
+    registry = MappingProxyType({**config.PROVIDERS, GEMINI.name: local})
+    monkeypatch.setattr(config, "PROVIDERS", registry)
     monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("LLM_WORKFLOWS_RPM", "0")  # these tests are about the requests, not the pace

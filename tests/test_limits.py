@@ -10,16 +10,16 @@ import fakes
 import pytest
 
 from llm_workflows import llm
-from llm_workflows.errors import WorkflowError
-from llm_workflows.limits import (
+from llm_workflows.bulk.limiter import (
     DISCOVERY_CONCURRENCY,
     AdaptiveLimiter,
     estimate_tokens,
     parse_duration,
 )
+from llm_workflows.errors import WorkflowError
+from llm_workflows.runtime.wire import retry_after
 from llm_workflows.testing import Answer, FakeModel
-from llm_workflows.testing_limits import FakeRateLimit, format_duration
-from llm_workflows.transport import retry_after
+from llm_workflows.testing.limits import FakeRateLimit, format_duration
 
 
 def limit_headers(rpm: int, remaining: int, tpm: int = 1_000_000, tokens_left: int = 1_000_000):
@@ -125,8 +125,6 @@ def rate_limited(retry_after_ms: str) -> Answer:
 
 def run_calls(limiter: AdaptiveLimiter, count: int) -> list[str | WorkflowError]:
     async def main():
-        llm.CALL_GATE.set(limiter)
-
         async def one(i: int):
             try:
                 return await llm.achat(
@@ -135,7 +133,8 @@ def run_calls(limiter: AdaptiveLimiter, count: int) -> list[str | WorkflowError]
             except WorkflowError as error:
                 return error
 
-        return await asyncio.gather(*(one(i) for i in range(count)))
+        with llm.gated(limiter):
+            return await asyncio.gather(*(one(i) for i in range(count)))
 
     return asyncio.run(main())
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from llm_workflows.pacing import Pacer
+from llm_workflows.runtime.pacing import Pacer
 
 
 class FakeClock:

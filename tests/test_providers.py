@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from llm_workflows import clients, lesson
+from llm_workflows import lesson
 from llm_workflows.errors import ConfigurationError
 from llm_workflows.faq import generate_questions
-from llm_workflows.providers import GEMINI, LARGE, OPENAI, PROVIDERS, SMALL
 from llm_workflows.routing import classify_intent
+from llm_workflows.runtime import clients, config
+from llm_workflows.runtime.providers import GEMINI, LARGE, OPENAI, PROVIDERS, SMALL
 from llm_workflows.usage import Call, calls_table, totals
 
 OPENAI_KEY = "sk-openai-SECRET-1111"
@@ -165,7 +166,7 @@ def test_replay_is_unchanged_by_a_gemini_key(monkeypatch):
     monkeypatch.setenv("LLM_WORKFLOWS_MODE", "replay")
     settings = clients.load_settings()
     assert (settings.api, settings.requests_per_minute) == (OPENAI, None)
-    assert settings.model_for(LARGE) == clients.DEFAULT_MODELS[LARGE]
+    assert settings.model_for(LARGE) == config.DEFAULT_MODELS[LARGE]
     calls: list[Call] = []
     # Recordings match on the whole body: these match only with OpenAI's model and, for
     # generate_questions, its response_format.

@@ -9,13 +9,13 @@ from importlib import resources
 import fakes
 import pytest
 
-from llm_workflows import clients, replay
 from llm_workflows.errors import WorkflowError
-from llm_workflows.fake_server import FakeServer
 from llm_workflows.llm import achat, chat
-from llm_workflows.provenance import ORIGINS
 from llm_workflows.routing import CLASSIFY, classify_intent
+from llm_workflows.runtime import clients, recordings
+from llm_workflows.runtime.recordings import ORIGINS
 from llm_workflows.testing import FakeModel
+from llm_workflows.testing.server import FakeServer
 from llm_workflows.usage import Call
 
 KEY = "sk-test-SECRET-4242"
@@ -24,7 +24,7 @@ REQUEST = {"model": "gpt-4.1-mini", "messages": MESSAGES}
 
 
 def shipped() -> list[dict]:
-    path = resources.files("llm_workflows").joinpath("recordings", replay.PACKAGED)
+    path = resources.files("llm_workflows").joinpath("recordings", recordings.PACKAGED)
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
@@ -33,7 +33,7 @@ def shipped() -> list[dict]:
 
 def test_key_order_does_not_change_the_hash():
     reordered = {"messages": [{"content": "Say hello", "role": "user"}], "model": "gpt-4.1-mini"}
-    assert replay.request_key(reordered) == replay.request_key(REQUEST)
+    assert recordings.request_key(reordered) == recordings.request_key(REQUEST)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_key_order_does_not_change_the_hash():
     ids=["model", "content", "role", "response_format", "temperature"],
 )
 def test_any_parameter_change_changes_the_hash(change):
-    assert replay.request_key({**REQUEST, **change}) != replay.request_key(REQUEST)
+    assert recordings.request_key({**REQUEST, **change}) != recordings.request_key(REQUEST)
 
 
 # --- the shipped recordings --------------------------------------------------------------
@@ -70,7 +70,9 @@ def test_every_shipped_recording_has_usage():
 
 
 def test_every_shipped_recording_is_stored_under_its_own_hash():
-    assert [i["key"] for i in shipped()] == [replay.request_key(i["request"]) for i in shipped()]
+    assert [i["key"] for i in shipped()] == [
+        recordings.request_key(i["request"]) for i in shipped()
+    ]
 
 
 def test_shipped_recordings_store_no_headers_and_no_key():
@@ -87,7 +89,7 @@ def test_shipped_recordings_store_no_headers_and_no_key():
 def recordings_file(tmp_path, content: str = "Hello from the recording", source: str = "authored"):
     """A recordings file holding one reply to REQUEST."""
     path = tmp_path / "recordings.jsonl"
-    store = replay.Store(path, packaged=False)
+    store = recordings.Store(path, packaged=False)
     store.add(REQUEST, fakes.reply(content).body, {"source": source})
     return path
 

@@ -17,9 +17,10 @@ import traceback
 import pytest
 from fakes import ROOT, use_stub
 
-from llm_workflows import cli, clients, replay
+from llm_workflows import cli
 from llm_workflows.errors import WorkflowError
 from llm_workflows.routing import route
+from llm_workflows.runtime import clients, recordings
 from llm_workflows.testing import FakeModel
 
 # A fake key shaped like a real one (so KEY_PATTERN would catch it), built at run time so
@@ -85,7 +86,7 @@ def test_the_settings_never_show_the_key(stub):
 def test_record_mode_stores_no_key_and_leaves_the_shipped_recordings_alone(
     stub, monkeypatch, tmp_path, capsys
 ):
-    shipped = replay.packaged_path()
+    shipped = recordings.packaged_path()
     before = hashlib.sha256(shipped.read_bytes()).hexdigest()
     target = tmp_path / "recorded.jsonl"
     monkeypatch.setenv("LLM_WORKFLOWS_MODE", "record")
@@ -102,7 +103,7 @@ def test_record_mode_stores_no_key_and_leaves_the_shipped_recordings_alone(
 
 
 def test_the_shipped_recordings_hold_no_key():
-    text = replay.packaged_path().read_text(encoding="utf-8")
+    text = recordings.packaged_path().read_text(encoding="utf-8")
     assert text.strip(), "no recordings shipped"
     assert not KEY_PATTERN.search(text)
     assert "bearer " not in text.lower()

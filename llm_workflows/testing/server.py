@@ -1,4 +1,4 @@
-"""The fake model of :mod:`llm_workflows.testing` on a loopback HTTP server (test support only).
+"""The fake model of :mod:`llm_workflows.testing.model` on a loopback HTTP server (test support only).
 
 For the benchmark and the fault and security tests, which need the real openai clients to
 open real connections. It is the standard library's ``ThreadingHTTPServer`` (HTTP/1.1,
@@ -8,7 +8,7 @@ parsing here. By default the fake replays the shipped recordings where a request
 matches and a standard reply per step otherwise, so any input works.
 
 Only loopback addresses are served. Run it on its own with
-``python -m llm_workflows.fake_server --latency 0.25``; while it runs, ``POST /fake/config``
+``python -m llm_workflows.testing.server --latency 0.25``; while it runs, ``POST /fake/config``
 (``{"latency": .., "jitter": ..}``), ``POST /fake/faults`` (a list of Fault fields) and
 ``GET /fake/stats`` adjust and inspect it.
 """
@@ -25,8 +25,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from .replay import Store
-from .testing import KINDS, Answer, FakeModel, Fault, Request, standard_reply
+from ..runtime.recordings import Store
+from .model import KINDS, Answer, FakeModel, Fault, Request, standard_reply
 
 LOOPBACK = ("127.0.0.1", "::1")
 

@@ -19,11 +19,10 @@ from typing import Any
 
 from openai.types.chat import ChatCompletion
 
-from . import clients
-from .bulk import read_items
-from .errors import ModelOutputError, WorkflowError
-from .llm import reply_text
-from .routing import (
+from .. import runtime
+from ..errors import ModelOutputError, WorkflowError
+from ..llm import reply_text, request_body
+from ..routing import (
     CLASSIFY,
     FALLBACK,
     HANDLE,
@@ -32,7 +31,8 @@ from .routing import (
     classify_messages,
     normalize_intent,
 )
-from .usage import BATCH_PRICE_FACTOR, Call
+from ..usage import Tally, call_from_body
+from .files import read_items
 
 DEFAULT_STATE = "llm-workflows-batch.json"
 ENDPOINT = "/v1/chat/completions"
@@ -48,34 +48,6 @@ def parse_custom_id(value: str) -> tuple[str, Any]:
     return step, json.loads(item_id)
 
 
-def request_body(messages: list[dict[str, str]]) -> dict[str, Any]:
-    """The Chat Completions body the live path sends for these messages."""
-    return {"model": clients.settings().model_for(SIZE), "messages": messages}
-
-
-@dataclass
-class Usage:
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = 0.0
-
-    def add(self, body: dict[str, Any]) -> None:
-        usage = body.get("usage") or {}
-        self.calls += 1
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if prompt is None or completion is None:
-            self.cost_usd = None
-            return
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-        cost = Call("batch", body.get("model", ""), prompt, completion, 0.0).cost_usd
-        if cost is None or self.cost_usd is None:
-            self.cost_usd = None
-        else:
-            self.cost_usd += cost * BATCH_PRICE_FACTOR
-
-
 @dataclass
 class BatchRun:
     """The state file: which step the run is at and its batches; saved after every change."""
@@ -85,7 +57,7 @@ class BatchRun:
     step: str  # CLASSIFY, HANDLE or "done"
     batches: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> file/batch ids
     routes: dict[str, list] = field(default_factory=dict)  # id as JSON -> [query, intent, route]
-    usage: Usage = field(default_factory=Usage)
+    usage: Tally = field(default_factory=Tally)
     path: str = ""
 
     def save(self) -> None:
@@ -105,13 +77,13 @@ class BatchRun:
             ) from None
         except json.JSONDecodeError:
             raise WorkflowError("batch", f"{path} is not a batch state file") from None
-        data["usage"] = Usage(**data.get("usage", {}))
+        data["usage"] = Tally.from_dict(data.get("usage") or {})
         return cls(**data, path=str(path))
 
 
 def _upload_and_create(step: str, lines: list[str], run: BatchRun) -> str:
     """Upload one JSONL of requests and start its batch; returns the batch id."""
-    client = clients.get_client()
+    client = runtime.get_client()
     with tempfile.NamedTemporaryFile("w+b", suffix=".jsonl") as f:
         f.write("".join(lines).encode())
         f.flush()
@@ -130,7 +102,7 @@ def _upload_and_create(step: str, lines: list[str], run: BatchRun) -> str:
 
 
 def _line(step: str, item_id: Any, messages: list[dict[str, str]]) -> str:
-    body = request_body(messages)
+    body = request_body(None, SIZE, messages)
     return (
         json.dumps(
             {
@@ -169,7 +141,7 @@ def status(state: str | Path = DEFAULT_STATE) -> str:
     run = BatchRun.load(state)
     if run.step == "done":
         return f"batch {run.workflow}: done; results collected"
-    batch = clients.get_client().batches.retrieve(run.batches[run.step]["batch_id"])
+    batch = runtime.get_client().batches.retrieve(run.batches[run.step]["batch_id"])
     counts = batch.request_counts
     progress = (
         f" ({counts.completed} of {counts.total} done, {counts.failed} failed)" if counts else ""
@@ -180,7 +152,7 @@ def status(state: str | Path = DEFAULT_STATE) -> str:
 def _read_file(file_id: str | None) -> list[dict[str, Any]]:
     if not file_id:
         return []
-    text = clients.get_client().files.content(file_id).text
+    text = runtime.get_client().files.content(file_id).text
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -207,7 +179,7 @@ def _reply(step: str, line: dict[str, Any]) -> tuple[str | None, str | None, dic
 
 def _results(run: BatchRun, step: str) -> tuple[dict[str, tuple], str]:
     """Each id's (text, error) from the step's batch, once it has ended, and its status."""
-    batch = clients.get_client().batches.retrieve(run.batches[step]["batch_id"])
+    batch = runtime.get_client().batches.retrieve(run.batches[step]["batch_id"])
     if batch.status in RUNNING:
         return {}, batch.status
     found: dict[str, tuple] = {}
@@ -216,8 +188,9 @@ def _results(run: BatchRun, step: str) -> tuple[dict[str, tuple], str]:
         if line_step != step:
             continue  # not a request of this batch
         text, error, body = _reply(step, line)
-        if body and "usage" in body:
-            run.usage.add(body)
+        if body:
+            requested = runtime.settings().model_for(SIZE)
+            run.usage.add(call_from_body(step, requested, body, batch=True))
         found[json.dumps(item_id)] = (text, error)
     return found, batch.status
 
@@ -282,7 +255,7 @@ def collect(output: str | Path, state: str | Path = DEFAULT_STATE) -> str:
     run.step = "done"
     run.save()
     u = run.usage
-    cost = "n/a" if u.cost_usd is None else f"${u.cost_usd:.4f} (batch: half price)"
+    cost = f"{u.cost_text()} (batch: half price)"
     done = sum(1 for _, _, r in run.routes.values() if r is not None)
     return (
         f"batch route: {done} results, {failed} failed in this step, written to {output}; "

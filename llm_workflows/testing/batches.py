@@ -1,9 +1,9 @@
-"""OpenAI's Files and Batches endpoints on the one fake model (:mod:`llm_workflows.testing`).
+"""OpenAI's Files and Batches endpoints on the one fake model (:mod:`llm_workflows.testing.model`).
 
 :class:`FakeBatchAPI` adds routes to a :class:`~llm_workflows.testing.FakeModel`
 (``FakeBatchAPI(fake)``): ``POST /files`` (multipart upload), ``GET /files/{id}``,
 ``GET /files/{id}/content``, ``POST /batches`` and ``GET /batches/{id}``, in-process or
-behind :class:`~llm_workflows.fake_server.FakeServer`. A batch moves one status per
+behind :class:`~llm_workflows.testing.server.FakeServer`. A batch moves one status per
 retrieve: validating -> in_progress -> completed (or expired, with ``expire=True``: only
 the first half of its requests answered, the rest in the error file as
 ``batch_expired``). On completion each request line is answered by the fake model
@@ -20,8 +20,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .replay import STEP_HEADER
-from .testing import Answer, FakeModel, Request, error
+from ..runtime.wire import STEP_HEADER
+from .model import Answer, FakeModel, Request, error
 
 FLOW = {"validating": "in_progress", "in_progress": "completed"}
 

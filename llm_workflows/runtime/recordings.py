@@ -1,7 +1,8 @@
-"""Recorded Chat Completions responses, replayed or recorded through the real openai clients.
+"""Recorded Chat Completions responses, replayed or recorded through the real openai clients,
+and where each reply came from (provenance).
 
 A recording is one JSON line: the request body, the response body, and where the response
-came from (``provenance``). Requests are matched on a canonical hash of the whole request
+came from (``provenance``: its ``source`` is one key of :data:`ORIGINS`). Requests are matched on a canonical hash of the whole request
 body (model, messages, response_format and every other parameter). Headers are never
 stored, so neither is the API key.
 
@@ -12,25 +13,84 @@ response parsing and error handling all run as they do live.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
 import threading
-import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from .clocks import SimulatedClock
+from .wire import MISS_CODE, PROVENANCE_HEADER, STEP_HEADER
 
-STEP_HEADER = "X-LLM-Workflows-Step"  # sent by our calls so a miss can name its step
-PROVENANCE_HEADER = "X-LLM-Workflows-Provenance"  # set on replayed responses
-MISS_CODE = "no_recording"
 PACKAGED = "chat_completions.jsonl"
+PACKAGE = "llm_workflows"  # the shipped recordings live in its recordings/ folder
+
+
+@dataclass(frozen=True)
+class Origin:
+    """One provenance label: what it means, and the line printed under such a reply."""
+
+    meaning: str  # completes "Replies marked 'x' ..."; used in the README and the notebook
+    line: str | None  # None: a model wrote this reply for this very request
+
+
+ORIGINS: dict[str, Origin] = {
+    "live": Origin(
+        "came from the API (in this run, or recorded by `make record`); their token "
+        "counts are the API's own.",
+        None,
+    ),
+    "brief": Origin(
+        "are the lesson brief's recorded model output, word for word, for the same "
+        "prompt (ignoring whitespace); their token counts were computed offline.",
+        None,
+    ),
+    "rebuilt": Origin(
+        "were rebuilt from what the lesson brief printed: a model wrote this content for "
+        "this prompt, but the brief kept only its parsed form, not the raw reply.",
+        "(reply rebuilt from the lesson brief's printout: the brief kept the parsed "
+        "result, not the raw text)",
+    ),
+    "reused": Origin(
+        "were recorded for an earlier wording of the prompt and reused for the current "
+        "one: a model wrote them, but not for this exact request.",
+        "(recorded reply reused: a model wrote it for an earlier wording of this prompt)",
+    ),
+    "authored": Origin(
+        "were written by hand, because no recording of a model reply exists for this "
+        "prompt; their token counts were computed offline.",
+        "(reply written by hand: no recording exists for this prompt)",
+    ),
+}
+
+
+def origin_line(source: str) -> str | None:
+    """The line to print under a reply of this provenance, or None if a model wrote it."""
+    origin = ORIGINS.get(source)
+    if origin is None:
+        return f"(reply of unknown origin {source!r})"
+    return origin.line
+
+
+def explain(sources: Iterable[str]) -> list[str]:
+    """One sentence per provenance label among these: what the label means."""
+    return [
+        f"Replies marked {s!r} "
+        + (ORIGINS[s].meaning if s in ORIGINS else "have an unknown origin.")
+        for s in sorted(set(sources))
+    ]
+
+
+def same_text(a: str, b: str) -> bool:
+    """True if two texts are the same words, ignoring whitespace (the ``brief`` rule)."""
+    return a.split() == b.split()
 
 
 def request_key(body: dict[str, Any]) -> str:
@@ -103,7 +163,7 @@ class Recording:
 class Store:
     """Recordings read from the packaged file and an optional extra file; later lines win.
 
-    The clients share one store per file, owned by ``clients.runtime`` (``runtime.store``).
+    The clients share one store per file, owned by the runtime (``Runtime.store``).
     """
 
     def __init__(self, extra: str | Path | None = None, packaged: bool = True):
@@ -112,7 +172,7 @@ class Store:
         self._by_key: dict[str, Recording] = {}
         if packaged:
             with (
-                resources.files(__package__)
+                resources.files(PACKAGE)
                 .joinpath("recordings", PACKAGED)
                 .open(encoding="utf-8") as f
             ):
@@ -189,59 +249,11 @@ class Store:
 
 def packaged_path() -> Path:
     """Where the shipped recordings live (inside the installed package)."""
-    return Path(str(resources.files(__package__).joinpath("recordings", PACKAGED)))
+    return Path(str(resources.files(PACKAGE).joinpath("recordings", PACKAGED)))
 
 
 def _is_chat_completion(request) -> bool:
     return request.method == "POST" and request.url.path.endswith("/chat/completions")
-
-
-class Clock:
-    """Seconds for timing a workflow: the wall clock (``perf_counter``)."""
-
-    simulated = False
-    latency = 0.0
-
-    def now(self) -> float:
-        return time.perf_counter()
-
-
-class SimulatedClock(Clock):
-    """Replay's simulated latency: every replayed call really waits ``latency`` seconds,
-    and is timed on a simulated clock that ignores the machine's own overheads.
-
-    A call starts, on this clock, at the latest simulated end of the calls that had
-    finished when it was sent, and ends ``latency`` later: calls that overlap share a
-    start, calls that waited for others start after them. So a workflow's time on this
-    clock is ``latency`` times its number of calls in a row, whatever the machine's load.
-    """
-
-    simulated = True
-
-    def __init__(self, latency: float):
-        self.latency = latency
-        self._now = 0.0
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        """The simulated time: the end of the last call that finished (0 before any)."""
-        return self._now
-
-    def _finish(self, start: float) -> None:
-        with self._lock:
-            self._now = max(self._now, start + self.latency)
-
-    def wait(self) -> None:
-        """One replayed call's latency, in a synchronous client."""
-        start = self._now
-        time.sleep(self.latency)
-        self._finish(start)
-
-    async def await_(self) -> None:
-        """One replayed call's latency, in an async client (other calls go on meanwhile)."""
-        start = self._now
-        await asyncio.sleep(self.latency)
-        self._finish(start)
 
 
 def replay_transport(
@@ -300,7 +312,7 @@ def recording_transport(http: ModuleType, recordings: Store, asynchronous: bool)
     """A transport that forwards to the network and records every successful chat completion.
 
     A response is recorded once its body has been read whole, through the client's own
-    reads, so the clients' deadline (see transport.py) bounds a recorded call as a live one.
+    reads, so the clients' deadline (see wire.py) bounds a recorded call as a live one.
     """
 
     def keep(request, response, body: bytes) -> None:
@@ -309,7 +321,7 @@ def recording_transport(http: ModuleType, recordings: Store, asynchronous: bool)
         try:  # a fresh Response decodes the body (gzip...) as the client does
             payload = http.Response(200, headers=response.headers, content=body).json()
         except ValueError:
-            return  # not a completion: llm.py reports it; nothing worth replaying
+            return  # not a completion: the chat call reports it; nothing worth replaying
         if isinstance(payload, dict) and payload.get("choices"):
             recordings.add(json.loads(request.content), payload, _provenance(payload))
 

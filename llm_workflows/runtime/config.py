@@ -1,38 +1,25 @@
-"""Settings, API key lookup, provider and model choice, and the one runtime that owns the
-shared clients.
-
-Nothing here runs at import time: the runtime starts empty; settings are read, and the sync
-and async clients and the recordings are made, on first use; they are then reused
-(keep-alive connections) by every call, until ``reset()`` or a changed ``setup()``.
-"""
+"""Settings: the mode, the provider and its key (environment, .env file, Colab secrets), the
+model for each step, timeouts, retries and pacing. Read on first use, never at import."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import importlib
 import math
 import os
-import sys
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from types import ModuleType
+from dataclasses import dataclass, field
 
-import openai
 from dotenv import dotenv_values, find_dotenv
 
-from . import redaction, replay, transport
-from .errors import ConfigurationError
-from .pacing import Pacer
-from .providers import LARGE as LARGE  # re-exported: steps ask for a model by size
+from ..errors import ConfigurationError, remember, safe_url
 from .providers import OPENAI, PROVIDERS, Provider
-from .providers import SMALL as SMALL
+from .wire import RETRY
 
 MODES = ("live", "replay", "record")
 KEY_NAME = OPENAI.key_name
 DEFAULT_TIMEOUT_SECONDS = 60.0
-DEFAULT_MAX_RETRIES = 2
+DEFAULT_MAX_RETRIES = RETRY.max_retries  # the openai client's own default
 
 # Each step asks for a model by size (SMALL: the FAQ chain's many short calls, as in the
 # lesson; LARGE: routing and the orchestrator-worker); these are the defaults.
@@ -83,7 +70,7 @@ class Settings:
     def describe(self) -> str:
         """One or two lines on what the clients will do; safe to print (no key, no secret)."""
         own_url = self.base_url and self.base_url != self.api.base_url
-        where = f" at {redaction.safe_url(self.base_url)}" if own_url else ""
+        where = f" at {safe_url(self.base_url)}" if own_url else ""
         calling = self.api.label
         if self.mode == "replay":
             missing = f"no {self.provider.key_label} was found"
@@ -251,7 +238,7 @@ def _base_url(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None  # blank means unset, as for the other settings
     raw = raw.strip()
-    shown = redaction.safe_url(raw)
+    shown = safe_url(raw)
     problem = None
     try:
         parts = urllib.parse.urlsplit(raw)
@@ -268,7 +255,7 @@ def _base_url(raw: str | None) -> str | None:
             f"OPENAI_BASE_URL={shown!r} is not a valid URL ({problem})",
             "set it to e.g. http://localhost:11434/v1, or unset it to use OpenAI",
         )
-    redaction.remember(urllib.parse.urlsplit(raw).password)
+    remember(urllib.parse.urlsplit(raw).password)
     return raw
 
 
@@ -287,7 +274,7 @@ def load_settings() -> Settings:
             f"use {' or '.join(PROVIDERS)}, or unset it to choose by the key found",
         )
     provider, key = find_key(dotenv, PROVIDERS.get(asked))
-    redaction.remember(key.key)
+    remember(key.key)
     mode = (get("LLM_WORKFLOWS_MODE") or "").strip().lower()
     if mode and mode not in MODES:
         raise ConfigurationError(
@@ -343,226 +330,3 @@ def load_settings() -> Settings:
             "LLM_WORKFLOWS_REPLAY_LATENCY", get("LLM_WORKFLOWS_REPLAY_LATENCY"), 0.0, float
         ),
     )
-
-
-def http_module() -> ModuleType:
-    """The HTTP library the installed openai uses: httpx (openai 2.x) or httpx2 (3.x)."""
-    for cls in openai.DefaultHttpxClient.__mro__:
-        root = cls.__module__.split(".")[0]
-        if root in ("httpx", "httpx2"):
-            return importlib.import_module(root)
-    raise RuntimeError("cannot tell which HTTP library openai uses")  # pragma: no cover
-
-
-class Runtime:
-    """The process's settings, clients and recordings store, each made on first use.
-
-    One object, so that one ``reset()`` forgets all of them; the module functions below
-    (``get_client``, ``setup``, ``reset``...) act on the package's one ``runtime``.
-    """
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget settings, clients and recordings, so the next call reads everything again."""
-        self._forget_clients()
-        self._settings: Settings | None = None
-        self._announced = False
-
-    def _forget_clients(self) -> None:
-        self._client: openai.OpenAI | None = None
-        self._aclient: openai.AsyncOpenAI | None = None
-        self._aclient_loop: object = None  # the event loop our async client's connections use
-        self._stores: dict[str | None, replay.Store] = {}
-        self._pacer: Pacer | None = None
-        self._clock: replay.Clock | None = None
-
-    @property
-    def made(self) -> tuple[str, ...]:
-        """What has been made so far, by name ('settings', 'client', 'async client', 'store')."""
-        parts = {
-            "settings": self._settings,
-            "client": self._client,
-            "async client": self._aclient,
-            "store": self._stores or None,
-            "pacer": self._pacer,
-        }
-        return tuple(name for name, value in parts.items() if value is not None)
-
-    def settings(self) -> Settings:
-        """The settings, read once."""
-        if self._settings is None:
-            self._settings = load_settings()
-        return self._settings
-
-    def setup(self, replay_latency: float | None = None) -> Settings:
-        """Read the settings again and return them, so a caller can print ``describe()``.
-
-        If they changed since the last read (a key added in Colab secrets, notebook access
-        switched on), the clients and recordings made for the old ones are dropped. The
-        one-line notice that the CLI prints on stderr is then not repeated.
-        ``replay_latency`` (seconds) overrides LLM_WORKFLOWS_REPLAY_LATENCY.
-        """
-        fresh = load_settings()
-        if replay_latency is not None:
-            if replay_latency < 0:
-                raise ConfigurationError("settings", "replay_latency must not be negative")
-            fresh = replace(fresh, replay_latency=float(replay_latency))
-        if self._settings is not None and fresh != self._settings:
-            self._forget_clients()
-        self._settings = fresh
-        self._announced = True
-        return fresh
-
-    def key_source(self) -> str | None:
-        """Where the key of the current settings came from, if they were read."""
-        return self._settings.key.source if self._settings else None
-
-    def model_for(self, size: str, explicit: str | None = None) -> str:
-        """The model for a step of this size (see :meth:`Settings.model_for`)."""
-        return self.settings().model_for(size, explicit)
-
-    def clock(self) -> replay.Clock:
-        """The clock workflows time themselves with: in replay with a simulated latency,
-        the simulated clock the replayed calls run on; otherwise the wall clock."""
-        if self._clock is None:
-            try:
-                current = self.settings()
-            except ConfigurationError:  # the first call reports it, naming its step
-                return replay.Clock()
-            simulated = current.mode == "replay" and current.replay_latency > 0
-            self._clock = (
-                replay.SimulatedClock(current.replay_latency) if simulated else replay.Clock()
-            )
-        return self._clock
-
-    def pacer(self) -> Pacer | None:
-        """The pace of request starts, made on first use; None when calls are not paced."""
-        rate = self.settings().requests_per_minute
-        if self._pacer is None and rate:
-            self._pacer = Pacer(rate)
-        return self._pacer
-
-    def use_pacer(self, pacer: Pacer | None) -> None:
-        """Install your own pacer (tests with a fake clock, or a limiter of your own)."""
-        self._pacer = pacer
-
-    def store(self, extra: str | None = None) -> replay.Store:
-        """The recordings for this extra file, loaded once and shared by both clients."""
-        if extra not in self._stores:
-            self._stores[extra] = replay.Store(extra)
-        return self._stores[extra]
-
-    def _announce(self, current: Settings) -> None:
-        if not self._announced and current.mode == "replay" and not current.mode_was_chosen:
-            print(f"llm-workflows: {current.describe()}", file=sys.stderr)
-        self._announced = True
-
-    def _pace(self, request: object) -> None:
-        """An HTTP request hook: wait for this request's start slot, if calls are paced."""
-        pacer = self.pacer()
-        if pacer is not None:
-            pacer.wait()
-
-    async def _apace(self, request: object) -> None:
-        pacer = self.pacer()
-        if pacer is not None:
-            await pacer.await_turn()
-
-    def _make(self, cls: type, http_client_cls: type):
-        current = self.settings()
-        self._announce(current)
-        kwargs = {
-            "timeout": current.timeout,
-            "max_retries": current.max_retries,
-            "base_url": current.base_url,
-        }
-        asynchronous = cls is openai.AsyncOpenAI
-        http = http_module()
-        # A deadline per attempt and a notice on long retry waits (transport.py), every mode.
-        hooks = transport.event_hooks(
-            http, asynchronous=asynchronous, max_retries=current.max_retries
-        )
-        if current.mode == "replay":
-            if current.recordings and not os.path.isfile(current.recordings):
-                raise ConfigurationError(
-                    "settings",
-                    f"LLM_WORKFLOWS_RECORDINGS={current.recordings!r}: no such file",
-                    "check the path, or unset it to replay the shipped recordings",
-                )
-            clock = self.clock()
-            mock = replay.replay_transport(
-                http,
-                self.store(current.recordings),
-                clock if isinstance(clock, replay.SimulatedClock) else None,
-                asynchronous=asynchronous,
-            )
-            return cls(
-                api_key="replay",
-                http_client=http_client_cls(transport=mock, event_hooks=hooks),
-                **kwargs,
-            )
-        # Every HTTP request, the client's own retries included, waits for its start slot:
-        # a provider counts retries against its requests-per-minute limit too. The pacing
-        # hook runs first, so that waiting for a slot does not use up the attempt's deadline.
-        hooks["request"].insert(0, self._apace if asynchronous else self._pace)
-        http_options: dict = {"event_hooks": hooks}
-        if current.mode == "record":
-            # Record appends to LLM_WORKFLOWS_RECORDINGS, or by default to the shipped file.
-            target = current.recordings or str(replay.packaged_path())
-            recordings = self.store(target)
-            recordings.prepare_append()  # before any (paid) call
-            http_options["transport"] = replay.recording_transport(
-                http, recordings, asynchronous=asynchronous
-            )
-        # Live: the default transport (and so any proxy settings), with the hooks.
-        return cls(api_key=current.key.key, http_client=http_client_cls(**http_options), **kwargs)
-
-    def client(self) -> openai.OpenAI:
-        """The synchronous client, made on first use."""
-        if self._client is None:
-            self._client = self._make(openai.OpenAI, openai.DefaultHttpxClient)
-        return self._client
-
-    def async_client(self) -> openai.AsyncOpenAI:
-        """The asynchronous client, made on first use and reused within an event loop.
-
-        Pooled connections belong to the loop that opened them, so a script that calls
-        ``asyncio.run`` twice gets a fresh client for the second loop instead of a broken one.
-        """
-        loop = _running_loop()
-        stale = self._aclient_loop is not None and self._aclient_loop is not loop
-        if self._aclient is None or stale:
-            self._aclient = self._make(openai.AsyncOpenAI, openai.DefaultAsyncHttpxClient)
-            self._aclient_loop = loop
-        return self._aclient
-
-    def use_clients(
-        self, client: openai.OpenAI | None = None, aclient: openai.AsyncOpenAI | None = None
-    ) -> None:
-        """Install ready-made clients (tests, benchmarks, or a client you configured yourself)."""
-        self._client, self._aclient, self._aclient_loop = client, aclient, None
-        self._announced = True
-
-
-def _running_loop() -> object:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-runtime = Runtime()  # the package's one runtime: empty until first use
-
-# The public API, acting on that runtime.
-settings = runtime.settings
-setup = runtime.setup
-reset = runtime.reset
-key_source = runtime.key_source
-model_for = runtime.model_for
-get_client = runtime.client
-get_async_client = runtime.async_client
-clock = runtime.clock
-use_clients = runtime.use_clients
-use_pacer = runtime.use_pacer

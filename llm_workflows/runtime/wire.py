@@ -1,38 +1,81 @@
-"""HTTP event hooks on the clients' httpx (or httpx2) client: a deadline per attempt, and a
-notice when the openai client is about to wait long before a retry.
+"""What goes on the wire: our header names, the HTTP library, the retry policy, and the
+hooks every client's requests pass through (a deadline per attempt, a notice on long waits).
 
 A float timeout is applied by the HTTP library to each read, so a server that trickles one
 byte at a time never times out. The deadline here bounds the whole attempt (headers and
 body) by the request's own read timeout (``LLM_WORKFLOWS_TIMEOUT``): past it, the body read
 raises the HTTP library's ``ReadTimeout``, which the openai client retries and finally
-reports as ``APITimeoutError``, like any other timeout.
+reports as ``APITimeoutError``, like any other timeout. Async reads are cut at the deadline
+itself; a sync read that is already waiting is bounded by the per-read timeout, so a sync
+attempt ends within at most twice the timeout.
 
-Async reads are cut at the deadline itself. A sync read that is already waiting is bounded
-by the per-read timeout, so a sync attempt ends within at most twice the timeout.
+Library code prints nothing on stdout. Its few notices (a long retry wait; replay chosen
+because no key was found) go through :func:`notify`, to stderr unless replaced.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from types import ModuleType
 
+import openai
+
+STEP_HEADER = "X-LLM-Workflows-Step"  # sent by our calls: the fake model and replay name it
+PROVENANCE_HEADER = "X-LLM-Workflows-Provenance"  # set on replayed responses
+SERVED_MODEL_HEADER = "x-litellm-model-name"  # a gateway names the model behind an alias
+MISS_CODE = "no_recording"  # the error code of a request replay has no recording for
 START = "llm_workflows.started"  # request extension: when this attempt started
-NOTICE_AFTER_SECONDS = 3.0  # a retry wait longer than this is said on stderr
-RETRIED_STATUSES = (408, 409, 429)  # and every 5xx: what the openai client retries
+NOTICE_AFTER_SECONDS = 3.0  # a wait longer than this is said on stderr
 
 
-def _deadline(request) -> float | None:
-    timeout = (request.extensions.get("timeout") or {}).get("read")
-    started = request.extensions.get(START)
-    return None if timeout is None or started is None else started + timeout
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What the openai client retries, and how: the one copy of its retry rules we rely on.
+
+    The values are the client's own (openai 2.54 and 3.57 agree; a test compares them with
+    the installed client). A bulk run's limiter retries by the same rules.
+    """
+
+    max_retries: int = 2  # openai's DEFAULT_MAX_RETRIES
+    statuses: tuple[int, ...] = (408, 409, 429)  # and every 5xx
+    initial_delay: float = 0.5  # seconds, doubled on each retry...
+    max_delay: float = 8.0  # ...up to this
+    max_retry_after: float = 120.0  # a longer retry-after is not honoured
+
+    def retries(self, status: int) -> bool:
+        return status in self.statuses or status >= 500
+
+    def backoff(self, retry: int) -> float:
+        """Seconds before retry number ``retry`` (0-based), with no retry-after to go by."""
+        return min(self.max_delay, self.initial_delay * 2**retry)
 
 
-def _timeout_error(http: ModuleType, request):
-    read = (request.extensions.get("timeout") or {}).get("read")
-    return http.ReadTimeout(f"no complete reply within {read:g} s", request=request)
+RETRY = RetryPolicy()
+
+# Who retries a request sent in this context: None for the openai client itself (by its
+# max_retries), else the name of what retries it (a bulk run's rate limiter), which then
+# reports its own waits. Set around a bulk run by ``llm.gated``.
+RETRIED_BY: ContextVar[str | None] = ContextVar("llm_workflows_retried_by", default=None)
+
+
+def notify(text: str) -> None:
+    """A notice for the person running the code: one line on stderr (replaceable)."""
+    print(f"llm-workflows: {text}", file=sys.stderr, flush=True)
+
+
+def http_module() -> ModuleType:
+    """The HTTP library the installed openai uses: httpx (openai 2.x) or httpx2 (3.x)."""
+    for cls in openai.DefaultHttpxClient.__mro__:
+        root = cls.__module__.split(".")[0]
+        if root in ("httpx", "httpx2"):
+            return importlib.import_module(root)
+    raise RuntimeError("cannot tell which HTTP library openai uses")  # pragma: no cover
 
 
 def retry_after(headers) -> float | None:
@@ -48,18 +91,15 @@ def retry_after(headers) -> float | None:
     return None
 
 
-def _honoured_retry_after() -> float:
-    """The longest retry-after the installed openai client waits (2.x: 60 s, 3.x: 120 s)."""
-    try:
-        from openai import _constants
-
-        return float(getattr(_constants, "MAX_RETRY_AFTER_DELAY", 60))
-    except ImportError:  # pragma: no cover
-        return 60.0
+def _deadline(request) -> float | None:
+    timeout = (request.extensions.get("timeout") or {}).get("read")
+    started = request.extensions.get(START)
+    return None if timeout is None or started is None else started + timeout
 
 
-def _stderr(text: str) -> None:
-    print(f"llm-workflows: {text}", file=sys.stderr, flush=True)
+def _timeout_error(http: ModuleType, request):
+    read = (request.extensions.get("timeout") or {}).get("read")
+    return http.ReadTimeout(f"no complete reply within {read:g} s", request=request)
 
 
 def event_hooks(
@@ -67,11 +107,11 @@ def event_hooks(
     *,
     asynchronous: bool,
     max_retries: int,
-    notify: Callable[[str], None] = _stderr,
+    notice: Callable[[str], None] | None = None,
 ) -> dict[str, list]:
-    """The request and response hooks for one client (pass as ``event_hooks=``)."""
+    """The request and response hooks for one client (pass as ``event_hooks=``); their
+    notices go to ``notice``, by default :func:`notify`."""
     said = False
-    honoured = _honoured_retry_after()
 
     def on_request(request) -> None:
         request.extensions[START] = time.monotonic()
@@ -84,8 +124,8 @@ def event_hooks(
             bounded = _deadline_stream_class(http, asynchronous)
             response.stream = bounded(response.stream, deadline, request)
         status = response.status_code
-        if said or not (status in RETRIED_STATUSES or status >= 500):
-            return
+        if said or not RETRY.retries(status) or RETRIED_BY.get() is not None:
+            return  # nothing the client retries, or someone else retries and says so
         if response.headers.get("x-should-retry") == "false":
             return
         try:
@@ -93,9 +133,13 @@ def event_hooks(
         except ValueError:
             return
         wait = retry_after(response.headers)
-        if tries < max_retries and wait is not None and NOTICE_AFTER_SECONDS < wait <= honoured:
+        if (
+            tries < max_retries
+            and wait is not None
+            and NOTICE_AFTER_SECONDS < wait <= RETRY.max_retry_after
+        ):
             said = True
-            notify(
+            (notice or notify)(
                 f"the server answered {status} and asked to wait {wait:g} s; the openai client "
                 f"waits, then retries (retry {tries + 1} of {max_retries})"
             )

@@ -24,22 +24,20 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import openai
 
-from .llm import api_error
-from .replay import STEP_HEADER
-from .transport import retry_after
-from .usage import Call
+from ..llm import Attempt, Exhausted
+from ..runtime.wire import RETRY, retry_after
 
 DISCOVERY_CONCURRENCY = 4
 MIN_RESERVE, MAX_RESERVE = 0.01, 0.10  # of the limit
 
 
-def estimate_tokens(body: dict[str, Any]) -> int:
+def estimate_tokens(body: Mapping[str, Any]) -> int:
     """What a request will count against tokens per minute, before it is sent.
 
     About 4 characters per token for every message, plus ``max_tokens`` if set: the same
@@ -117,39 +115,37 @@ class Bucket:
 
 @dataclass
 class LimiterStats:
-    """What the limiter did and what the calls cost (counters, not lists: memory stays flat)."""
+    """What the limiter did (counters, not lists: memory stays flat). What the calls cost is
+    the run's ``usage.Tally``."""
 
     calls: int = 0  # answered 200
     rate_limited: int = 0  # answered 429
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    cost_known: bool = True
     waited_seconds: float = 0.0
-    models: set[str] = field(default_factory=set)
 
 
 class AdaptiveLimiter:
     """Paces async Chat Completions calls by the server's rate-limit headers (see module doc).
 
-    Installed for a bulk run with ``llm.CALL_GATE.set(limiter)``: :func:`llm.achat` then
-    sends through :meth:`send`, which retries 429s itself (the client's own retries would
-    hide them) and other transient failures as often as the client would.
+    A :class:`llm.Gate`: installed for a bulk run with ``llm.gated(limiter)``, every async
+    chat call then goes through :meth:`send`, which retries 429s itself (the client's own
+    retries would hide them) and other transient failures as often as the client would.
     """
+
+    name = "the rate limiter"
 
     def __init__(
         self,
         max_concurrency: int = 64,
         *,
         max_429_retries: int = 10,
-        price_factor: float = 1.0,
+        max_retries: int = RETRY.max_retries,
         clock: Callable[[], float] = time.monotonic,
     ):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1 (got {max_concurrency})")
         self.max_concurrency = max_concurrency
         self.max_429_retries = max_429_retries
-        self.price_factor = price_factor
+        self.max_retries = max_retries  # for connection errors and 5xx, as the client would
         self.clock = clock
         self.requests = Bucket()
         self.tokens = Bucket()
@@ -161,7 +157,6 @@ class AdaptiveLimiter:
         self.stats = LimiterStats()
         self._changed = asyncio.Event()
         self._turn = asyncio.Lock()
-        self._bare: dict[int, Any] = {}  # client id -> the same client without retries
 
     @property
     def concurrency(self) -> int:
@@ -238,70 +233,44 @@ class AdaptiveLimiter:
         self.reserve = min(MAX_RESERVE, self.reserve * 2)
         return wait
 
-    def _on_success(self, raw, seconds: float) -> None:
-        self.observe(raw.headers, seconds)
+    def _on_success(self, headers, seconds: float) -> None:
+        self.observe(headers, seconds)
+        self.stats.calls += 1
         if self.requests.limit is None or self.requests.level > 2 * self.reserve * (
             self.requests.capacity
         ):
             self.reserve = max(MIN_RESERVE, self.reserve * 0.99)
-        completion = raw.parse()
-        self.stats.calls += 1
-        # A 200 that is no completion (an HTML page...) parses to text; llm.py reports it.
-        usage = getattr(completion, "usage", None)
-        model = getattr(completion, "model", None)
-        counts = [getattr(usage, n, None) for n in ("prompt_tokens", "completion_tokens")]
-        if not (isinstance(model, str) and all(isinstance(n, int) for n in counts)):
-            self.stats.cost_known = False
-            return
-        if counts[0] == 0:  # a gateway's zeros for usage it was not sent: unknown, not free
-            self.stats.cost_known = False
-            return
-        self.stats.prompt_tokens += counts[0]
-        self.stats.completion_tokens += counts[1]
-        self.stats.models.add(model)
-        cost = Call("bulk", model, counts[0], counts[1], seconds).cost_usd
-        if cost is None:
-            self.stats.cost_known = False
-        else:
-            self.stats.cost_usd += cost * self.price_factor
 
-    def _without_retries(self, client):
-        bare = self._bare.get(id(client))
-        if bare is None:
-            bare = self._bare[id(client)] = client.with_options(max_retries=0)
-        return bare
-
-    async def send(self, client, request: dict[str, Any]):
-        """Send one ``chat.completions.with_raw_response.create(**request)`` within the limits."""
-        tokens = estimate_tokens(request)
-        bare = self._without_retries(client)
+    async def send(self, body: Mapping[str, Any], attempt: Attempt) -> Any:
+        """Run ``attempt`` (one request of ``body``) within the limits, retrying what the
+        client would retry; the response, or :class:`llm.Exhausted` when it gives up."""
+        tokens = estimate_tokens(body)
         failures = 0
         rate_limited = 0
         while True:
             await self._admit(tokens)
             start = self.clock()
             try:
-                raw = await bare.chat.completions.with_raw_response.create(**request)
+                response = await attempt()
             except openai.RateLimitError as error:
                 self._release()
                 if getattr(error, "code", None) == "insufficient_quota":
-                    raise
-                if rate_limited >= self.max_429_retries:  # the line counts our retries
-                    step = request.get("extra_headers", {}).get(STEP_HEADER, "call")
-                    raise api_error(step, error, client, retries=rate_limited) from error
+                    raise  # no wait refills the account
+                if rate_limited >= self.max_429_retries:
+                    raise Exhausted(error, rate_limited) from error
                 self.on_rate_limited(error.response.headers, rate_limited)
                 rate_limited += 1
                 continue
-            except (openai.APIConnectionError, openai.InternalServerError):
+            except (openai.APIConnectionError, openai.InternalServerError) as error:
                 self._release()  # what the client would retry: as many times as it would
-                if failures >= client.max_retries:
-                    raise
-                await asyncio.sleep(min(8.0, 0.5 * 2**failures))
+                if failures >= self.max_retries:
+                    raise Exhausted(error, failures) from error
+                await asyncio.sleep(RETRY.backoff(failures))
                 failures += 1
                 continue
             except BaseException:
                 self._release()
                 raise
             self._release()
-            self._on_success(raw, self.clock() - start)
-            return raw
+            self._on_success(response.headers, self.clock() - start)
+            return response

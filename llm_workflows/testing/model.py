@@ -1,4 +1,4 @@
-"""A fake OpenAI-compatible model: test support for the tests, the seeding script and the benchmark.
+"""The fake OpenAI-compatible model: test support for the tests, the seeding script and the benchmark.
 
 The workflows never import this module. A :class:`FakeModel` answers Chat Completions
 requests: it reads the step from our ``X-LLM-Workflows-Step`` header (never from the
@@ -9,7 +9,7 @@ slow replies, dropped connections, chosen replies and odd bodies. Every request 
 so tests can count and inspect them.
 
 It runs in-process on a ``MockTransport`` of httpx or httpx2 (:meth:`FakeModel.install`),
-or behind a loopback HTTP server (:mod:`llm_workflows.fake_server`)::
+or behind a loopback HTTP server (:mod:`llm_workflows.testing.server`)::
 
     fake = FakeModel({"classify intent": "Billing Inquiry"}).install()
     fake.add_fault("429", count=1, retry_after=0.01)
@@ -34,8 +34,9 @@ from typing import Any
 
 import openai
 
-from . import clients, faq, orchestration, routing
-from .replay import STEP_HEADER, Store, chat_completion, error_body
+from .. import faq, orchestration, routing, runtime
+from ..runtime.recordings import Store, chat_completion, error_body
+from ..runtime.wire import STEP_HEADER, http_module
 
 # What the API sends for each error status: (message, code, type).
 API_ERRORS: dict[int, tuple[str, str | None, str]] = {
@@ -413,7 +414,7 @@ class FakeModel:
         Delays are slept (``asyncio.sleep`` when async); a delay past the request's read
         timeout ends in the library's ``ReadTimeout``, a drop in ``RemoteProtocolError``.
         """
-        http = clients.http_module()
+        http = http_module()
 
         def prepare(request) -> tuple[Answer, float | None]:
             seen = Request(
@@ -463,7 +464,7 @@ class FakeModel:
     def install(self, *, max_retries: int = 0, timeout: float = 5.0) -> FakeModel:
         """Route every call of the workflows to this fake, through the real openai clients."""
         common = {"api_key": "sk-fake", "max_retries": max_retries, "timeout": timeout}
-        clients.use_clients(
+        runtime.use_clients(
             openai.OpenAI(
                 http_client=openai.DefaultHttpxClient(transport=self.transport()), **common
             ),

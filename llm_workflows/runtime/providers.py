@@ -86,6 +86,15 @@ GEMINI = Provider(
 PROVIDERS: Mapping[str, Provider] = MappingProxyType({p.name: p for p in (OPENAI, GEMINI)})
 
 
+def price_of(model: str) -> Price | None:
+    """USD per 1M tokens (input, output) for a model a response names, or None if unknown."""
+    base = base_model(model)
+    for provider in PROVIDERS.values():
+        if base in provider.prices:
+            return provider.prices[base]
+    return None
+
+
 def provider_of_model(model: str) -> Provider | None:
     """The provider whose price table names this model (or its dated snapshot)."""
     base = base_model(model)

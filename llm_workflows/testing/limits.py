@@ -1,9 +1,9 @@
-"""A rate limit for the one fake model (:mod:`llm_workflows.testing`): tests and the bulk benchmark.
+"""A rate limit for the one fake model (:mod:`llm_workflows.testing.model`): tests and the bulk benchmark.
 
 :class:`FakeRateLimit` keeps a requests-per-minute and a tokens-per-minute bucket that
 refill continuously, like the API's. It is a middleware of the fake model
 (``fake.use(FakeRateLimit(rpm=..., tpm=...))``), so it works the same in-process and
-behind :class:`llm_workflows.fake_server.FakeServer`: each chat completion is charged
+behind :class:`llm_workflows.testing.server.FakeServer`: each chat completion is charged
 first, answered 429 with ``retry-after`` (or ``retry-after-ms``) when a budget is empty,
 and otherwise answered by the fake with the ``x-ratelimit-*`` headers added.
 """
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import estimate_tokens
-from .testing import Answer, Handler, Request, error
+from ..bulk.limiter import estimate_tokens
+from .model import Answer, Handler, Request, error
 
 
 def format_duration(seconds: float) -> str:

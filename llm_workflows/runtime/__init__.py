@@ -1,0 +1,36 @@
+"""The plumbing under the lesson's calls: settings and keys, providers, the shared clients
+and their clock, recordings (replay and record), what goes on the wire, pacing, and the
+bounded concurrency the workflows share. See docs/architecture.md.
+
+The functions here act on the package's one :class:`~.clients.Runtime`: nothing is read
+or made until first use.
+"""
+
+from .clients import (
+    clock,
+    get_async_client,
+    get_client,
+    key_source,
+    reset,
+    settings,
+    setup,
+    use_clients,
+    use_pacer,
+)
+from .providers import LARGE, SMALL
+from .wire import notify
+
+__all__ = [
+    "LARGE",
+    "SMALL",
+    "clock",
+    "get_async_client",
+    "get_client",
+    "key_source",
+    "notify",
+    "reset",
+    "settings",
+    "setup",
+    "use_clients",
+    "use_pacer",
+]
