@@ -7,20 +7,13 @@ import ast
 from pathlib import Path
 
 import pytest
+from fakes import load_script
 
-import llm_workflows
-
-PACKAGE = Path(llm_workflows.__file__).parent
-
+architecture = load_script("architecture")  # the layers and the import reader, one copy
+PACKAGE: Path = architecture.PACKAGE
 # From the bottom up. A module may import its own layer and the ones below, never above.
-LAYERS: list[set[str]] = [
-    {"errors", "prompts", "documents", "parsing", "lesson"},
-    {"runtime"},
-    {"usage", "llm"},
-    {"faq", "routing", "orchestration", "checks", "display"},
-    {"bulk"},
-    {"cli", "__main__"},
-]
+LAYERS = [set(boxes) for _, boxes in reversed(architecture.LAYERS)]
+LAYERS[-1].add("__main__")
 WORKFLOW_MODULES = ("faq.py", "routing.py", "orchestration.py")
 MAX_TOP_LEVEL_MODULES = 16
 MAX_WORKFLOW_FUNCTION_LINES = 35
@@ -30,38 +23,11 @@ def modules() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def unit(path: Path) -> str:
-    """The layer unit of a module: its top-level name, or its subpackage."""
-    parts = path.relative_to(PACKAGE).with_suffix("").parts
-    return parts[0]
+unit = architecture.unit
 
 
 def layer(name: str) -> int:
     return next(i for i, names in enumerate(LAYERS) if name in names)
-
-
-def imported_units(path: Path) -> set[str]:
-    """The package's units that a module imports (relative or absolute imports)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    package_parts = path.relative_to(PACKAGE).parent.parts
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against the module's own package
-                base = list(package_parts[: len(package_parts) - (node.level - 1)])
-                target = base + (node.module.split(".") if node.module else [])
-                names = [target[0]] if target else [a.name for a in node.names]
-            elif (node.module or "").startswith("llm_workflows"):
-                rest = node.module.split(".")[1:]
-                names = [rest[0]] if rest else [a.name for a in node.names]
-            else:
-                continue
-            found.update(names)
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("llm_workflows."):
-                    found.add(alias.name.split(".")[1])
-    return found
 
 
 @pytest.mark.parametrize(
@@ -71,13 +37,18 @@ def imported_units(path: Path) -> set[str]:
 )
 def test_no_module_imports_a_higher_layer(path):
     own = layer(unit(path)) if unit(path) != "__init__" else len(LAYERS)
-    upward = sorted(u for u in imported_units(path) if u != unit(path) and layer(u) > own)
+    upward = sorted(u for u in architecture.imports(path) if layer(u) > own)
     assert not upward, f"{path.name} (layer {own}) imports a higher layer: {upward}"
 
 
 def test_every_module_has_a_layer():
     known = set().union(*LAYERS) | {"testing", "__init__"}
     assert {unit(p) for p in modules()} <= known
+
+
+def test_the_picture_of_the_modules_is_what_the_code_imports():
+    page = architecture.DOC.read_text(encoding="utf-8")
+    assert page == architecture.render(page), "run python scripts/architecture.py"
 
 
 def test_the_top_level_holds_the_lessons_modules_and_few_others():
@@ -117,3 +88,42 @@ def test_no_workflow_function_is_longer_than_a_screen(name):
         and node.end_lineno - node.lineno + 1 > MAX_WORKFLOW_FUNCTION_LINES
     ]
     assert not long
+
+
+def test_our_retry_policy_is_the_installed_clients():
+    """wire.RETRY restates the openai client's rules; a new openai that changes them fails
+    here (this test reads openai's private constants so that the package need not)."""
+    import importlib
+
+    from llm_workflows.runtime.wire import RETRY
+
+    constants = importlib.import_module("openai._constants")
+    assert RETRY.max_retries == constants.DEFAULT_MAX_RETRIES
+    assert RETRY.initial_delay == constants.INITIAL_RETRY_DELAY
+    assert RETRY.max_delay == constants.MAX_RETRY_DELAY
+    assert RETRY.max_retry_after == getattr(constants, "MAX_RETRY_AFTER_DELAY", 60)
+
+
+@pytest.mark.parametrize("status", [400, 404, 408, 409, 429, 500, 503])
+def test_the_client_retries_exactly_the_statuses_our_policy_names(status):
+    import openai
+
+    from llm_workflows.runtime.wire import RETRY, http_module
+
+    http = http_module()
+    seen = []
+
+    def answer(request):
+        seen.append(request)
+        return http.Response(
+            status, json={"error": {"message": "no"}}, headers={"retry-after-ms": "1"}
+        )
+
+    client = openai.OpenAI(
+        api_key="sk-test",
+        max_retries=1,
+        http_client=openai.DefaultHttpxClient(transport=http.MockTransport(answer)),
+    )
+    with pytest.raises(openai.APIStatusError):
+        client.models.list()
+    assert len(seen) == (2 if RETRY.retries(status) else 1)

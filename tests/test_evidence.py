@@ -279,9 +279,11 @@ def test_a_false_claim_stops_a_replay_run_and_is_only_reported_live(capsys):
     assert capsys.readouterr().out == "✓ true\n✗ false (not in this live run)\n"
 
 
-def test_the_readme_names_every_provenance_label():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Recordings and where they came from", 1)[1].split("\n## ", 1)[0]
+def test_the_recordings_page_names_every_provenance_label():
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "recordings.md").read_text(
+        encoding="utf-8"
+    )
+    section = readme.split("## Recordings and where they came from", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^- `([a-z]+)`:", section, re.M)
     assert sorted(listed) == sorted(recordings.ORIGINS)
 

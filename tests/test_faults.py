@@ -1809,10 +1809,12 @@ def render_doc() -> str:
     lines = [
         "# Faults and how the workflows behave",
         "",
-        "<!-- Generated from tests/test_faults.py by `python tests/test_faults.py`; "
-        "test_faults_doc_is_current fails when this page and the tests differ. -->",
+        "*This page is generated from the fault tests, `tests/test_faults.py`, by "
+        "`.venv/bin/python tests/test_faults.py`; do not edit it by hand. "
+        "`test_faults_doc_is_current` (in `make test`) fails when the page and the tests "
+        "differ.*",
         "",
-        "Each row is a test: the loopback fake server (`llm_workflows/fake_server.py`) plays the "
+        "Each row is a test: the loopback fake server (`llm_workflows/testing/server.py`) plays the "
         "fault to the real `openai` clients, the workflow runs, and the test asserts the "
         "outcome shown. Errors are one line: `step: what happened; what to do` (shown up to "
         "the …). Request counts include the client's retries (`LLM_WORKFLOWS_MAX_RETRIES`, "
@@ -1852,10 +1854,10 @@ def render_doc() -> str:
         "## Hostile replies, hostile files, secrets and wrong results",
         "",
         "Each row is one test of tests/test_faults.py, through the real `openai` client and "
-        "the one fake model (`llm_workflows/testing.py`): body-shape faults in-process (a "
+        "the one fake model (`llm_workflows/testing/model.py`): body-shape faults in-process (a "
         "`MockTransport`), the faults that need a socket (a trickled body, a cut or reset "
         "body, broken gzip, a redirect loop, a gateway's headers) on its loopback server "
-        "(`llm_workflows/fake_server.py`), with the package's own clients and "
+        "(`llm_workflows/testing/server.py`), with the package's own clients and "
         "`OPENAI_BASE_URL`. The last column is the text the test asserts (`PORT` stands for "
         "the loopback server's port). Whatever comes back, "
         "the run ends in the right result or in one line naming the step, setting or file; "
