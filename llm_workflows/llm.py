@@ -219,14 +219,44 @@ def api_error(
         problem, hint = _connection_problem(error, where)
         return WorkflowError(step, f"{problem} {retries_text}", hint)
     if isinstance(error, openai.NotFoundError):
-        return WorkflowError(
-            step, f"not found (404): {_api_message(error)}", "check the model name"
-        )
+        return _not_found(step, error, where)
     if isinstance(error, openai.APIStatusError):
         return WorkflowError(
             step, f"the API refused the request ({error.status_code}): {_api_message(error)}"
         )
     return WorkflowError(step, f"{type(error).__name__}: {error}")
+
+
+def _not_found(step: str, error: openai.NotFoundError, where: str) -> WorkflowError:
+    """A 404, told apart by what was asked for: a batch or file (the Batch API), the model,
+    or a path the server does not have (a base URL without ``/v1``)."""
+    message = _api_message(error)
+    path = error.request.url.path if error.request is not None else ""
+    parts = path.rstrip("/").split("/")
+    for kind, segment in (("batch", "batches"), ("file", "files")):
+        if segment in parts:
+            named = parts[parts.index(segment) + 1 : parts.index(segment) + 2]
+            if not named:  # the endpoint itself is missing
+                return WorkflowError(
+                    step,
+                    f"the server at {where} has no Batch API ({path} answered 404: {message})",
+                    "the batch commands need OpenAI's API, or a server with /files and /batches",
+                )
+            return WorkflowError(
+                step,
+                f"the server has no {kind} {named[0]} (404): {message}",
+                "check that --state names a run submitted with this key: a batch and its "
+                "files belong to the project whose key made them",
+            )
+    # The model is not offered to the key: the API's code, or a server's message naming the
+    # model (Ollama's has no code). Issue 17 (live models) tells the user what to use instead.
+    if getattr(error, "code", None) == "model_not_found" or "model" in message.lower():
+        return WorkflowError(step, f"not found (404): {message}", "check the model name")
+    return WorkflowError(
+        step,
+        f"the server at {where} has no {path or 'such path'} (404: {message})",
+        "check OPENAI_BASE_URL: an OpenAI-compatible base URL usually ends in /v1",
+    )
 
 
 def _seconds(timeout) -> str:
