@@ -53,18 +53,38 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str | None) -> float | None:
-    """Seconds in a reset header: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"0.5"``; None if unreadable."""
+    """Seconds in a reset header: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"0.5"``; None if unreadable
+    (or not a finite number of seconds from 0 up)."""
     if not text:
         return None
-    text = text.strip()
+    text = str(text).strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        seconds = sum(float(n) * _UNIT[u] for n, u in parts)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+# More than any account's limit per minute: a larger header value is a server's bug.
+MAX_HEADER_NUMBER = 1e12
+
+
+def header_number(text: str | None, *, zero: bool = False) -> float | None:
+    """A rate-limit header's number, or None (unknown): only a finite number from 0 (or,
+    unless ``zero``, above 0) up to MAX_HEADER_NUMBER counts. ``0``, ``NaN``, ``inf``, a
+    400-digit number, a negative one or garbage leave the limiter on its safe defaults."""
+    if text is None:
         return None
-    return sum(float(n) * _UNIT[u] for n, u in parts)
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        return None
+    if not math.isfinite(value) or not 0 <= value <= MAX_HEADER_NUMBER:
+        return None
+    return value if zero or value > 0 else None
 
 
 @dataclass
@@ -100,10 +120,9 @@ class Bucket:
         return 0.0 if missing <= 0 else missing / self.rate
 
     def sync(self, limit: str | None, remaining: str | None, now: float) -> None:
-        """Adopt the server's numbers from one response's headers."""
-        try:
-            new_limit, server = float(limit or ""), float(remaining or "")
-        except ValueError:
+        """Adopt the server's numbers from one response's headers (if both are sane)."""
+        new_limit, server = header_number(limit), header_number(remaining, zero=True)
+        if new_limit is None or server is None:
             return
         if self.limit is None:
             self.level = server
