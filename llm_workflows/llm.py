@@ -44,11 +44,15 @@ Attempt = Callable[[], Awaitable[Any]]  # one HTTP attempt, with no retries of t
 
 
 class Exhausted(Exception):
-    """Raised by a gate that gives up: the API's last error, and how often the gate retried."""
+    """Raised by a gate that gives up: the API's last error, and how often the gate retried;
+    ``problem`` and ``hint``, if given, say why in the gate's words (a wait past its cap)."""
 
-    def __init__(self, error: openai.OpenAIError, retries: int):
-        super().__init__(str(error))
+    def __init__(
+        self, error: openai.OpenAIError, retries: int, problem: str | None = None, hint: str = ""
+    ):
+        super().__init__(problem or str(error))
         self.error, self.retries = error, retries
+        self.problem, self.hint = problem, hint
 
 
 class Gate(Protocol):
@@ -449,6 +453,8 @@ async def achat(
     try:
         response = await (attempt() if gate is None else gate.send(body, attempt))
     except Exhausted as gave_up:
+        if gave_up.problem:
+            raise WorkflowError(step, gave_up.problem, gave_up.hint) from gave_up.error
         raise api_error(step, gave_up.error, client, gave_up.retries) from gave_up.error
     except openai.OpenAIError as error:
         raise api_error(step, error, client) from error
