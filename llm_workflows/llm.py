@@ -296,6 +296,12 @@ def _body(step: str, response) -> dict[str, Any]:
         raise WorkflowError(
             step, f"the server's reply {problem} ({_what_came(response)})", hint
         ) from None
+    return _completion_object(step, data, hint)
+
+
+def _completion_object(step: str, data: Any, hint: str) -> dict[str, Any]:
+    """``data`` (a reply read as JSON) if it is a completion object, else one line on what
+    it is instead (another JSON value, or an error object sent with status 200)."""
     if not isinstance(data, dict):
         raise WorkflowError(
             step, f"the server's reply is {describe(data)}, not a chat completion object", hint
@@ -307,6 +313,12 @@ def _body(step: str, response) -> dict[str, Any]:
             step, f"the server sent an error with status 200: {_short(str(text))}", "retry the step"
         )
     return data
+
+
+def body_text(step: str, data: Any) -> str:
+    """The text of a reply already read as JSON (a batch result line's body), through the
+    same checks as a live call's reply: the same replies are refused the same way."""
+    return reply_text(step, _completion_object(step, data, "retry the step"))
 
 
 def _message(step: str, data: dict[str, Any]) -> tuple[dict[str, Any], Any]:
