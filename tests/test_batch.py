@@ -191,8 +191,9 @@ def test_collect_refuses_a_cut_off_reply_as_a_live_call_does(tmp_path):
     batch.submit_route(queries_file(tmp_path), state)
     collect_until_done(output, state)
     got = results(output)
-    assert got[3]["error"] == (
-        f"{HANDLE}: the reply was cut off at the token limit (finish_reason=length)"
+    assert got[3]["error"] == (  # the line a live call gives
+        f"{HANDLE}: the reply was cut off at the token limit (finish_reason=length); "
+        "shorten the input or allow more output tokens"
     )
     assert got[3]["response"] is None
     assert got[1]["error"] is None
@@ -204,4 +205,7 @@ def test_collect_refuses_a_refusal(tmp_path):
     state, output = tmp_path / "state.json", tmp_path / "r.jsonl"
     batch.submit_route(queries_file(tmp_path), state)
     collect_until_done(output, state)
-    assert results(output)[2]["error"] == f"{CLASSIFY}: the model refused: I can't help."
+    assert (
+        results(output)[2]["error"]
+        == f"{CLASSIFY}: the model refused: I can't help.; rephrase the input"
+    )

@@ -148,12 +148,14 @@ class BatchRun:
     def _from(cls, data: Any, path: str | Path) -> BatchRun:
         if not isinstance(data, dict):
             raise _not_state(path, "not a JSON object")
-        if data.get("version") != VERSION:
+        if data.get("version") is None and "batches" in data:
             raise _not_state(
                 path,
-                f"version {data.get('version', 1)!r}, not {VERSION}: written by another "
-                "llm-workflows; collect it with that one",
+                "the format of an older llm-workflows; collect it with that version, or submit "
+                "the input again",
             )
+        if data.get("version") != VERSION:
+            raise _not_state(path, f"its version is {data.get('version')!r}, not {VERSION}")
         try:
             run = cls(
                 workflow=_typed(data, "workflow", str),
@@ -521,8 +523,8 @@ def _reply(step: str, line: dict[str, Any]) -> tuple[str | None, str | None, dic
         return None, f"the API refused the request ({status_code}): {said}", body
     try:
         return body_text(step, response.get("body")), None, body
-    except WorkflowError as error:
-        return None, redact(error.problem), body
+    except WorkflowError as error:  # its line, as a live call's (the step is added later)
+        return None, str(error).removeprefix(f"{step}: "), body
 
 
 def _after_classify(run: BatchRun, found: dict, batches: list, output: Path) -> str:

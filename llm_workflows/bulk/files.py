@@ -697,7 +697,7 @@ class Output:
         changed = (
             f"it was read as {kept['format']}, now as {source.format}"
             if kept["format"] != source.format and (same or grown)
-            else "its fingerprint (a SHA-256 of the whole file) differs"
+            else "its SHA-256 fingerprint differs"
         )
         raise WorkflowError(
             "output",
@@ -709,7 +709,7 @@ class Output:
     def _move_aside(self) -> None:
         backup = self.path.with_name(self.path.name + ".bak")
         os.replace(self.path, backup)
-        notify(f"--restart: the old results of {self.name} were moved to {backup}")
+        notify(f"--restart: the old results of {self.name} were moved to {self.name}.bak")
 
     def _keep_fingerprint(self, source: Input) -> None:
         record = {

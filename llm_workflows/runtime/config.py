@@ -267,7 +267,7 @@ def _model(raw: str | None) -> str | None:
     if not raw.strip():
         raise ConfigurationError(
             "settings",
-            f"LLM_WORKFLOWS_MODEL={raw!r} is blank",
+            "LLM_WORKFLOWS_MODEL is blank (only spaces)",
             "set it to a model name, or unset it to use each step's default",
         )
     return raw.strip()
