@@ -439,6 +439,35 @@ def test_a_storm_of_429s_gives_up_in_one_line_keeping_finished_results(
     assert paid_work(list(range(1, 21)), out, ledger) == NONE_LOST
 
 
+@row(
+    "waits",
+    "429 with `retry-after: 0.05` on every request, from the 3rd query on (20 queries); then "
+    "the same command again once the server answers",
+)
+def test_a_storm_of_short_429s_gives_up_after_more_pauses_than_a_call_retries(
+    tmp_path,
+    capsys,
+    shows="llm-workflows: error: route: the run stopped: rate limiter: the server answered only 429 (rate limited) for 11 pauses in a row",
+):
+    storm, passed = threading.Event(), threading.Event()
+
+    def handle(request):
+        if "number 3," in request.text and not passed.is_set():
+            storm.set()
+        return rate_limited(0.05) if storm.is_set() else router(request)
+
+    _, ledger = model(handle)
+    source, out = queries(tmp_path / "q.txt", TWENTY), tmp_path / "r.jsonl"
+    status, _, err = bulk(capsys, source, out, "--concurrency", "1")
+    assert status == 1 and err.splitlines()[-1].startswith(shows)
+    got = {r["id"]: r["error"] for r in results(out)}  # query 3 ran out of its 10 retries
+    assert got == {1: None, 2: None, 3: got[3]} and "(429) after 10 retries" in got[3]
+    passed.set()
+    storm.clear()
+    assert bulk(capsys, source, out, "--retry-failed")[0] == 0
+    assert paid_work(list(range(1, 21)), out, ledger) == NONE_LOST
+
+
 # 4. Batch state and collect ---------------------------------------------------------------------
 
 

@@ -19,8 +19,9 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
 5. No wait is silent or endless: a wait longer than a few seconds is said on stderr (how
    long, and why), once per pause; a call the server asks to wait longer than ``max_wait``
    (``--max-wait``, default 300 s) ends at once with one line, as do the calls after it
-   until that time; and when ``storm`` calls in a row give up on 429s with none answered
-   between, every call raises :class:`RateLimitStorm`, which stops a bulk run.
+   until that time. A storm of 429s gives up: when ``storm`` calls in a row give up on
+   429s, or more pauses in a row than ``max_429_retries`` pass with no call answered, every
+   call raises :class:`RateLimitStorm`, which stops a bulk run.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def http_date_wait(text: str | None) -> float | None:
 
 def seconds_text(seconds: float) -> str:
     """``0.5 s``, ``12 s``, ``3,600 s``: a wait as a notice says it."""
-    return f"{seconds:g} s" if seconds < 100 else f"{seconds:,.0f} s"
+    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:,.0f} s"
 
 
 class RateLimitStorm(Exception):
@@ -207,6 +208,8 @@ class AdaptiveLimiter:
         self._closed_until = 0.0  # the server asked every call to wait past max_wait until then
         self._closed: tuple[openai.RateLimitError, float] | None = None  # (its 429, its wait)
         self._gave_up = 0  # calls in a row that gave up on 429s
+        self._pauses = 0  # 429 pauses in a row, no call answered between
+        self._pauses_since = 0.0  # when the first of them began
         self._storm: RateLimitStorm | None = None
         self.requests = Bucket()
         self.tokens = Bucket()
@@ -316,7 +319,9 @@ class AdaptiveLimiter:
                     raise  # no wait refills the account
                 if rate_limited >= self.max_429_retries:
                     raise self._give_up(Exhausted(error, rate_limited)) from error
+                fresh = self.clock() >= self.paused_until  # a new pause, not one more 429 of it
                 wait = self.on_rate_limited(error.response.headers, rate_limited)
+                self._count_pause(fresh, wait)
                 if wait > self.max_wait:
                     self._close(error, wait)
                     raise self._give_up(self._too_long(error, wait, rate_limited)) from error
@@ -340,7 +345,7 @@ class AdaptiveLimiter:
                 raise
             self._release()
             self._on_success(response.headers, self.clock() - start)
-            self._gave_up = 0
+            self._gave_up = self._pauses = 0
             return response
 
     # --- long waits: said, capped, and a storm of 429s gives up -----------------------------
@@ -419,6 +424,22 @@ class AdaptiveLimiter:
             raise self._give_up(self._too_long(error, wait, 0))
         if left > 0:  # the rest of the server's pause is short enough to wait out
             self.paused_until = max(self.paused_until, self._closed_until)
+
+    def _count_pause(self, fresh: bool, wait: float) -> None:
+        """One more pause with no call answered since the last: too many are a storm (a
+        wave of 429s from the calls in flight is one pause, not many)."""
+        if not fresh:
+            return
+        self._pauses += 1
+        if self._pauses == 1:
+            self._pauses_since = self.clock()
+        if self._pauses > self.max_429_retries and self._storm is None:
+            self._storm = RateLimitStorm(
+                f"rate limiter: the server answered only 429 (rate limited) for {self._pauses} "
+                f"pauses in a row ({seconds_text(self.clock() - self._pauses_since)}, no call "
+                f"answered between; the last asked to wait {seconds_text(wait)}, {self._why})"
+            )
+            raise self._storm
 
     def _give_up(self, exhausted: Exhausted) -> Exception:
         """The error that ends a call given up on 429s: ``exhausted``, or the storm's."""
