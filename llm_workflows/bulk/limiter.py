@@ -376,8 +376,8 @@ class AdaptiveLimiter:
 
     def _tell_admission(self, delay: float) -> None:
         """Say a long wait for the account's budget (a 429's pause was said when it came)."""
-        if self.paused_until - self.clock() >= delay:
-            return
+        if self.paused_until > self.clock():
+            return  # a 429's pause is on
         limits = [
             f"{bucket.limit:,.0f} {kind}"
             for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens"))
