@@ -28,7 +28,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -58,29 +57,20 @@ FAMILIES = {
 NONE_LOST = "0 / 0 / 0"
 
 
-@dataclass(frozen=True)
-class Row:
-    """One row of the Reliability III tables: the test, what is played, what it asserts."""
-
-    test: str
-    family: str
-    plays: str
-    shows: str
-    paid: str  # lost / duplicated / extra paid requests, counted by id ("" if none are paid)
+Row = fakes.FaultRow  # paid: lost / duplicated / extra paid requests ("": none are paid)
 
 
 ROWS: list[Row] = []
 
 
+def shows_of(test: Callable) -> str:
+    """The text a test asserts: the default of its ``shows`` parameter."""
+    return inspect.signature(test).parameters["shows"].default
+
+
 def row(family: str, plays: str, paid: str = NONE_LOST):
-    """Register a test as a row; its ``shows`` default is the text the test asserts."""
-
-    def register(test):
-        shows = inspect.signature(test).parameters["shows"].default
-        ROWS.append(Row(test.__name__, family, plays, shows, paid))
-        return test
-
-    return register
+    """Register a test as a row of docs/faults.md."""
+    return lambda test: ROWS.append(Row(test.__name__, family, plays, shows_of(test), paid)) or test
 
 
 # --- the fake model, its ledger of paid requests, and the runs -------------------------------
@@ -143,6 +133,24 @@ def paid_work(ids: list, output: Path, ledger: Ledger) -> str:
     lost = sum(1 for i in ids if i not in seen)
     duplicated = sum(1 for count in seen.values() if count > 1)
     return f"{lost} / {duplicated} / {ledger.extra()}"
+
+
+class Outage:
+    """Plays ``answer()`` from the query holding ``start`` on, for every request, until
+    :meth:`end`; the normal routing replies before and after."""
+
+    def __init__(self, start: str, answer: Callable[[], Answer]):
+        self.start, self.answer = start, answer
+        self.on, self.over = threading.Event(), threading.Event()
+
+    def __call__(self, request) -> Answer:
+        if self.start in request.text and not self.over.is_set():
+            self.on.set()
+        return self.answer() if self.on.is_set() else router(request)
+
+    def end(self) -> None:
+        self.over.set()
+        self.on.clear()
 
 
 def queries(path: Path, texts: list[str]) -> Path:
@@ -236,21 +244,14 @@ def test_an_error_no_item_escapes_stops_the_run_in_one_line(
     capsys,
     shows="llm-workflows: error: route: the run stopped: classify intent: the API rejected the key (401)",
 ):
-    revoked, fixed = threading.Event(), threading.Event()
-
-    def handle(request):
-        if "number 6," in request.text and not fixed.is_set():
-            revoked.set()
-        return fakes.error(401) if revoked.is_set() else router(request)
-
-    _, ledger = model(handle)
+    revoked = Outage("number 6,", lambda: fakes.error(401))
+    _, ledger = model(revoked)
     source, out = queries(tmp_path / "q.txt", TWENTY), tmp_path / "r.jsonl"
     status, _, err = bulk(capsys, source, out, "--concurrency", "1")
     (line,) = err.splitlines()
     assert status == 1 and line.startswith(shows) and "run the same command again to resume" in line
     assert len(results(out)) == 5 and ledger.sent == 11  # 5 × 2, then one 401: not 15 more
-    fixed.set()  # the key is fixed
-    revoked.clear()
+    revoked.end()  # the key is fixed
     status, _, err = bulk(capsys, source, out)
     assert status == 0, err
     assert paid_work(list(range(1, 21)), out, ledger) == NONE_LOST
@@ -417,15 +418,9 @@ def test_a_storm_of_429s_gives_up_in_one_line_keeping_finished_results(
     capsys,
     shows="llm-workflows: error: route: the run stopped: rate limiter: 3 calls in a row gave up on 429 (rate limited) with none answered between",
 ):
-    storm, passed = threading.Event(), threading.Event()
     hour_ahead = format_datetime(datetime.now(timezone.utc) + timedelta(hours=1), usegmt=True)
-
-    def handle(request):
-        if "number 5," in request.text and not passed.is_set():
-            storm.set()
-        return rate_limited(hour_ahead) if storm.is_set() else router(request)
-
-    _, ledger = model(handle)
+    storm = Outage("number 5,", lambda: rate_limited(hour_ahead))
+    _, ledger = model(storm)
     source, out = queries(tmp_path / "q.txt", TWENTY), tmp_path / "r.jsonl"
     start = time.monotonic()
     status, _, err = bulk(capsys, source, out, "--concurrency", "1")
@@ -433,8 +428,7 @@ def test_a_storm_of_429s_gives_up_in_one_line_keeping_finished_results(
     assert time.monotonic() - start < 5 and status == 1 and lines[-1].startswith(shows)
     assert "s (retry-after, an HTTP date), longer than" in lines[-1]
     assert [r["id"] for r in results(out) if not r["error"]] == [1, 2, 3, 4]
-    passed.set()  # the storm is over
-    storm.clear()
+    storm.end()
     assert bulk(capsys, source, out, "--retry-failed")[0] == 0
     assert paid_work(list(range(1, 21)), out, ledger) == NONE_LOST
 
@@ -449,21 +443,14 @@ def test_a_storm_of_short_429s_gives_up_after_more_pauses_than_a_call_retries(
     capsys,
     shows="llm-workflows: error: route: the run stopped: rate limiter: the server answered only 429 (rate limited) for 11 pauses in a row",
 ):
-    storm, passed = threading.Event(), threading.Event()
-
-    def handle(request):
-        if "number 3," in request.text and not passed.is_set():
-            storm.set()
-        return rate_limited(0.05) if storm.is_set() else router(request)
-
-    _, ledger = model(handle)
+    storm = Outage("number 3,", lambda: rate_limited(0.05))
+    _, ledger = model(storm)
     source, out = queries(tmp_path / "q.txt", TWENTY), tmp_path / "r.jsonl"
     status, _, err = bulk(capsys, source, out, "--concurrency", "1")
     assert status == 1 and err.splitlines()[-1].startswith(shows)
     got = {r["id"]: r["error"] for r in results(out)}  # query 3 ran out of its 10 retries
     assert got == {1: None, 2: None, 3: got[3]} and "(429) after 10 retries" in got[3]
-    passed.set()
-    storm.clear()
+    storm.end()
     assert bulk(capsys, source, out, "--retry-failed")[0] == 0
     assert paid_work(list(range(1, 21)), out, ledger) == NONE_LOST
 
@@ -641,6 +628,19 @@ def test_a_batch_that_ended_badly_exits_non_zero_quoting_the_reason(tmp_path, ca
             api.model.install()
             run_cli(capsys, "batch", "collect", "--output", "r.jsonl")
     assert batch_work([1, 2, 3, 4], Path("r.jsonl"), api) == NONE_LOST
+
+
+@row("batch", "`batch submit` to a server with no Files or Batches API (404), twice", paid="")
+def test_a_submit_that_created_no_batch_leaves_no_state_behind(
+    capsys,
+    shows="batch submit: the server at https://api.openai.com/v1/ has no Batch API (/v1/files answered 404",
+):
+    model()  # chat completions only
+    queries(Path("q.txt"), THREE)
+    for _ in range(2):  # no state is left to block the second submit
+        INSTALLED[-1].install()
+        status, _, err = run_cli(capsys, "batch", "submit", "route", "--input", "q.txt")
+        assert status == 1 and shows in err and not Path(batch.DEFAULT_STATE).exists()
 
 
 @row("batch", "`batch submit` of a file in which an id appears twice", paid="")

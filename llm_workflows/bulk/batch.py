@@ -318,12 +318,14 @@ def submit_route(
     """Start a batch routing run: one classify request per query of the input (a file, or
     ``-`` for stdin: the queries are kept in the state file)."""
     with Lock(state, f"the batch state file {state}"):
-        if Path(state).exists() and BatchRun.load(state).step != DONE:
-            raise WorkflowError(
-                "batch",
-                f"{state} holds a run that is not collected yet",
-                "collect it, or pass another --state",
-            )
+        if Path(state).exists():
+            earlier = BatchRun.load(state)
+            if earlier.step != DONE and not _nothing_created(earlier):
+                raise WorkflowError(
+                    "batch",
+                    f"{state} holds a run that is not collected yet",
+                    "collect it, or pass another --state",
+                )
         run = BatchRun("route", str(input_path), CLASSIFY, path=str(state))
         with Input(input_path, "query", format) as source:
             source.check()  # bad lines, a repeated id, mixed formats: before any upload
@@ -337,8 +339,19 @@ def submit_route(
             raise WorkflowError("batch", f"{source.shown} holds no queries")
         _plan(run, CLASSIFY)
         run.save()
-        _create(run, CLASSIFY)
+        try:
+            _create(run, CLASSIFY)
+        except BaseException:
+            if _nothing_created(run):  # nothing paid, nothing to collect: no state to block
+                with contextlib.suppress(OSError):
+                    Path(state).unlink()
+            raise
     return run
+
+
+def _nothing_created(run: BatchRun) -> bool:
+    """No batch of this run was created, or may have been (a create call was sent)."""
+    return not any(p.batch_id or p.creating for parts in run.parts.values() for p in parts)
 
 
 def _counts(batch: Any) -> str:

@@ -707,9 +707,14 @@ class Output:
         )
 
     def _move_aside(self) -> None:
-        backup = self.path.with_name(self.path.name + ".bak")
-        os.replace(self.path, backup)
-        notify(f"--restart: the old results of {self.name} were moved to {self.name}.bak")
+        """Keep the old results (they were paid for) under the first free name: .bak, .bak2..."""
+        suffix = next(
+            s
+            for s in (".bak", *(f".bak{n}" for n in range(2, 10_000)))
+            if not self.path.with_name(self.path.name + s).exists()
+        )
+        os.replace(self.path, self.path.with_name(self.path.name + suffix))
+        notify(f"--restart: the old results of {self.name} were moved to {self.name}{suffix}")
 
     def _keep_fingerprint(self, source: Input) -> None:
         record = {

@@ -141,6 +141,7 @@ class Summary:
         """One summary line: totals, calls, tokens and estimated cost."""
         u = self.usage
         plural = "queries" if self.kind.noun == "query" else self.kind.noun + "s"
+        plural = self.kind.noun if self.total == 1 else plural
         return (
             f"{self.kind.command}: {self.total} {plural}: {self.done} done, {self.failed} failed, "
             f"{self.skipped} already in {Path(self.output).name}; {u.calls} calls "
