@@ -416,6 +416,10 @@ def _claim(run: BatchRun, output: str | Path) -> Path:
             "pass --output RESULTS.jsonl",
         )
     path = Path(output).resolve()
+    if path.exists() and Path(run.input).exists() and path.samefile(run.input):
+        raise WorkflowError(
+            "batch", f"{output} is the input file itself", "collect into another file"
+        )
     if run.output is None:
         if path.exists() and path.stat().st_size > 0:
             raise WorkflowError(
@@ -625,7 +629,8 @@ def _final(run: BatchRun, output: Path, failed: int) -> str:
     u = run.usage
     done = sum(1 for entry in run.routes.values() if entry[3] is None)
     return (
-        f"batch route: {done} results, {failed} failed, written to {output}; {u.calls} calls, "
+        f"batch route: {done} result{'s' * (done != 1)}, {failed} failed, written to {output}; "
+        f"{u.calls} calls, "
         f"{u.prompt_tokens + u.completion_tokens:,} tokens, estimated cost {u.cost_text()} "
         "(batch: half price)"
     )
