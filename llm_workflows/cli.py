@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import json
 import math
 import signal
 import sys
 import textwrap
-import threading
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -511,22 +509,29 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-@contextlib.contextmanager
-def _terminate_as_interrupt(active: bool):
-    """While a bulk run runs, SIGTERM (``kill``, a CI timeout) ends it as Ctrl-C does: the
-    files are closed, its lock released, one line said (only from the main thread)."""
-    if not active or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+async def _terminable(work: Awaitable[Outcome]) -> Outcome | None:
+    """Run ``work``; SIGTERM (``kill``, a CI timeout) cancels it as Ctrl-C does, so its files
+    are closed and its lock released; None then. Where the event loop cannot watch signals
+    (Windows), SIGTERM keeps its default."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    terminated: list[int] = []
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+    def terminate() -> None:
+        terminated.append(signal.SIGTERM)
+        task.cancel()
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        yield
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return await work
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if terminated:
+            return None
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -541,11 +546,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.progress = Finished()
     bulk = bool(getattr(args, "input", None)) and args.command != "batch"
-    with warnings.catch_warnings(), _terminate_as_interrupt(bulk):
+    with warnings.catch_warnings():
         warnings.simplefilter("always", RecordingsWarning)
         warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
         try:
-            outcome = asyncio.run(args.run(args))
+            outcome = asyncio.run(_terminable(args.run(args)) if bulk else args.run(args))
+            if outcome is None:  # SIGTERM: ended as Ctrl-C ends it
+                raise KeyboardInterrupt
         except (WorkflowError, ValueError, OSError) as error:
             print(f"{PROG}: error: {redact(_one_line(error))}", file=sys.stderr)
             return 1
