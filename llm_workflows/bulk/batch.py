@@ -60,8 +60,8 @@ from .files import (
 
 DEFAULT_STATE = "llm-workflows-batch.json"
 ENDPOINT = "/v1/chat/completions"
-RUNNING = ("validating", "in_progress", "finalizing", "cancelling")
 ENDED_BADLY = ("failed", "expired", "cancelled")
+ENDED = ("completed", *ENDED_BADLY)  # any other status (one added later, say) is waited for
 DONE = "done"
 VERSION = 2
 # One batch's limits (OpenAI's Batch API guide, and the API reference of batches.create:
@@ -448,7 +448,7 @@ def collect(output: str | Path, state: str | Path = DEFAULT_STATE) -> Report:
             _create(run, run.step)
             client = runtime.get_client()
             batches = [client.batches.retrieve(p.batch_id) for p in run.parts[run.step]]
-            running = [b for b in batches if b.status in RUNNING]
+            running = [b for b in batches if b.status not in ENDED]
             if running:
                 which = (
                     running[0].status
