@@ -29,6 +29,7 @@ import openai
 from . import runtime
 from .errors import ModelOutputError, WorkflowError, safe_url
 from .parsing import describe
+from .runtime import catalog
 from .runtime.providers import LARGE, PROVIDERS, model_info
 from .runtime.wire import MISS_CODE, RETRIED_BY, STEP_HEADER, http_module
 from .usage import Call, call_from_body
@@ -230,6 +231,13 @@ def api_error(
         problem, hint = _connection_problem(error, where)
         return WorkflowError(step, f"{problem} {retries_text}", hint)
     if isinstance(error, openai.NotFoundError):
+        # The model is gone (model_not_found): the model check's line, and its successor
+        # from now on (runtime/catalog.py).
+        missing = catalog.missing_model(
+            getattr(error, "code", None), _api_message(error), error.request
+        )
+        if missing:
+            return WorkflowError(step, *runtime.model_not_offered(missing))
         return WorkflowError(
             step, f"not found (404): {_api_message(error)}", "check the model name"
         )
