@@ -42,6 +42,7 @@ class Model:
     cite: str = ""  # the short citation the model check's line gives for the two above
     sources: tuple[str, ...] = ()  # the pages behind this entry
     checked: str = ""  # the date this entry was last compared with its sources
+    sure: str = ""  # how sure: "provider" (its own page or SDK), "third party"... (docs/facts.md)
     note: str = field(default="", compare=False)  # why the entry is what it is
 
     def shut_down_by(self, day: str) -> bool:
@@ -73,6 +74,7 @@ MODELS: Mapping[str, Model] = MappingProxyType(
                 cite="OpenAI deprecations",
                 sources=(OPENAI_DEPRECATIONS, OPENAI_SDK_MODELS, OPENAI_MIGRATION),
                 checked="2026-11-30",
+                sure="provider",
                 note="The recordings' small model: replay still sends it. OpenAI names GPT-6 "
                 "Luna the starting point for every GPT-4.x migration.",
             ),
@@ -88,7 +90,37 @@ MODELS: Mapping[str, Model] = MappingProxyType(
                 cite="OpenAI deprecations",
                 sources=(OPENAI_DEPRECATIONS, OPENAI_SDK_MODELS, OPENAI_MIGRATION),
                 checked="2026-11-30",
+                sure="provider",
                 note="The recordings' large model: replay still sends it.",
+            ),
+            Model(
+                name="gpt-4.1",
+                provider="openai",
+                price=(2.00, 8.00),
+                price_as_of="2025-04-14",
+                reasoning=False,
+                json_mode=True,
+                shutdown="2027-01-14",
+                successor="gpt-6-luna",
+                cite="OpenAI deprecations",
+                sources=(OPENAI_DEPRECATIONS, OPENAI_SDK_MODELS, OPENAI_MIGRATION),
+                checked="2026-11-30",
+                sure="provider (one third-party list names another successor)",
+                note="OpenAI's catalog calls it the smartest non-reasoning model.",
+            ),
+            Model(
+                name="gpt-4o-mini",
+                provider="openai",
+                price=(0.15, 0.60),
+                price_as_of="2024-07-18",
+                reasoning=False,
+                json_mode=True,
+                shutdown="2027-01-14",
+                successor="gpt-6-luna",
+                cite="OpenAI deprecations",
+                sources=(OPENAI_DEPRECATIONS, OPENAI_SDK_MODELS, OPENAI_MIGRATION),
+                checked="2026-11-30",
+                sure="provider",
             ),
             Model(
                 name="gpt-6-luna",
@@ -101,13 +133,29 @@ MODELS: Mapping[str, Model] = MappingProxyType(
                 json_mode=False,
                 cite="OpenAI models",
                 sources=(
-                    "https://developers.openai.com/api/docs/models/gpt-6-luna",
+                    "https://developers.openai.com/ja-JP/api/docs/models/gpt-6-luna",
                     OPENAI_MIGRATION,
                 ),
                 checked="2026-11-30",
+                sure="provider (JSON mode: unconfirmed)",
                 note="OpenAI's cheapest current model, and every current one is a reasoning "
                 'model. Effort "none" (one pass; the default is "medium", "minimal" is '
                 "rejected). JSON mode is not stated for it: not sent.",
+            ),
+            Model(
+                name="gpt-6.1-terra",
+                provider="openai",
+                price=(1.00, 5.00),
+                price_as_of="2026-11-30",
+                reasoning=True,
+                effort="none",
+                json_mode=False,
+                cite="OpenAI models",
+                sources=("https://developers.openai.com/api/docs/models",),
+                checked="2026-11-30",
+                sure="provider (JSON mode: unconfirmed)",
+                note="A stronger, 10 times dearer choice for the large steps; accepts effort "
+                '"none". Tools on Chat Completions need the Responses API.',
             ),
             Model(
                 name="gemini-3.5-flash-lite",
@@ -124,8 +172,29 @@ MODELS: Mapping[str, Model] = MappingProxyType(
                     GEMINI_PRICING,
                 ),
                 checked="2026-11-30",
+                sure="provider (free tier and paid price: third party)",
                 note="Stable since 2026-07-21; thinks minimally by default (Google), so no "
                 "reasoning_effort is sent. Free tier: $0 (paid: $0.30/$2.50, third party).",
+            ),
+            Model(
+                name="gemini-3.1-flash-lite",
+                provider="gemini",
+                price=(0.0, 0.0),
+                price_as_of="2026-11-30",
+                reasoning=True,
+                default_effort="high",
+                cite="Gemini models",
+                sources=(
+                    "https://docs.cloud.google.com/gemini-enterprise-agent-platform/models/"
+                    "gemini/3-1-flash-lite",
+                    "https://www.verdent.ai/guides/gemini-3-1-flash-lite-thinking-levels",
+                ),
+                checked="2026-11-30",
+                sure="provider (default effort and prices: third party)",
+                note="Stable since 2026-05-07, a free-tier quota of its own (500 a day, third "
+                "party), but it thinks at level high unless told otherwise, and Google "
+                "documents no reasoning_effort for Gemini 3 on the OpenAI-compatible endpoint: "
+                "not a default. Paid: $0.25/$1.50 (third party).",
             ),
             Model(
                 name="gemini-2.5-flash-lite",
@@ -136,6 +205,7 @@ MODELS: Mapping[str, Model] = MappingProxyType(
                 cite="Gemini deprecations",
                 sources=(GEMINI_DEPRECATIONS, GEMINI_PRICING),
                 checked="2026-11-30",
+                sure="third party",
                 note="No shutdown announced (an older copy of Google's page gave 2026-07-22 as "
                 "the earliest date). Free tier: 20 requests a day (third party), too few for "
                 "the FAQ chain's 21 calls: no longer a default.",
@@ -151,6 +221,7 @@ MODELS: Mapping[str, Model] = MappingProxyType(
                 cite="Gemini deprecations",
                 sources=(GEMINI_DEPRECATIONS,),
                 checked="2026-11-30",
+                sure="third party",
                 note="Google routes its requests to gemini-3.5-flash-lite after the shutdown "
                 "(third-party quote of Google's page).",
             ),
