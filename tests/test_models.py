@@ -377,3 +377,43 @@ def test_a_404_about_something_else_is_not_a_missing_model(monkeypatch):
     assert str(caught.value) == (
         "classify intent: not found (404): Invalid URL (POST /v1/chat); check the model name"
     )
+
+
+# --- the command line, end to end ---------------------------------------------------------------
+
+
+def cli_on(monkeypatch, capsys, models, *argv: str, **env: str) -> tuple[int, str, str]:
+    """Run the CLI live against a loopback fake offering ``models``."""
+    from llm_workflows import cli
+
+    with FakeServer(FakeModel(REPLIES, models=models)) as server:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        status = cli.main(list(argv))
+        out, err = capsys.readouterr()
+    return status, out, err.replace(server.url, "URL")
+
+
+def test_the_cli_says_the_successor_once_on_stderr_and_runs(monkeypatch, capsys):
+    status, out, err = cli_on(
+        monkeypatch, capsys, ["gpt-6-luna"], "route", QUERY, LLM_WORKFLOWS_MODEL="gpt-4.1-mini"
+    )
+    assert status == 0 and routing.BILLING_INQUIRY in out
+    assert err == (
+        "llm-workflows: gpt-4.1-mini is not offered by the server at URL; using gpt-6-luna "
+        "(OpenAI deprecations, 2027-01-14)\n"
+    )
+
+
+def test_the_cli_stops_in_one_line_naming_the_setting(monkeypatch, capsys):
+    status, out, err = cli_on(monkeypatch, capsys, ["gpt-7"], "route", QUERY)
+    assert status != 0 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("llm-workflows: error: ")
+    assert line.endswith(
+        "models: gpt-6-luna is not offered by the server at URL, and the providers table "
+        "names no successor for it; set LLM_WORKFLOWS_MODEL to a model it offers"
+    )
