@@ -196,6 +196,19 @@ def test_a_missing_successor_stops_too_and_suggests_a_current_model(monkeypatch)
     )
 
 
+def test_setup_looks_again_after_a_stop_the_calls_do_not(monkeypatch):
+    fake, listings = live(monkeypatch, models=["gpt-7"])
+    with pytest.raises(ConfigurationError):
+        clients.setup()
+    with pytest.raises(ConfigurationError):
+        routing.classify_intent(QUERY)  # the same line, without asking the server again
+    assert len(listings) == 1
+    fake.models = ["gpt-6-luna"]  # the key was given the model; the setup cell is re-run
+    assert clients.setup().model_notes == ()
+    assert routing.classify_intent(QUERY) == routing.BILLING_INQUIRY
+    assert len(listings) == 2
+
+
 def test_without_setup_the_first_call_checks_and_says_so_once_on_stderr(monkeypatch, capsys):
     yesterdays_openai(monkeypatch)
     fake, listings = live(monkeypatch, models=["gpt-4.1-mini", "gpt-6-luna"])

@@ -79,6 +79,8 @@ class Runtime:
                 self._forget_clients()
             self._settings = fresh
             self._forget_check()
+        elif self._check_error is not None:
+            self._forget_check()  # the key may have been given the model since: look again
         self._announced = True
         return self._check_models(announce=False)
 
