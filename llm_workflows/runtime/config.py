@@ -84,18 +84,16 @@ class Settings:
     def models_line(self) -> str:
         """Which models live calls use, and how a reasoning model among them is called."""
         small, large = self.model_for(SMALL), self.model_for(LARGE)
-        kinds = {name: reasoning_text(name) for name in (small, large)}
         if small == large:
-            return f"Models: {small} for every step" + (
-                f", {kinds[small]}." if kinds[small] else "."
-            )
-        said = "; ".join(f"{name}: {kind}" for name, kind in kinds.items() if kind)
-        return f"Models: {small} for the FAQ chain, {large} for routing and orchestrator-worker" + (
-            f" ({said})." if said else "."
-        )
+            kind = reasoning_text(small)
+            return f"Models: {small} for every step" + (f", {kind}." if kind else ".")
+        kinds = "; ".join(f"{m}: {k}" for m in (small, large) if (k := reasoning_text(m)))
+        used = f"{small} for the FAQ chain, {large} for routing and orchestrator-worker"
+        return f"Models: {used}" + (f" ({kinds})." if kinds else ".")
 
     def describe(self) -> str:
-        """One or two lines on what the clients will do; safe to print (no key, no secret)."""
+        """A few lines on what the clients will do (live: which models, and what the model
+        check found); safe to print (no key, no secret)."""
         own_url = self.base_url and self.base_url != self.api.base_url
         where = f" at {safe_url(self.base_url)}" if own_url else ""
         calling = self.api.label
