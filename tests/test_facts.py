@@ -154,30 +154,3 @@ def test_the_docs_name_the_live_defaults_of_the_code():
         for model in set(provider.models.values()):
             assert f"`{model}`" in models
     assert f"`{OPENAI.models['small']}`" in README
-
-
-@pytest.mark.parametrize(("retry_after", "attempts"), [("0.001", 2), ("121", 1)])
-def test_the_installed_client_waits_a_short_retry_after_and_does_not_retry_a_long_one(
-    retry_after, attempts
-):
-    """The row "is waited exactly", on the openai installed here: over 120 s, no retry."""
-    import openai
-
-    from llm_workflows.runtime.wire import http_module
-
-    http, seen = http_module(), []
-
-    def answer(request):
-        seen.append(request)
-        return http.Response(
-            429, json={"error": {"message": "slow down"}}, headers={"retry-after": retry_after}
-        )
-
-    client = openai.OpenAI(
-        api_key="sk-test",
-        max_retries=1,
-        http_client=openai.DefaultHttpxClient(transport=http.MockTransport(answer)),
-    )
-    with pytest.raises(openai.RateLimitError):
-        client.models.list()
-    assert len(seen) == attempts

@@ -58,70 +58,53 @@ OPENAI_SDK_MODELS = "openai 3.57.0 (PyPI), openai/types/shared/chat_model.py"
 GEMINI_DEPRECATIONS = "https://ai.google.dev/gemini-api/docs/deprecations"
 GEMINI_PRICING = "https://ai.google.dev/gemini-api/docs/pricing"
 
+
+def _gpt_4x(
+    name: str, price: Price, price_as_of: str = "2025-04-14", *, shutdown: str, **more: str
+) -> Model:
+    """A GPT-4.x model (non-reasoning, JSON mode): shut down by OpenAI, which names GPT-6
+    Luna the starting point for every GPT-4.x migration."""
+    facts = {"sure": "provider", "checked": "2026-11-30", **more}
+    return Model(
+        name=name,
+        provider="openai",
+        price=price,
+        price_as_of=price_as_of,
+        reasoning=False,
+        json_mode=True,
+        shutdown=shutdown,
+        successor="gpt-6-luna",
+        cite="OpenAI deprecations",
+        sources=(OPENAI_DEPRECATIONS, OPENAI_SDK_MODELS, OPENAI_MIGRATION),
+        **facts,
+    )
+
+
 MODELS: Mapping[str, Model] = MappingProxyType(
     {
         m.name: m
         for m in (
-            Model(
-                name="gpt-4.1-nano",
-                provider="openai",
-                price=(0.10, 0.40),
-                price_as_of="2025-04-14",
-                reasoning=False,
-                json_mode=True,
+            _gpt_4x(
+                "gpt-4.1-nano",
+                (0.10, 0.40),
                 shutdown="2026-10-23",
-                successor="gpt-6-luna",
-                cite="OpenAI deprecations",
-                sources=(OPENAI_DEPRECATIONS, OPENAI_SDK_MODELS, OPENAI_MIGRATION),
-                checked="2026-11-30",
-                sure="provider",
                 note="The recordings' small model: replay still sends it. OpenAI names GPT-6 "
                 "Luna the starting point for every GPT-4.x migration.",
             ),
-            Model(
-                name="gpt-4.1-mini",
-                provider="openai",
-                price=(0.40, 1.60),
-                price_as_of="2025-04-14",
-                reasoning=False,
-                json_mode=True,
+            _gpt_4x(
+                "gpt-4.1-mini",
+                (0.40, 1.60),
                 shutdown="2027-01-14",
-                successor="gpt-6-luna",
-                cite="OpenAI deprecations",
-                sources=(OPENAI_DEPRECATIONS, OPENAI_SDK_MODELS, OPENAI_MIGRATION),
-                checked="2026-11-30",
-                sure="provider",
                 note="The recordings' large model: replay still sends it.",
             ),
-            Model(
-                name="gpt-4.1",
-                provider="openai",
-                price=(2.00, 8.00),
-                price_as_of="2025-04-14",
-                reasoning=False,
-                json_mode=True,
+            _gpt_4x(
+                "gpt-4.1",
+                (2.00, 8.00),
                 shutdown="2027-01-14",
-                successor="gpt-6-luna",
-                cite="OpenAI deprecations",
-                sources=(OPENAI_DEPRECATIONS, OPENAI_SDK_MODELS, OPENAI_MIGRATION),
-                checked="2026-11-30",
                 sure="provider (one third-party list names another successor)",
                 note="OpenAI's catalog calls it the smartest non-reasoning model.",
             ),
-            Model(
-                name="gpt-4o-mini",
-                provider="openai",
-                price=(0.15, 0.60),
-                price_as_of="2024-07-18",
-                reasoning=False,
-                json_mode=True,
-                shutdown="2027-01-14",
-                successor="gpt-6-luna",
-                cite="OpenAI deprecations",
-                sources=(OPENAI_DEPRECATIONS, OPENAI_SDK_MODELS, OPENAI_MIGRATION),
-                checked="2026-11-30",
-                sure="provider",
-            ),
+            _gpt_4x("gpt-4o-mini", (0.15, 0.60), "2024-07-18", shutdown="2027-01-14"),
             Model(
                 name="gpt-6-luna",
                 provider="openai",
