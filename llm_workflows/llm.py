@@ -29,7 +29,8 @@ import openai
 from . import runtime
 from .errors import ModelOutputError, WorkflowError, safe_url
 from .parsing import describe
-from .runtime.providers import LARGE, PROVIDERS
+from .runtime import catalog
+from .runtime.providers import LARGE, PROVIDERS, model_info
 from .runtime.wire import MISS_CODE, RETRIED_BY, STEP_HEADER, http_module
 from .usage import Call, call_from_body
 
@@ -84,14 +85,25 @@ def gated(gate: Gate) -> Iterator[Gate]:
 def request_body(
     model: str | None, size: str, messages: Messages, response_format: dict | None = None
 ) -> dict[str, Any]:
-    """The Chat Completions body for these messages: only what the provider accepts. Live
-    calls, bulk runs and batch requests all send this body."""
-    settings = runtime.settings()
-    body: dict[str, Any] = {"model": settings.model_for(size, model), "messages": messages}
-    # Where the provider does not document response_format (Gemini), the prompt alone asks
-    # for JSON, and the parsers accept it inside a Markdown code fence.
-    if response_format is not None and settings.api.send_response_format:
+    """The Chat Completions body for these messages: only what the model accepts. Live
+    calls, bulk runs and batch requests all send this body.
+
+    Live, the models were checked first (``runtime.checked_settings``), so a model the
+    server no longer offers is already replaced by its successor.
+    """
+    settings = runtime.checked_settings()
+    name = settings.model_for(size, model)
+    body: dict[str, Any] = {"model": name, "messages": messages}
+    known = model_info(name)
+    # Where JSON mode is not documented for the model (gpt-6-luna, Gemini), the prompt
+    # alone asks for JSON, and the parsers accept it inside a Markdown code fence.
+    json_mode = known.json_mode if known else settings.api.send_response_format
+    if response_format is not None and json_mode:
         body["response_format"] = response_format
+    # A reasoning model gets the effort its table entry names (the lowest it accepts),
+    # live only: replay sends what the recordings were made with.
+    if known and known.effort and settings.mode != "replay":
+        body["reasoning_effort"] = known.effort
     return body
 
 
@@ -252,9 +264,12 @@ def _not_found(step: str, error: openai.NotFoundError, where: str) -> WorkflowEr
                 "check that --state names a run submitted with this key: a batch and its "
                 "files belong to the project whose key made them",
             )
-    # The model is not offered to the key: the API's code, or a server's message naming the
-    # model (Ollama's has no code). Issue 17 (live models) tells the user what to use instead.
-    if getattr(error, "code", None) == "model_not_found" or "model" in message.lower():
+    # The model is gone (model_not_found): the model check's line, and its successor from
+    # now on (runtime/catalog.py).
+    missing = catalog.missing_model(getattr(error, "code", None), message, error.request)
+    if missing:
+        return WorkflowError(step, *runtime.model_not_offered(missing))
+    if "model" in message.lower():  # a server that names the model some other way
         return WorkflowError(step, f"not found (404): {message}", "check the model name")
     return WorkflowError(
         step,

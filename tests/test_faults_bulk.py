@@ -1196,12 +1196,18 @@ def test_a_404_for_an_unknown_batch_says_so(
     assert status == 1 and err.startswith(shows) and "model name" not in err
 
 
-def test_a_404_for_a_model_keeps_its_hint(capsys):
+def test_a_404_for_a_model_is_the_model_checks_line_not_a_path_hint(capsys):
     model(
         lambda request: fakes.error(404, "The model `gpt-x` does not exist", code="model_not_found")
     )
     status, _, err = run_cli(capsys, "route", "My router is broken.")
-    assert status == 1 and err.rstrip().endswith("does not exist; check the model name")
+    assert status == 1 and "is not offered to this key" in err and "OPENAI_BASE_URL" not in err
+
+
+def test_a_404_naming_a_model_without_the_apis_code_keeps_the_model_hint(capsys):
+    model(lambda request: fakes.error(404, "no such model here"))  # not the catalog's wording
+    status, _, err = run_cli(capsys, "route", "My router is broken.")
+    assert status == 1 and err.rstrip().endswith("no such model here; check the model name")
 
 
 NOT_SANE = {"negative": -120, "absurd": 10**12, "text": "120", "fraction": 12.5, "bool": True}

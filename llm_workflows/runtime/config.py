@@ -10,11 +10,12 @@ import unicodedata
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from dotenv import dotenv_values, find_dotenv
 
 from ..errors import ConfigurationError, remember, safe_url
-from .providers import OPENAI, PROVIDERS, Provider
+from .providers import LARGE, OPENAI, PROVIDERS, SMALL, Provider, model_info
 from .wire import RETRY
 
 MODES = ("live", "replay", "record")
@@ -23,9 +24,10 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_RETRIES = RETRY.max_retries  # the openai client's own default
 
 # Each step asks for a model by size (SMALL: the FAQ chain's many short calls, as in the
-# lesson; LARGE: routing and the orchestrator-worker); these are the defaults.
+# lesson; LARGE: routing and the orchestrator-worker); these are the live defaults.
 DEFAULT_MODELS: Mapping[str, str] = OPENAI.models
-# The shipped recordings were made with OpenAI's models and parameters: replay sends those.
+# The shipped recordings were made with OpenAI's models and parameters: replay sends those
+# (RECORDED.recorded_models), whatever the live defaults are today.
 RECORDED = OPENAI
 
 
@@ -53,6 +55,13 @@ class Settings:
     requests_per_minute: float | None = None  # the pace of request starts; None: not paced
     # LLM_WORKFLOWS_REPLAY_LATENCY: seconds each replayed call waits (a simulated latency).
     replay_latency: float = 0.0
+    # Live and record mode, after the model check (runtime/catalog.py): each model the
+    # server does not offer -> its successor, and the check's lines for describe(). Not
+    # compared: the same settings, checked or not, are the same settings.
+    substitutes: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False
+    )
+    model_notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def api(self) -> Provider:
@@ -63,7 +72,9 @@ class Settings:
         """The model a step of this size uses: the one precedence rule of the package.
 
         An explicit ``model=`` argument wins, then ``LLM_WORKFLOWS_MODEL``, then the
-        provider preset's model for the size, then ``DEFAULT_MODELS[size]``.
+        provider preset's model for the size (in replay: the model the recordings were made
+        with), then ``DEFAULT_MODELS[size]``. Live, a model the server does not offer is
+        replaced by its successor once the model check has found it missing.
         """
         if explicit is not None and not explicit.strip():
             raise ConfigurationError(
@@ -71,11 +82,25 @@ class Settings:
                 f"the model name {explicit!r} is blank",
                 "pass a model name, or leave model= out for the step's default",
             )
-        preset = self.api.models.get(size)
-        return explicit or self.model or preset or DEFAULT_MODELS[size]
+        presets = self.api.models
+        if self.mode == "replay" and self.api.recorded_models:
+            presets = self.api.recorded_models
+        chosen = explicit or self.model or presets.get(size) or DEFAULT_MODELS[size]
+        return self.substitutes.get(chosen, chosen)
+
+    def models_line(self) -> str:
+        """Which models live calls use, and how a reasoning model among them is called."""
+        small, large = self.model_for(SMALL), self.model_for(LARGE)
+        if small == large:
+            kind = reasoning_text(small)
+            return f"Models: {small} for every step" + (f", {kind}." if kind else ".")
+        kinds = "; ".join(f"{m}: {k}" for m in (small, large) if (k := reasoning_text(m)))
+        used = f"{small} for the FAQ chain, {large} for routing and orchestrator-worker"
+        return f"Models: {used}" + (f" ({kinds})." if kinds else ".")
 
     def describe(self) -> str:
-        """One or two lines on what the clients will do; safe to print (no key, no secret)."""
+        """A few lines on what the clients will do (live: which models, and what the model
+        check found); safe to print (no key, no secret)."""
         own_url = self.base_url and self.base_url != self.api.base_url
         where = f" at {safe_url(self.base_url)}" if own_url else ""
         calling = self.api.label
@@ -96,12 +121,26 @@ class Settings:
         else:
             text = f"Mode: live. Calling {calling}{where} with the key from the {self.key.source}."
         lines = [text]
+        if self.mode != "replay":
+            lines += [self.models_line(), *self.model_notes]
         if self.requests_per_minute:
             lines.append(
                 f"Pacing: at most {self.requests_per_minute:g} requests start per minute "
                 "(LLM_WORKFLOWS_RPM changes it; 0 switches pacing off)."
             )
         return "\n".join([*lines, *self.key.hints])
+
+
+def reasoning_text(model: str) -> str:
+    """How a reasoning model is called ("" for any other): 'a reasoning model, called with
+    reasoning_effort="none"', or at its own default effort."""
+    info = model_info(model)
+    if info is None or not info.reasoning:
+        return ""
+    if info.effort:
+        return f'a reasoning model, called with reasoning_effort="{info.effort}"'
+    default = f" ({info.default_effort})" if info.default_effort else ""
+    return f"a reasoning model, called at its default effort{default}"
 
 
 def _dotenv() -> dict[str, str]:
