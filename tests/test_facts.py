@@ -15,6 +15,7 @@ import warnings
 import pytest
 from fakes import ROOT, load_script
 
+from llm_workflows.bulk import batch
 from llm_workflows.runtime import providers
 from llm_workflows.runtime.providers import GEMINI, MODELS, OPENAI
 from llm_workflows.runtime.wire import RETRY
@@ -109,6 +110,9 @@ def test_the_gemini_pace_and_the_batch_price_agree_with_the_code():
     assert f"{GEMINI.requests_per_minute:g} requests a minute" in pace
     assert f"= {GEMINI.requests_per_minute:g})" in pace
     assert f"{BATCH_PRICE_FACTOR * 100:g}%" in row("Batch API: 50%")
+    limits = row("Batch API: up to 50,000 requests")
+    assert f"{batch.MAX_REQUESTS:,} requests and {batch.MAX_BYTES // 10**6} MB" in limits
+    assert f"MAX_REQUESTS` = {batch.MAX_REQUESTS:,}, `MAX_BYTES` = {batch.MAX_BYTES:,}" in limits
     assert f"at most {GEMINI.requests_per_minute:g} request starts a minute" in DOCS["providers.md"]
     settings = [line for line in README.splitlines() if "`LLM_WORKFLOWS_RPM`" in line]
     assert f"Gemini {GEMINI.requests_per_minute:g}" in settings[0]

@@ -387,8 +387,10 @@ def test_a_404_about_something_else_is_not_a_missing_model(monkeypatch):
     fake.replies[routing.CLASSIFY] = lambda request: error(404, "Invalid URL (POST /v1/chat)")
     with pytest.raises(WorkflowError) as caught:
         routing.classify_intent(QUERY)
-    assert str(caught.value) == (
-        "classify intent: not found (404): Invalid URL (POST /v1/chat); check the model name"
+    assert str(caught.value) == (  # the path hint (issue 16), not a model's line
+        "classify intent: the server at https://api.openai.com/v1/ has no /v1/chat/completions "
+        "(404: Invalid URL (POST /v1/chat)); check OPENAI_BASE_URL: an OpenAI-compatible base "
+        "URL usually ends in /v1"
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import unicodedata
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,12 @@ class Settings:
         with), then ``DEFAULT_MODELS[size]``. Live, a model the server does not offer is
         replaced by its successor once the model check has found it missing.
         """
+        if explicit is not None and not explicit.strip():
+            raise ConfigurationError(
+                "settings",
+                f"the model name {explicit!r} is blank",
+                "pass a model name, or leave model= out for the step's default",
+            )
         presets = self.api.models
         if self.mode == "replay" and self.api.recorded_models:
             presets = self.api.recorded_models
@@ -152,11 +159,16 @@ def _dotenv() -> dict[str, str]:
     return {k: v for k, v in values.items() if v}
 
 
+QUOTES = "\"'`\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb"
+
+
 def _clean_key(key: str | None, name: str, where: str) -> str | None:
     """The key without the spaces or line break a copy-paste leaves around it.
 
-    A blank key, or one with whitespace inside, would be sent as an illegal header and
-    reported as a connection problem: refuse it here, naming where it came from.
+    A blank key, one with whitespace inside, quotes around it (a word processor's smart
+    quotes) or any other character a header cannot carry would be sent as an illegal
+    header and fail as an encoding or connection problem: refuse it here, naming the
+    variable and where it came from, never showing the key.
     """
     if key is None or key == "":
         return None
@@ -171,7 +183,21 @@ def _clean_key(key: str | None, name: str, where: str) -> str | None:
             f"{name} in the {where} contains a space or line break",
             "paste the key again, on one line",
         )
+    odd = next((c for c in cleaned if c in QUOTES or not (c.isascii() and c.isprintable())), None)
+    if odd is not None:
+        what = "a quote" if odd in QUOTES else "a character that is not plain ASCII"
+        raise ConfigurationError(
+            "settings",
+            f"{name} in the {where} contains {what} ({_char_name(odd)}, "
+            f"character {cleaned.index(odd) + 1} of {len(cleaned)})",
+            "paste the key again as plain text, without quotes",
+        )
     return cleaned
+
+
+def _char_name(char: str) -> str:
+    """U+201C LEFT DOUBLE QUOTATION MARK: a character named, not shown (it may be a secret's)."""
+    return f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed')}"
 
 
 NOT_FOUND, TIMED_OUT = "SecretNotFoundError", "TimeoutException"  # Colab's error classes
@@ -272,6 +298,20 @@ def _number(
     return value
 
 
+def _model(raw: str | None) -> str | None:
+    """LLM_WORKFLOWS_MODEL without spaces around it; one of only spaces is refused (it would
+    be sent as the model's name)."""
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise ConfigurationError(
+            "settings",
+            "LLM_WORKFLOWS_MODEL is blank (only spaces)",
+            "set it to a model name, or unset it to use each step's default",
+        )
+    return raw.strip()
+
+
 def _base_url(raw: str | None) -> str | None:
     """OPENAI_BASE_URL checked: an http(s) URL with a host and a valid port, or None (unset)."""
     if raw is None or not raw.strip():
@@ -361,7 +401,7 @@ def load_settings() -> Settings:
             )
         ),
         recordings=recordings,
-        model=get("LLM_WORKFLOWS_MODEL"),
+        model=_model(get("LLM_WORKFLOWS_MODEL")),
         mode_was_chosen=chosen,
         provider=provider,
         requests_per_minute=(pace or None) if mode != "replay" else None,  # 0: not paced
