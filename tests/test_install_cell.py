@@ -10,7 +10,8 @@ JupyterLab's "Run All" sends every cell's execute request at once, with ``stop_o
 the kernel aborts the requests queued when a cell fails, but requests that reach it a moment
 later run (ipykernel's abort window is 0 s), so later cells used to fail with tracebacks.
 The install cell's guard makes each such cell say one line instead: the queued tests below
-send the requests as JupyterLab does, and one by one (the worst case: no abort at all).
+send the requests as JupyterLab does, and one by one (each after the previous reply,
+so that almost nothing is aborted).
 """
 
 from __future__ import annotations
@@ -245,15 +246,18 @@ def queued(python: Path, sources: list[str], one_by_one: bool = False) -> list[d
         try:
             client.wait_for_ready(timeout=60)
             ids: list[str] = []
-            replies: dict[str, dict] = {}
+            replies: dict[str, dict] = {}  # by request; other replies are kept, not counted
+
+            def wait_for(wanted: list[str]) -> None:
+                while not all(i in replies for i in wanted):
+                    reply = client.get_shell_msg(timeout=120)
+                    replies[reply["parent_header"].get("msg_id")] = reply["content"]
+
             for source in sources:
                 ids.append(client.execute(source, stop_on_error=True))
-                while one_by_one and ids[-1] not in replies:
-                    reply = client.get_shell_msg(timeout=120)
-                    replies[reply["parent_header"]["msg_id"]] = reply["content"]
-            while len(replies) < len(ids):
-                reply = client.get_shell_msg(timeout=120)
-                replies[reply["parent_header"]["msg_id"]] = reply["content"]
+                if one_by_one:
+                    wait_for(ids[-1:])
+            wait_for(ids)
             cells = {i: {"status": replies[i]["status"], "stdout": "", "stderr": "", "errors": []}
                      for i in ids}  # fmt: skip
             idle = 0
@@ -297,8 +301,10 @@ def test_run_all_without_the_package_stops_once_and_later_cells_say_one_line(
             assert not cell["stdout"]
         else:
             assert (cell["status"], cell["stdout"]) == ("ok", SKIPPED), f"code cell {number}"
-    if one_by_one:  # nothing was queued when the stop came: every later cell ran
-        assert {c["status"] for c in rest} == {"ok"}
+    if one_by_one:
+        # Only a request that reaches the kernel between its error reply and the abort
+        # that follows can still be dropped: the first after the stop. Every other ran.
+        assert all(cell["status"] == "ok" for cell in rest[1:])
 
 
 @pytest.mark.slow
@@ -308,14 +314,12 @@ def test_after_the_stop_a_pip_cell_still_runs(colab, bare_python):
     (colab / "fake-pip" / "pip" / "__init__.py").write_text("")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PYTHONPATH", f"{colab / 'fake-pip'}:{COLAB_SIM.resolve()}")
-        cells = queued(
-            bare_python,
-            [install_cell(), "%pip install git+https://github.com/Owner/repo", "1 + 1"],
-            one_by_one=True,
-        )
-    assert [c["status"] for c in cells] == ["error", "ok", "ok"]
+        pip = "%pip install git+https://github.com/Owner/repo"
+        # "1 + 1" first: the kernel may still drop the first request after the stop.
+        cells = queued(bare_python, [install_cell(), "1 + 1", pip, "2 + 2"], one_by_one=True)
+    assert [c["status"] for c in cells[2:]] == ["ok", "ok"]
     assert (colab / "pip-ran").exists(), "the %pip cell was skipped"
-    assert cells[2]["stdout"] == SKIPPED  # still missing: the fake pip installed nothing
+    assert cells[3]["stdout"] == SKIPPED  # still missing: the fake pip installed nothing
 
 
 def test_no_later_cell_of_the_lesson_mentions_pip():
