@@ -272,7 +272,7 @@ def _registered() -> str | None:
     if worker is None:
         return (
             f"parse_tasks skips a {NEW_TASK} task ('unknown query_type'): register the "
-            f'worker with WORKERS["{NEW_TASK}"] = Worker(...).'
+            f'worker: orchestration.WORKERS["{NEW_TASK}"] = orchestration.Worker(...).'
         )
     if "order_id" not in worker.required:
         return f'the {NEW_TASK} entry should require "order_id" (its required=...).'
