@@ -27,6 +27,10 @@ unit = architecture.unit
 
 
 def layer(name: str) -> int:
+    """A box's layer. ``testing`` counts as the top one: only the top layer (the command
+    line and the lesson's exercises, graded on the fake model) may import it."""
+    if name == "testing":
+        return len(LAYERS) - 1
     return next(i for i, names in enumerate(LAYERS) if name in names)
 
 
