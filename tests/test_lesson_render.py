@@ -105,9 +105,12 @@ def test_the_first_call_is_the_briefs_raw_call_in_a_code_cell():
     (first, *_) = [(n, c) for n, c in CODE if "client.chat.completions.create(" in c.source]
     n, cell = first
     assert n < 10, "the first call comes early (the browser measures where: within 2,700 px)"
-    assert 'settings.model_for("small")' in cell.source, "the model setup reports"
+    # The model setup reports, with what it accepts (request_body: the package's own bodies)
+    assert 'request_body(\n    None, "small"' in cell.source, "the model setup reports"
     assert "prompts.SINGLE_CALL_FAQ" in cell.source and "json_object" in cell.source
-    assert re.match(r"\d+ tokens in, \d+ tokens out\.", page_text(cell))
+    shown, tokens = page_text(cell).splitlines()[:2]
+    assert shown == "{'model': 'gpt-4.1-nano', 'response_format': {'type': 'json_object'}}"
+    assert re.match(r"\d+ tokens in, \d+ tokens out\.", tokens)
 
 
 def test_the_page_speaks_to_students():
