@@ -54,3 +54,40 @@ def test_an_error_line_shows_no_token_key_or_url_password():
         "classify intent: the server said: Authorization: Bearer [redacted] for key "
         "sk-[redacted] at http://[redacted]@gateway.local/v1"
     )
+
+
+def _shown_in_ipython(code: str, capsys) -> str:
+    """What an IPython shell (as Jupyter and Colab run cells) prints when ``code`` fails."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        result = shell.run_cell(code)
+    finally:
+        InteractiveShell.clear_instance()
+    assert result.error_in_exec is not None
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
+def test_a_workflow_error_shows_as_one_line_in_a_notebook(capsys):
+    code = (
+        "from llm_workflows.errors import ModelOutputError\n"
+        "def step():\n"
+        "    raise ModelOutputError('orchestrator', 'bad JSON', 'retry')\n"
+        "step()\n"
+    )
+    shown = _shown_in_ipython(code, capsys)
+    assert shown.strip() == "ModelOutputError: orchestrator: bad JSON; retry"
+
+
+def test_an_api_error_raised_from_the_clients_shows_as_one_line(capsys):
+    fakes.script(lambda request: fakes.Answer(500, '{"error": {"message": "boom"}}'))
+    code = (
+        "from llm_workflows import llm\n"
+        "llm.chat('answer', [{'role': 'user', 'content': 'hi'}], model='gpt-4.1-mini')\n"
+    )
+    shown = _shown_in_ipython(code, capsys)
+    assert len(shown.strip().splitlines()) == 1, shown
+    assert shown.startswith("WorkflowError: answer: the server failed (500)")
+    assert "Traceback" not in shown and "InternalServerError" not in shown
