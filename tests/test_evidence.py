@@ -203,6 +203,13 @@ def test_only_replies_no_model_wrote_for_their_request_get_an_origin_line():
     assert "unknown" in recordings.origin_line("typed in")
 
 
+def test_what_a_student_reads_of_an_origin_names_the_original_lesson_not_the_brief():
+    # "brief" is the label's key; a student knows the brief as the original lesson.
+    for origin in recordings.ORIGINS.values():
+        assert "brief" not in f"{origin.meaning} {origin.line or ''}"
+    assert "the original lesson's printout" in recordings.origin_line("rebuilt")
+
+
 def test_origin_lines_are_per_step_and_not_repeated():
     calls = [Call("synthesizer", "m", 1, 1, 0.0, "authored")] * 2 + [
         Call("answer", "m", 1, 1, 0.0, "brief")
@@ -227,7 +234,7 @@ def test_the_cli_prints_the_origin_line_under_the_hand_written_email(capsys):
 
 
 def test_the_brief_email_names_the_invoice_and_the_order_but_not_the_return():
-    email, ids = lesson.BRIEF_EMAIL, lesson.BRIEF_WORKER_IDS
+    email, ids = lesson.FIRST_RUN_EMAIL, lesson.FIRST_RUN_IDS
     assert all(i in email for i in ids["Billing Inquiry"] + ids["Status Update"])
     assert not any(i in email for i in ids["Product Return"])
 

@@ -147,7 +147,7 @@ def test_the_first_call_and_the_chain_say_where_their_replies_came_from():
 
 
 def test_the_briefs_buggy_email_is_shown_with_its_check():
-    (cell,) = [c for _, c in CODE if "BRIEF_EMAIL" in c.source]
+    (cell,) = [c for _, c in CODE if "FIRST_RUN_EMAIL" in c.source]
     assert "[Your Name]" in page_text(cell)  # the model's placeholder, as it wrote it
     assert "Product Return  ['SuperWidget 5000', 'RMA-63742']: MISSING" in page_text(cell)
 
