@@ -309,6 +309,13 @@ def test_wrap_keeps_lines_within_the_column():
     assert max(len(line) for line in wrap(text, "  ").splitlines()) <= 75
 
 
+def test_wrap_continues_an_indented_item_under_its_text():
+    item = "  - Our Action: " + "word " * 20
+    first, *rest = wrap(item).splitlines()
+    assert first.startswith("  - Our Action: word") and rest
+    assert all(line.startswith("    word") for line in rest)
+
+
 def test_the_phrase_check_finds_a_phrase_of_an_uncited_page():
     answer = "Wind turns and cuts fossil fuels."
     assert uncited_phrases(answer, ["Wind"], DOCS) == {"Solar": ["fossil fuels"]}
@@ -369,6 +376,7 @@ def test_every_shipped_recording_has_a_known_label_and_a_note():
 
 def test_the_cli_faq_says_where_its_questions_and_sources_came_from(capsys):
     assert main(["faq"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header = capsys.readouterr().out.split("\n\n", 1)[0]  # wrapped to 88 columns
+    lines = [" ".join(line.split()) for line in re.split(r"\n(?! )", header)]
     assert lines[1] == "Questions: " + recordings.ORIGINS["reused"].line
     assert lines[2] == "Sources: " + recordings.ORIGINS["rebuilt"].line
