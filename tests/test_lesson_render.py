@@ -197,3 +197,29 @@ def test_the_live_models_sentence_is_marked_for_an_update():
 def test_links_go_to_the_python_docs():
     assert "langgraphjs" not in TWIN
     assert "https://docs.langchain.com/oss/python/langgraph/workflows-agents" in TWIN
+
+
+def test_a_failed_first_call_shows_one_line_that_says_what_to_do(capsys):
+    import fakes
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from llm_workflows.testing import error
+
+    sources = [c.source for _, c in CODE]
+    first = next(i for i, s in enumerate(sources) if "client.chat.completions.create(" in s)
+    shell = InteractiveShell.instance()
+    try:
+        for source in sources[1:first]:  # setup and the pages, after the install cell
+            assert shell.run_cell(source).success
+        fakes.script(lambda request: error(401))  # the key is refused
+        capsys.readouterr()
+        assert not shell.run_cell(sources[first]).success
+    finally:
+        InteractiveShell.clear_instance()
+    shown = capsys.readouterr()
+    lines = (shown.out + shown.err).strip().splitlines()
+    assert lines[-1] == (
+        "WorkflowError: single call: the API rejected the key (401); check OPENAI_API_KEY "
+        "(and OPENAI_BASE_URL if you use another server)"
+    )
+    assert not [line for line in lines if "Traceback" in line or "AuthenticationError" in line]
