@@ -54,16 +54,21 @@ from .usage import calls_table, origin_lines
 PROG = "llm-workflows"
 
 
-def _wrap(text: str, indent: str) -> str:
+WIDTH = 88  # characters per line of the text output
+
+
+def _wrap(text: str, indent: str, hanging: str | None = None) -> str:
+    """Each line of ``text`` wrapped to WIDTH, under ``indent`` (continued under ``hanging``)."""
+    rest = indent if hanging is None else hanging
     return "\n".join(
-        textwrap.fill(line, 88, initial_indent=indent, subsequent_indent=indent) if line else ""
+        textwrap.fill(line, WIDTH, initial_indent=indent, subsequent_indent=rest) if line else ""
         for line in text.splitlines()
     )
 
 
 def _origins(calls, step: str, what: str = "") -> list[str]:
     """The origin lines of a step's replies that no model wrote for that request."""
-    return [f"{what}{line}" for line in origin_lines(calls, step)]
+    return [_wrap(f"{what}{line}", "", " " * len(what)) for line in origin_lines(calls, step)]
 
 
 def faq_text(result: FAQResult) -> str:
@@ -73,8 +78,8 @@ def faq_text(result: FAQResult) -> str:
     lines += _origins(result.calls, ANSWER, "Answers: ")
     lines += _origins(result.calls, FIND_SOURCES, "Sources: ")
     for number, item in enumerate(result.items, 1):
-        lines += [f"\n{number}. {item.question}", _wrap(item.answer, "   ")]
-        lines.append(f"   Sources: {', '.join(item.sources) or '(none)'}")
+        lines += ["", _wrap(f"{number}. {item.question}", "", "   "), _wrap(item.answer, "   ")]
+        lines.append(_wrap(f"Sources: {', '.join(item.sources) or '(none)'}", "   ", "     "))
         if item.unknown_sources:
             lines.append(f"   Dropped (not a document title): {', '.join(item.unknown_sources)}")
     for failure in result.failures:
@@ -90,12 +95,13 @@ def routed_text(routed: Routed) -> str:
 
 def customer_reply_text(reply: CustomerReply) -> str:
     lines = ["Tasks from the orchestrator:"]
-    lines += [f"  - {json.dumps(t.to_dict(), ensure_ascii=False)}" for t in reply.tasks]
+    tasks = [json.dumps(t.to_dict(), ensure_ascii=False) for t in reply.tasks]
+    lines += [_wrap(task, "  - ", "    ") for task in tasks]
     lines += _origins(reply.calls, ORCHESTRATOR, "  ")
-    lines += ["Workers:", *(f"  {a}" for a in reply.actions)]
+    lines += ["Workers:", *(_wrap(a, "  ", "    ") for a in reply.actions)]
     if reply.problems:
-        lines += ["Problems:", *(f"  - {p}" for p in reply.problems)]
-    lines += ["Email to the customer:", reply.email or "(none)"]
+        lines += ["Problems:", *(_wrap(p, "  - ", "    ") for p in reply.problems)]
+    lines += ["Email to the customer:", _wrap(reply.email or "(none)", "")]
     if reply.email:
         lines += _origins(reply.calls, SYNTHESIZER)
     return "\n".join(lines)
@@ -113,7 +119,7 @@ def _calls(calls) -> str:
         return "Calls: none completed"
     text = "Calls:\n" + calls_table(calls)
     if any(c.source != "live" for c in calls):
-        text += "\n" + textwrap.fill(REPLAY_NOTE, 88)
+        text += "\n" + textwrap.fill(REPLAY_NOTE, WIDTH)
     return text
 
 
@@ -232,7 +238,7 @@ async def run_orchestrate(
 
 
 def _part(title: str, text: str) -> str:
-    return f"{'=' * 88}\n{title}\n{'=' * 88}\n{text}"
+    return f"{'=' * WIDTH}\n{title}\n{'=' * WIDTH}\n{text}"
 
 
 async def run_demo(signature: str = DEFAULT_SIGNATURE, progress: Finished | None = None) -> Outcome:

@@ -237,11 +237,17 @@ def dumps(data: Any) -> str:
 
 
 def wrap(text: str, indent: str = "", width: int = WIDTH) -> str:
-    """Prose wrapped to the column at spaces, each line of ``text`` kept as its own paragraph."""
-    return "\n".join(
-        textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent) or indent
-        for line in text.splitlines()
-    )
+    """Prose wrapped to the column at spaces, each line of ``text`` kept as its own paragraph;
+    a line continues under its own indent, and under the text of a ``- `` item."""
+    lines = []
+    for line in text.splitlines():
+        body = line.lstrip()
+        hang = line[: len(line) - len(body)] + ("  " if body.startswith("- ") else "")
+        rest = indent + hang
+        lines.append(
+            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=rest) or indent
+        )
+    return "\n".join(lines)
 
 
 def _wrap_lines(text: str) -> str:

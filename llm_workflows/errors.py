@@ -49,7 +49,8 @@ def safe_url(url: object) -> str:
 class WorkflowError(Exception):
     """A step of a workflow failed. ``str(error)`` is one line: ``step: what happened; what to do``.
 
-    ``raw`` keeps the model's reply when there was one, so nothing is lost.
+    ``raw`` keeps the model's reply when there was one, so nothing is lost. In a notebook
+    the error shows as that one line, without a traceback.
     """
 
     def __init__(self, step: str, problem: str, hint: str = "", raw: str | None = None):
@@ -62,6 +63,11 @@ class WorkflowError(Exception):
             message += f"; {hint}"
         # One line, whatever the model wrote, and no secret a server may have echoed.
         super().__init__(redact(" ".join(message.split())))
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (Jupyter, Colab) shows for it: this one line, no traceback, since
+        the line already names the step and what to do."""
+        return [f"{type(self).__name__}: {self}"]
 
 
 class ModelOutputError(WorkflowError):

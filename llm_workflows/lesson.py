@@ -1,5 +1,5 @@
 """The lesson's inputs (three mock web pages, three routing queries, one customer message),
-and the brief's run of the buggy synthesizer, kept as evidence of its bug."""
+and the lesson's first run of the buggy synthesizer (the brief's), kept as evidence of its bug."""
 
 from __future__ import annotations
 
@@ -56,11 +56,12 @@ Finally, can you give me an update on my order #A-12345?
 """.strip()
 
 
-# The brief's run of the orchestrator-worker, before its synthesizer bug was fixed. Its
-# synthesizer tested 'ProductReturn' where the worker wrote 'Product Return', so the return
-# never reached the prompt. This email is what gpt-4.1-mini wrote from that prompt, as the
-# brief printed it (the trailing spaces and the "[Your Name]" are the model's).
-BRIEF_EMAIL = (
+# The lesson's first run of the orchestrator-worker (the brief's, docs/recordings.md), before
+# its synthesizer bug was fixed. Its synthesizer tested 'ProductReturn' where the worker wrote
+# 'Product Return', so the return never reached the prompt. This email is what gpt-4.1-mini
+# wrote from that prompt, as the brief printed it (the trailing spaces and the "[Your Name]"
+# are the model's).
+FIRST_RUN_EMAIL = (
     "Hi there,\n"
     "\n"
     "Thank you for reaching out to us. I wanted to provide you with an update regarding your recent queries.\n"
@@ -76,8 +77,8 @@ BRIEF_EMAIL = (
     "Customer Support Team"
 )
 
-# The IDs the brief's workers produced (its simulated backends drew them at random).
-BRIEF_WORKER_IDS = {
+# The IDs the first run's workers produced (its simulated backends drew them at random).
+FIRST_RUN_IDS = {
     "Billing Inquiry": ["INV-7890", "INV_CASE_1468"],
     "Product Return": ["SuperWidget 5000", "RMA-63742"],
     "Status Update": ["A-12345", "SP40802"],

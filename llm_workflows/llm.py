@@ -92,10 +92,16 @@ def gated(gate: Gate) -> Iterator[Gate]:
 
 
 def request_body(
-    model: str | None, size: str, messages: Messages, response_format: dict | None = None
+    messages: Messages,
+    *,
+    model: str | None = None,
+    size: str = LARGE,
+    response_format: dict | None = None,
 ) -> dict[str, Any]:
-    """The Chat Completions body for these messages: only what the model accepts. Live
-    calls, bulk runs and batch requests all send this body.
+    """The Chat Completions body for these messages, the keyword arguments of
+    ``client.chat.completions.create``: ``model`` (None: the model setup chose for this
+    ``size``, "small" or "large") and only what that model accepts. Live calls, bulk runs
+    and batch requests all send this body.
 
     Live, the models were checked first (``runtime.checked_settings``), so a model the
     server no longer offers is already replaced by its successor.
@@ -468,7 +474,7 @@ def chat(
     The model is ``model`` if given, else the one for ``size`` (``Settings.model_for``).
     ``calls``, if given, gets this call's :class:`~llm_workflows.usage.Call`.
     """
-    body = request_body(model, size, messages, response_format)
+    body = request_body(messages, model=model, size=size, response_format=response_format)
     client = runtime.get_client()
     start = time.perf_counter()
     try:
@@ -490,7 +496,7 @@ async def achat(
     calls: list[Call] | None = None,
 ) -> str:
     """The async twin of :func:`chat`, with the shared async client (or the gate's)."""
-    body = request_body(model, size, messages, response_format)
+    body = request_body(messages, model=model, size=size, response_format=response_format)
     gate = GATE.get()
     client = runtime.get_async_client(retries=gate is None)
     response_class = http_module().Response

@@ -77,6 +77,14 @@ class Worker:
     defaults: dict[str, str] = field(default_factory=dict)  # for a missing required field
     field_labels: dict[str, str] = field(default_factory=dict)  # field -> label in the email
 
+    def __post_init__(self) -> None:
+        # ("order_id") is the string "order_id": its letters would be the fields.
+        if isinstance(self.required, str):
+            raise TypeError(
+                f"Worker(required={self.required!r}) takes a tuple of field names, not a "
+                f"string: write required=({self.required!r},) with the comma"
+            )
+
 
 @dataclass(frozen=True)
 class Span:

@@ -242,7 +242,7 @@ def routing() -> tuple[Drawing, float]:
     d.box("if", "code", "if / elif / else", 138, 64, 160, 34)
     d.arrow((361, 36), (361, 81), (299, 81))
     labels = ["Technical\nSupport\nprompt", "Billing\nInquiry\nprompt"]
-    labels += ["General\nQuestion\nprompt", "fallback:\nask to\nrephrase"]
+    labels += ["General\nQuestion\nprompt", "fallback:\nthe same\nprompt"]
     xs = [0, 112, 224, 336]
     for i, (x, label) in enumerate(zip(xs, labels, strict=True)):
         d.box(f"b{i}", "llm", label, x, 128, 100)
@@ -309,9 +309,9 @@ DIAGRAMS: dict[str, tuple[Diagram, object]] = {
             "Routing: an LLM classifies the query, Python picks the branch",
             "Diagram, section 4: a customer query goes to the LLM step classify intent;"
             " Python turns its label into an intent, and an if / elif / else sends the query"
-            " to one of four LLM prompts: Technical Support, Billing Inquiry, General"
-            " Question, or a fallback that asks the customer to rephrase. The branch taken"
-            " writes the response.",
+            " down one of four routes to an LLM prompt: Technical Support, Billing Inquiry,"
+            " General Question, or a fallback that uses the General Question prompt too,"
+            " which asks the customer to rephrase. The branch taken writes the response.",
         ),
         routing,
     ),

@@ -96,8 +96,8 @@ def brief_replies(path: Path) -> dict:
     tasks = orch.split("Deconstructed tasks from Orchestrator:\n", 1)[1].split("\n\nDispatching")[0]
     concern = re.search(r"for concern: '(.*)'", orch).group(1)
     email = orch.split("--- Final Synthesized Response ---\n", 1)[1].rsplit("\n---", 1)[0]
-    if email != lesson.BRIEF_EMAIL:
-        sys.exit("seed-recordings: lesson.BRIEF_EMAIL is not the email the brief printed")
+    if email != lesson.FIRST_RUN_EMAIL:
+        sys.exit("seed-recordings: lesson.FIRST_RUN_EMAIL is not the email the brief printed")
     return {
         "single": json.dumps(json.loads(single), indent=2),  # stored as the brief printed it
         "questions": json.dumps({"questions": [f["question"] for f in faq_list]}),

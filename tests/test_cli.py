@@ -69,6 +69,15 @@ def test_demo_email_mentions_invoice_rma_and_order_status(capsys):
     assert status.lower() in email.lower()
 
 
+def test_demo_text_is_wrapped_to_88_columns_email_and_tasks_included(capsys):
+    main(["demo"])
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if len(line) > 88] == []
+    assert '  - {"query_type": "ProductReturn", "product_name": "SuperWidget 5000",\n    "' in out
+    email = out.split("Email to the customer:\n", 1)[1]
+    assert "Ship it to: Returns Department, 123 Automation Lane" in " ".join(email.split())
+
+
 def test_demo_shows_the_three_routed_intents(capsys):
     main(["demo"])
     out = capsys.readouterr().out

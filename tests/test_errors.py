@@ -73,3 +73,41 @@ def test_a_context_length_400_says_to_shorten_the_input():
     with pytest.raises(WorkflowError) as error:
         llm.chat("answer", MESSAGES, model="gpt-4.1-mini")
     assert str(error.value).endswith("; shorten the input (the documents or the message)")
+
+
+def _shown_in_ipython(code: str, capsys) -> str:
+    """What an IPython shell (as Jupyter and Colab run cells) prints when ``code`` fails.
+    (The openai-compat sessions install no IPython: there these tests are skipped.)"""
+    InteractiveShell = pytest.importorskip("IPython.core.interactiveshell").InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        result = shell.run_cell(code)
+    finally:
+        InteractiveShell.clear_instance()
+    assert result.error_in_exec is not None
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
+def test_a_workflow_error_shows_as_one_line_in_a_notebook(capsys):
+    code = (
+        "from llm_workflows.errors import ModelOutputError\n"
+        "def step():\n"
+        "    raise ModelOutputError('orchestrator', 'bad JSON', 'retry')\n"
+        "step()\n"
+    )
+    shown = _shown_in_ipython(code, capsys)
+    assert shown.strip() == "ModelOutputError: orchestrator: bad JSON; retry"
+
+
+def test_an_api_error_raised_from_the_clients_shows_as_one_line(capsys):
+    fakes.script(lambda request: fakes.Answer(500, '{"error": {"message": "boom"}}'))
+    code = (
+        "from llm_workflows import llm\n"
+        "llm.chat('answer', [{'role': 'user', 'content': 'hi'}], model='gpt-4.1-mini')\n"
+    )
+    shown = _shown_in_ipython(code, capsys)
+    assert len(shown.strip().splitlines()) == 1, shown
+    assert shown.startswith("WorkflowError: answer: the server failed (500)")
+    assert "Traceback" not in shown and "InternalServerError" not in shown

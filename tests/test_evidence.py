@@ -203,6 +203,13 @@ def test_only_replies_no_model_wrote_for_their_request_get_an_origin_line():
     assert "unknown" in recordings.origin_line("typed in")
 
 
+def test_what_a_student_reads_of_an_origin_names_the_original_lesson_not_the_brief():
+    # "brief" is the label's key; a student knows the brief as the original lesson.
+    for origin in recordings.ORIGINS.values():
+        assert "brief" not in f"{origin.meaning} {origin.line or ''}"
+    assert "the original lesson's printout" in recordings.origin_line("rebuilt")
+
+
 def test_origin_lines_are_per_step_and_not_repeated():
     calls = [Call("synthesizer", "m", 1, 1, 0.0, "authored")] * 2 + [
         Call("answer", "m", 1, 1, 0.0, "brief")
@@ -227,7 +234,7 @@ def test_the_cli_prints_the_origin_line_under_the_hand_written_email(capsys):
 
 
 def test_the_brief_email_names_the_invoice_and_the_order_but_not_the_return():
-    email, ids = lesson.BRIEF_EMAIL, lesson.BRIEF_WORKER_IDS
+    email, ids = lesson.FIRST_RUN_EMAIL, lesson.FIRST_RUN_IDS
     assert all(i in email for i in ids["Billing Inquiry"] + ids["Status Update"])
     assert not any(i in email for i in ids["Product Return"])
 
@@ -302,6 +309,13 @@ def test_wrap_keeps_lines_within_the_column():
     assert max(len(line) for line in wrap(text, "  ").splitlines()) <= 75
 
 
+def test_wrap_continues_an_indented_item_under_its_text():
+    item = "  - Our Action: " + "word " * 20
+    first, *rest = wrap(item).splitlines()
+    assert first.startswith("  - Our Action: word") and rest
+    assert all(line.startswith("    word") for line in rest)
+
+
 def test_the_phrase_check_finds_a_phrase_of_an_uncited_page():
     answer = "Wind turns and cuts fossil fuels."
     assert uncited_phrases(answer, ["Wind"], DOCS) == {"Solar": ["fossil fuels"]}
@@ -362,6 +376,7 @@ def test_every_shipped_recording_has_a_known_label_and_a_note():
 
 def test_the_cli_faq_says_where_its_questions_and_sources_came_from(capsys):
     assert main(["faq"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header = capsys.readouterr().out.split("\n\n", 1)[0]  # wrapped to 88 columns
+    lines = [" ".join(line.split()) for line in re.split(r"\n(?! )", header)]
     assert lines[1] == "Questions: " + recordings.ORIGINS["reused"].line
     assert lines[2] == "Sources: " + recordings.ORIGINS["rebuilt"].line

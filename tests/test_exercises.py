@@ -124,6 +124,63 @@ HALF_DONE = {  # a solution with one part undone: the hint for that part
         'should require "order_id"',
     ),
 }
+# Plausible mistakes, each with the hint that names it and what to do.
+MISTAKES = {
+    "answer prompt written anew, without its placeholders": (
+        0,
+        GATE,
+        "prompts.ANSWER_QUESTION + (",
+        '"Answer the question from the pages." + (',
+        "my_answer_prompt has lost {question} and {combined_content}, so the model never "
+        "sees the question or the pages.",
+    ),
+    "answer prompt without {combined_content}": (
+        0,
+        GATE,
+        "prompts.ANSWER_QUESTION + (",
+        'prompts.ANSWER_QUESTION.replace("{combined_content}", "") + (',
+        "my_answer_prompt has lost {combined_content}, so the model never sees the pages",
+    ),
+    "a brace in the added sentence": (
+        0,
+        GATE,
+        "reply exactly: ",
+        "reply exactly {this}: ",
+        "raised KeyError: 'this'. A prompt is a str.format template, where {name} marks "
+        "a placeholder: for a brace in your own text, write {{ or }}.",
+    ),
+    "a brace in the classifier prompt": (
+        1,
+        INTENT,
+        '\'"General Question", or "Opening Hours"\'',
+        '\'"General Question", or "Opening Hours" (as {"label": ...})\'',
+        "write {{ or }}",
+    ),
+    "classifier prompt written anew, without {user_query}": (
+        1,
+        INTENT,
+        "prompts.CLASSIFY_INTENT.replace(",
+        '"Technical Support, Billing Inquiry, General Question or Opening Hours?".replace(',
+        "my_classify_prompt has lost {user_query}, so the model never sees the customer's "
+        "message. A prompt is a str.format template: keep its placeholders",
+    ),
+    "intent branch tested after normalize_intent": (
+        1,
+        INTENT,
+        'label.strip(" .").lower() == "opening hours"',
+        'normalize_intent(label) == "Opening Hours"',
+        "returns None for a label outside routing.INTENTS (the three intents), such as "
+        "'Opening Hours', so the query took the fallback. Test the classifier's label "
+        "itself, before normalize_intent.",
+    ),
+    "worker not async": (
+        2,
+        WORKER,
+        "async def handle_cancel_worker",
+        "def handle_cancel_worker",
+        "the worker is not async: write async def handle_cancel_worker(task, job).",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", HALF_DONE)
@@ -132,6 +189,32 @@ def test_a_half_done_solution_gets_the_hint_for_the_part_left(case, capsys):
     assert done in solution
     out = attempt(number, solution.replace(done, undone), capsys)
     assert out.startswith(exercises.HINT) and hint in out, out
+
+
+@pytest.mark.parametrize("case", MISTAKES)
+def test_a_plausible_mistake_gets_a_hint_that_names_it(case, capsys):
+    number, solution, right, wrong, hint = MISTAKES[case]
+    assert solution.count(right) == 1
+    out = attempt(number, solution.replace(right, wrong), capsys)
+    assert out.startswith(exercises.HINT) and hint in " ".join(out.split()), out
+
+
+def test_required_as_a_string_is_refused_and_the_check_says_how_to_write_it(capsys):
+    # IPython, as a notebook runs cells (the openai-compat sessions have none: skipped there)
+    InteractiveShell = pytest.importorskip("IPython.core.interactiveshell").InteractiveShell
+
+    shell = InteractiveShell.instance()  # sets sys.last_value, as a notebook's kernel does
+    try:
+        assert shell.run_cell(EARLIER).success
+        wrong = WORKER.replace('required=("order_id",)', 'required=("order_id")')
+        assert not shell.run_cell(wrong).success  # the cell itself: a TypeError
+        capsys.readouterr()
+        assert shell.run_cell(CELLS[EXERCISES[2] + 1]["source"]).success  # the check
+    finally:
+        InteractiveShell.clear_instance()
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(exercises.HINT)
+    assert 'Write required=("order_id",), with the comma' in out, out
 
 
 @pytest.mark.parametrize("number", range(3), ids=CHECKS)

@@ -225,10 +225,10 @@ def test_anything_raised_for_one_item_is_its_error_line(
     _, ledger = model()
     build = llm.request_body
 
-    def request_body(model_name, size, messages, response_format=None):
+    def request_body(messages, **options):
         if "number 6," in messages[-1]["content"]:
             raise ValueError("boom")
-        return build(model_name, size, messages, response_format)
+        return build(messages, **options)
 
     monkeypatch.setattr(llm, "request_body", request_body)
     source, out = queries(tmp_path / "q.txt", TWENTY), tmp_path / "r.jsonl"

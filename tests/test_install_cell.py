@@ -36,6 +36,11 @@ NOTEBOOK = ROOT / "notebooks" / "llm_workflows.ipynb"
 COLAB_SIM = ROOT / ".." / "shared" / "colab-sim"
 URL = "https://github.com/Owner/llm-workflows"
 INSTALLED = "llm_workflows is installed.\n"
+# The stop of a notebook built with no repository URL: what to do, in plain words.
+NO_URL = (
+    "llm_workflows is missing: open this lesson from its GitHub page, or run %pip install "
+    "git+https://github.com/OWNER/REPO (OWNER/REPO as in its address)"
+)
 SKIPPED = "Skipped: llm_workflows is not installed.\n"
 # A `python -m pip` that only leaves a trace: put first on the path, it shows whether pip ran.
 FAKE_PIP = (
@@ -147,6 +152,23 @@ def test_already_installed_says_so_in_one_line(colab):
     assert not stderr_of(notebook) and not (colab / "pip-ran").exists()
 
 
+WHO = 'print(get_ipython().run_line_magic("who_ls", ""))  # pip: runs after a stop too'
+NAMES = "['REPO_REF', 'REPO_URL', 'importlib', 'sys']\n"
+
+
+def test_installed_the_cell_leaves_no_name_a_student_might_use(colab):
+    # Its own names start with "_", so a student's typo (source.titles) is a NameError.
+    notebook, error = run_cells(Path(sys.executable), install_cell(URL, "main"), WHO)
+    assert error is None and texts(notebook.cells[1]) == NAMES
+
+
+@pytest.mark.slow
+def test_missing_the_cell_leaves_no_name_a_student_might_use(colab, bare_python):
+    # "1 + 1" first: the kernel may still drop the first request after the stop.
+    cells = queued(bare_python, [install_cell(), "1 + 1", WHO], one_by_one=True)
+    assert cells[0]["status"] == "error" and cells[2]["stdout"] == NAMES
+
+
 def test_no_url_stops_run_all_with_one_line_and_no_pip_call(colab, bare_python):
     (colab / "fake-pip" / "pip").mkdir(parents=True)
     (colab / "fake-pip" / "pip" / "__main__.py").write_text(FAKE_PIP)
@@ -158,7 +180,7 @@ def test_no_url_stops_run_all_with_one_line_and_no_pip_call(colab, bare_python):
 
     assert error is not None, "Run all did not stop"
     (line,) = error_output(notebook.cells[0]).traceback  # IPython shows exactly this
-    assert line == "llm_workflows is missing: run %pip install git+<repo URL>"
+    assert line == NO_URL
     assert "Traceback" not in line and "\n" not in line
     assert not notebook.cells[1].outputs
     assert not stderr_of(notebook) and not (colab / "pip-ran").exists()
@@ -190,7 +212,7 @@ def test_url_built_in_installs_quietly_and_the_next_cell_imports_it(colab, bare_
         )
 
     assert error is None, error
-    assert texts(notebook.cells[0]).endswith(INSTALLED)
+    assert texts(notebook.cells[0]) == INSTALLED  # pip is quiet, and no "restart" note
     assert texts(notebook.cells[1]) == "True\n"  # installed into the venv, no restart needed
     assert not stderr_of(notebook)
 
@@ -227,7 +249,7 @@ def test_run_all_in_colab_installs_the_package_and_every_cell_passes_without_std
         executed, error = run_cells(bare_python, *sources)
 
     assert error is None, error
-    assert texts(executed.cells[0]).endswith(INSTALLED)
+    assert texts(executed.cells[0]) == INSTALLED
     assert "Mode: replay" in "".join(texts(cell) for cell in executed.cells)
     assert not stderr_of(executed)
 
@@ -294,7 +316,7 @@ def test_run_all_without_the_package_stops_once_and_later_cells_say_one_line(
 
     first, *rest = cells
     assert first["status"] == "error"
-    assert first["errors"] == [["llm_workflows is missing: run %pip install git+<repo URL>"]]
+    assert first["errors"] == [[NO_URL]]
     for number, cell in enumerate(rest, 2):
         assert not cell["errors"] and not cell["stderr"], f"code cell {number}: {cell}"
         if cell["status"] == "aborted":  # the kernel dropped it: no output at all

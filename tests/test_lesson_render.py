@@ -105,16 +105,26 @@ def test_the_first_call_is_the_briefs_raw_call_in_a_code_cell():
     (first, *_) = [(n, c) for n, c in CODE if "client.chat.completions.create(" in c.source]
     n, cell = first
     assert n < 10, "the first call comes early (the browser measures where: within 2,700 px)"
-    # The model setup reports, with what it accepts (request_body: the package's own bodies)
-    assert 'request_body(\n    None, "small"' in cell.source, "the model setup reports"
-    assert "prompts.SINGLE_CALL_FAQ" in cell.source and "json_object" in cell.source
+    # create()'s keyword arguments for the model setup reports, with only what it accepts
+    # (request_body: the package's own bodies), printed but for the messages.
+    assert 'request_body(\n    messages, size="small", response_format={"type": "json_object"}' in (
+        cell.source
+    )
+    assert "prompts.SINGLE_CALL_FAQ" in cell.source
     shown, tokens = page_text(cell).splitlines()[:2]
     assert shown == "{'model': 'gpt-4.1-nano', 'response_format': {'type': 'json_object'}}"
     assert re.match(r"\d+ tokens in, \d+ tokens out\.", tokens)
+    # A failed call is one line that says what to do, not the HTTP library's traceback.
+    assert "except openai.OpenAIError as error:" in cell.source
+    assert 'raise api_error("single call", error, client) from None' in cell.source
+    (markdown,) = [c.source for c in NOTEBOOK.cells[n - 3 : n] if "documents it" in c.source]
+    assert "`client.chat.completions.create(model=..., messages=..., response_format=...)`" in (
+        markdown
+    )
 
 
 def test_the_page_speaks_to_students():
-    words = r"\b(nbval|pytest|regression|re-?record\w*|maintainers?|CI|make (record|test))\b"
+    words = r"\b(nbval|pytest|regression|re-?record\w*|maintainers?|CI|make (record|test)|brief)\b"
     for n, cell in enumerate(NOTEBOOK.cells):
         shown = cell.source if cell.cell_type == "markdown" else cell.source + page_text(cell)
         assert not re.search(words, shown, re.I), f"cell {n}: {re.search(words, shown, re.I)}"
@@ -136,7 +146,7 @@ def test_the_blank_exercises_show_their_hints_and_nothing_raised():
 
 
 def test_the_hand_written_email_carries_its_origin_line():
-    (cell,) = [c for _, c in CODE if "show_reply(customer_reply.email" in c.source]
+    (cell,) = [c for _, c in CODE if "show_reply(email, customer_calls" in c.source]
     assert page_text(cell).rstrip().endswith(recordings.ORIGINS["authored"].line)
 
 
@@ -146,17 +156,70 @@ def test_the_first_call_and_the_chain_say_where_their_replies_came_from():
     assert recordings.ORIGINS["reused"].line in text  # the questions
 
 
+def test_the_orchestrator_worker_pattern_runs_on_the_page_with_concurrent_workers():
+    sources = "\n".join(c.source for _, c in CODE)
+    assert "show_source(process_customer_message)" not in sources  # its plumbing stays out
+    assert "plan = await orchestrator(CUSTOMER_MESSAGE" in sources
+    assert "results = await asyncio.gather(" in sources
+    assert "WORKERS[t.query_type].handler(t, job) for t in plan.tasks" in sources
+    assert "email = await synthesizer(results" in sources
+
+
+def test_every_detail_the_synthesizer_gets_is_shown_before_the_email():
+    import asyncio
+
+    from llm_workflows import lesson, process_customer_message
+
+    reply = asyncio.run(process_customer_message(lesson.CUSTOMER_MESSAGE))  # replayed
+    (cell,) = [c for _, c in CODE if "print(wrap(format_results(results)))" in c.source]
+    shown = " ".join(page_text(cell).split())
+    values = [v for r in reply.results for v in r.fields.values() if v != "N/A"]
+    assert {"INV_CASE_7888", "LC94744", "RMA-65867"} <= {
+        w.strip(".):(") for v in values for w in v.split()
+    }
+    assert [v for v in values if " ".join(v.split()) not in shown] == []
+
+
 def test_the_briefs_buggy_email_is_shown_with_its_check():
-    (cell,) = [c for _, c in CODE if "BRIEF_EMAIL" in c.source]
+    (cell,) = [c for _, c in CODE if "FIRST_RUN_EMAIL" in c.source]
     assert "[Your Name]" in page_text(cell)  # the model's placeholder, as it wrote it
     assert "Product Return  ['SuperWidget 5000', 'RMA-63742']: MISSING" in page_text(cell)
 
 
 def test_the_live_models_sentence_is_marked_for_an_update():
-    (line,) = [line for line in TWIN.splitlines() if "<!-- live-models" in line]
-    assert "As of 2026-11-30" in line
+    # The marker alone on its line, then a blank line: the sentence stays Markdown.
+    lines = TWIN.splitlines()
+    (n,) = [n for n, line in enumerate(lines) if "<!-- live-models" in line]
+    assert lines[n] == "<!-- live-models: from docs/facts.md -->"
+    assert lines[n + 1] == "" and lines[n + 2].startswith("As of 2026-11-30")
 
 
 def test_links_go_to_the_python_docs():
     assert "langgraphjs" not in TWIN
     assert "https://docs.langchain.com/oss/python/langgraph/workflows-agents" in TWIN
+
+
+def test_a_failed_first_call_shows_one_line_that_says_what_to_do(capsys):
+    import fakes
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from llm_workflows.testing import error
+
+    sources = [c.source for _, c in CODE]
+    first = next(i for i, s in enumerate(sources) if "client.chat.completions.create(" in s)
+    shell = InteractiveShell.instance()
+    try:
+        for source in sources[1:first]:  # setup and the pages, after the install cell
+            assert shell.run_cell(source).success
+        fakes.script(lambda request: error(401))  # the key is refused
+        capsys.readouterr()
+        assert not shell.run_cell(sources[first]).success
+    finally:
+        InteractiveShell.clear_instance()
+    shown = capsys.readouterr()
+    lines = (shown.out + shown.err).strip().splitlines()
+    assert lines[-1] == (
+        "WorkflowError: single call: the API rejected the key (401); check OPENAI_API_KEY "
+        "(and OPENAI_BASE_URL if you use another server)"
+    )
+    assert not [line for line in lines if "Traceback" in line or "AuthenticationError" in line]

@@ -376,3 +376,12 @@ def test_lesson_message_replays_to_an_email_with_all_three_results():
     assert "INV-7890" in email
     assert returned.fields["rma_number"] in email
     assert "A-12345" in email
+
+
+def test_a_worker_refuses_a_string_for_its_required_fields():
+    async def handler(task, job):
+        raise AssertionError("never called")
+
+    with pytest.raises(TypeError, match=r"""write required=\('order_id',\) with the comma"""):
+        orchestration.Worker(label="Cancel", required=("order_id"), handler=handler)
+    assert orchestration.Worker("Cancel", ("order_id",), handler).required == ("order_id",)

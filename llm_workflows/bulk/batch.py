@@ -228,7 +228,7 @@ def _routes(value: Any) -> dict[str, list]:
 
 
 def _line(step: str, item_id: Any, messages: list[dict[str, str]]) -> bytes:
-    body = request_body(None, SIZE, messages)
+    body = request_body(messages, size=SIZE)
     request = {"custom_id": custom_id(step, item_id), "method": "POST", "url": ENDPOINT}
     return (json.dumps({**request, "body": body}, ensure_ascii=False) + "\n").encode()
 

@@ -47,16 +47,19 @@ ORIGINS: dict[str, Origin] = {
         "counts are the API's own.",
         None,
     ),
+    # "brief": the lesson's first version (its code and printed outputs, docs/recordings.md),
+    # which a student knows as the original lesson.
     "brief": Origin(
-        "are the lesson brief's recorded model output, word for word, for the same "
+        "are the original lesson's recorded model output, word for word, for the same "
         "prompt (ignoring whitespace); their token counts were computed offline.",
         None,
     ),
     "rebuilt": Origin(
-        "were rebuilt from what the lesson brief printed: a model wrote this content for "
-        "this prompt, but the brief kept only its parsed form, not the raw reply.",
-        "(reply rebuilt from the lesson brief's printout: the brief kept the parsed "
-        "result, not the raw text)",
+        "were rebuilt from what the original lesson printed: a model wrote this content "
+        "for this prompt, but the original lesson kept only its parsed form, not the raw "
+        "reply.",
+        "(reply rebuilt from the original lesson's printout, which kept the parsed result, "
+        "not the raw text)",
     ),
     "reused": Origin(
         "were recorded for an earlier wording of the prompt and reused for the current "
