@@ -106,6 +106,41 @@ def test_the_mirror_follows_a_lower_remaining_count_from_the_server():
     assert limiter.requests.level < 20
 
 
+def admit(limiter: AdaptiveLimiter, tokens: int = 1):
+    """One call's admission, outside a run (the fake clock does not move while it waits)."""
+    return asyncio.run(limiter._admit(tokens))
+
+
+def test_a_remaining_count_is_brought_up_to_now_by_the_calls_sent_since():
+    """A response's ``remaining`` is as old as its call: 9 calls left after it, and 0.01 s of
+    refill (100 requests/s, so 1 request) came since."""
+    now = [0.0]
+    limiter = AdaptiveLimiter(clock=lambda: now[0])
+    limiter.observe(limit_headers(rpm=6000, remaining=60), seconds=0.05)
+    first = admit(limiter)
+    for _ in range(9):
+        admit(limiter)
+    now[0] = 0.01
+    limiter.observe(limit_headers(rpm=6000, remaining=59), seconds=0.01, sent=first)
+    assert limiter.requests.level == pytest.approx(59 + 1 - 9)  # not halfway up to 59
+    # Another client of the same account took 20 more: the mirror goes all the way down.
+    limiter.observe(limit_headers(rpm=6000, remaining=39), seconds=0.01, sent=first)
+    assert limiter.requests.level == pytest.approx(39 + 1 - 9)
+
+
+def test_below_half_full_calls_leave_one_by_one_at_twice_the_refill_rate():
+    now = [0.0]
+    limiter = AdaptiveLimiter(clock=lambda: now[0])
+    limiter.observe(limit_headers(rpm=600, remaining=30), seconds=0.5)  # 10/s; it holds 31
+    admit(limiter)
+    assert limiter._delay(tokens=1) == 0  # above half full: a burst may leave at once
+    limiter.observe(limit_headers(rpm=600, remaining=8))
+    admit(limiter)
+    assert limiter._delay(tokens=1) == pytest.approx(1 / (2 * 10))  # though 7 are left
+    now[0] = 0.05
+    assert limiter._delay(tokens=1) == 0
+
+
 # --- through the real openai client --------------------------------------------------------
 
 

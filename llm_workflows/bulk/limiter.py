@@ -4,11 +4,15 @@ OpenAI answers every request with ``x-ratelimit-{limit,remaining,reset}-{request
 and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
 
 1. It mirrors the server's two buckets (requests, tokens). Each refills at its limit per
-   minute; each call takes 1 request and its estimated tokens; each response lowers the
-   mirror to the server's ``remaining`` (and raises it halfway towards a higher one).
+   minute; each call takes 1 request and its estimated tokens. A response's ``remaining``
+   is as old as its call: the server counted it when the call arrived. So the mirror adopts
+   that ``remaining`` plus the refill since the call left, minus what the calls sent since
+   then took (all of the way down, halfway up).
 2. A call is sent only when both buckets keep a small reserve after it, fewer than
    ``concurrency`` calls are in flight, and no 429 pause is on; otherwise it waits for the
-   refill. So the steady rate is the account's own limit, whatever it is.
+   refill. So the steady rate is the account's own limit, whatever it is. Below half full,
+   calls leave at most at twice the refill rate, one by one: after a stall (a busy
+   process, a slow event loop) the refill that piled up goes out spread, not in a clump.
 3. ``concurrency`` is what keeps that rate busy: rate x mean latency x 1.5 + 2 (Little's
    law with room), capped by the caller's maximum. Before the first headers it is 4
    (discovery); a server that sends none gets the maximum.
@@ -35,6 +39,7 @@ from ..runtime.wire import RETRY, retry_after
 
 DISCOVERY_CONCURRENCY = 4
 MIN_RESERVE, MAX_RESERVE = 0.01, 0.10  # of the limit
+SMOOTHING = 2.0  # below half full, calls leave at most this many times the refill rate
 
 
 def estimate_tokens(body: Mapping[str, Any]) -> int:
@@ -75,6 +80,7 @@ class Bucket:
     level: float = 0.0
     at: float = 0.0  # clock time of ``level``
     peak: float = 0.0  # the most the server ever said remained: what its bucket holds
+    taken: float = 0.0  # all that our calls ever took: the calls sent since one left
 
     @property
     def rate(self) -> float:
@@ -90,6 +96,17 @@ class Bucket:
             self.level = min(self.capacity, self.level + self.rate * (now - self.at))
         self.at = now
 
+    def take(self, amount: float) -> None:
+        self.level -= amount
+        self.taken += amount
+
+    def gap(self, amount: float) -> float:
+        """Seconds between two calls taking ``amount`` each: none above half full, else at
+        SMOOTHING times the refill rate."""
+        if self.limit is None or self.rate <= 0 or self.level >= self.capacity / 2:
+            return 0.0
+        return amount / (SMOOTHING * self.rate)
+
     def wait_for(self, amount: float, reserve: float) -> float:
         """Seconds until ``amount`` can be taken with ``reserve`` left (0: now)."""
         if self.limit is None:
@@ -99,8 +116,15 @@ class Bucket:
         missing = amount + reserve * self.capacity - self.level
         return 0.0 if missing <= 0 else missing / self.rate
 
-    def sync(self, limit: str | None, remaining: str | None, now: float) -> None:
-        """Adopt the server's numbers from one response's headers."""
+    def sync(
+        self,
+        limit: str | None,
+        remaining: str | None,
+        now: float,
+        sent: tuple[float, float] | None = None,
+    ) -> None:
+        """Adopt the server's numbers from one response's headers. ``sent``: what our calls
+        had taken (``taken``) and the clock time when this response's call left."""
         try:
             new_limit, server = float(limit or ""), float(remaining or "")
         except ValueError:
@@ -110,7 +134,20 @@ class Bucket:
         self.peak = max(self.peak, server + 1)  # + the request this response answers
         self.refill(now)
         self.limit = new_limit
+        if sent is not None:  # ``remaining`` is as old as the call: bring it up to now
+            taken, then = sent
+            refilled = server + self.rate * max(0.0, now - then)
+            server = min(self.capacity, refilled) - (self.taken - taken)
         self.level = server if server < self.level else (self.level + server) / 2
+
+
+@dataclass(frozen=True)
+class Sent:
+    """When one call left and what our calls had taken by then (its own share included)."""
+
+    at: float
+    requests: float
+    tokens: float
 
 
 @dataclass
@@ -154,6 +191,7 @@ class AdaptiveLimiter:
         self.headers_seen: bool | None = None  # None: no response yet
         self.in_flight = 0
         self.paused_until = 0.0
+        self.next_at = 0.0  # the earliest the next call may leave (smoothing)
         self.stats = LimiterStats()
         self._changed = asyncio.Event()
         self._turn = asyncio.Lock()
@@ -174,11 +212,12 @@ class AdaptiveLimiter:
         self.tokens.refill(now)
         return max(
             self.paused_until - now,
+            self.next_at - now,
             self.requests.wait_for(1, self.reserve),
             self.tokens.wait_for(tokens, self.reserve),
         )
 
-    async def _admit(self, tokens: int) -> None:
+    async def _admit(self, tokens: int) -> Sent:
         start = self.clock()
         async with self._turn:  # one waiter at a time, first come first served
             while True:
@@ -191,24 +230,30 @@ class AdaptiveLimiter:
                     break
                 await asyncio.sleep(min(delay, 0.25))  # then look again: headers may have come
             self.in_flight += 1
-            self.requests.level -= 1
-            self.tokens.level -= tokens
-        self.stats.waited_seconds += self.clock() - start
+            self.requests.take(1)
+            self.tokens.take(tokens)
+            now = self.clock()
+            self.next_at = now + max(self.requests.gap(1), self.tokens.gap(tokens))
+        self.stats.waited_seconds += now - start
+        return Sent(now, self.requests.taken, self.tokens.taken)
 
     def _release(self) -> None:
         self.in_flight -= 1
         self._changed.set()
 
-    def observe(self, headers, seconds: float | None = None) -> None:
-        """Read one response's rate-limit headers (and its time, for the concurrency)."""
+    def observe(self, headers, seconds: float | None = None, sent: Sent | None = None) -> None:
+        """Read one response's rate-limit headers (and its time, for the concurrency);
+        ``sent``: when its call left (:meth:`_admit`)."""
         now = self.clock()
         seen = headers.get("x-ratelimit-limit-requests") is not None
         self.headers_seen = bool(self.headers_seen) or seen
         for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens")):
+            taken = None if sent is None else getattr(sent, kind)
             bucket.sync(
                 headers.get(f"x-ratelimit-limit-{kind}"),
                 headers.get(f"x-ratelimit-remaining-{kind}"),
                 now,
+                None if sent is None else (taken, sent.at),
             )
         if seconds is not None:
             self.latency = seconds if self.latency == 0 else 0.9 * self.latency + 0.1 * seconds
@@ -233,8 +278,8 @@ class AdaptiveLimiter:
         self.reserve = min(MAX_RESERVE, self.reserve * 2)
         return wait
 
-    def _on_success(self, headers, seconds: float) -> None:
-        self.observe(headers, seconds)
+    def _on_success(self, headers, seconds: float, sent: Sent | None = None) -> None:
+        self.observe(headers, seconds, sent)
         self.stats.calls += 1
         if self.requests.limit is None or self.requests.level > 2 * self.reserve * (
             self.requests.capacity
@@ -248,7 +293,7 @@ class AdaptiveLimiter:
         failures = 0
         rate_limited = 0
         while True:
-            await self._admit(tokens)
+            sent = await self._admit(tokens)
             start = self.clock()
             try:
                 response = await attempt()
@@ -272,5 +317,5 @@ class AdaptiveLimiter:
                 self._release()
                 raise
             self._release()
-            self._on_success(response.headers, self.clock() - start)
+            self._on_success(response.headers, self.clock() - start, sent)
             return response
