@@ -34,6 +34,7 @@ from typing import Any
 
 import openai
 
+from .. import runtime
 from ..llm import Attempt, Exhausted
 from ..runtime.wire import RETRY, retry_after
 
@@ -175,14 +176,14 @@ class AdaptiveLimiter:
         max_concurrency: int = 64,
         *,
         max_429_retries: int = 10,
-        max_retries: int = RETRY.max_retries,
+        max_retries: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1 (got {max_concurrency})")
         self.max_concurrency = max_concurrency
         self.max_429_retries = max_429_retries
-        self.max_retries = max_retries  # for connection errors and 5xx, as the client would
+        self._max_retries = max_retries
         self.clock = clock
         self.requests = Bucket()
         self.tokens = Bucket()
@@ -195,6 +196,14 @@ class AdaptiveLimiter:
         self.stats = LimiterStats()
         self._changed = asyncio.Event()
         self._turn = asyncio.Lock()
+
+    @property
+    def max_retries(self) -> int:
+        """How often a connection error or 5xx is retried: as often as the client would
+        (``LLM_WORKFLOWS_MAX_RETRIES``), unless the limiter was given a number."""
+        if self._max_retries is None:
+            return runtime.settings().max_retries
+        return self._max_retries
 
     @property
     def concurrency(self) -> int:
