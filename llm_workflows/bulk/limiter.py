@@ -10,9 +10,10 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
    then took (all of the way down, halfway up).
 2. A call is sent only when both buckets keep a small reserve after it, fewer than
    ``concurrency`` calls are in flight, and no 429 pause is on; otherwise it waits for the
-   refill. So the steady rate is the account's own limit, whatever it is. Below half full,
-   calls leave at most at twice the refill rate, one by one: after a stall (a busy
-   process, a slow event loop) the refill that piled up goes out spread, not in a clump.
+   refill. So the steady rate is the account's own limit, whatever it is. With less than a
+   second's refill left, calls leave one by one at most at twice the refill rate: after a
+   stall (a busy process, a slow event loop) the refill that piled up goes out spread, not
+   in a clump; a fuller bucket (the API's holds a minute) is used at full speed.
 3. ``concurrency`` is what keeps that rate busy: rate x mean latency x 1.5 + 2 (Little's
    law with room), capped by the caller's maximum. Before the first headers it is 4
    (discovery); a server that sends none gets the maximum.
@@ -40,7 +41,8 @@ from ..runtime.wire import RETRY, retry_after
 
 DISCOVERY_CONCURRENCY = 4
 MIN_RESERVE, MAX_RESERVE = 0.01, 0.10  # of the limit
-SMOOTHING = 2.0  # below half full, calls leave at most this many times the refill rate
+SMOOTHING = 2.0  # near empty, calls leave at most this many times the refill rate...
+SMOOTH_BELOW = 1.0  # ...while the bucket holds less than this many seconds of its refill
 
 
 def estimate_tokens(body: Mapping[str, Any]) -> int:
@@ -102,9 +104,9 @@ class Bucket:
         self.taken += amount
 
     def gap(self, amount: float) -> float:
-        """Seconds between two calls taking ``amount`` each: none above half full, else at
-        SMOOTHING times the refill rate."""
-        if self.limit is None or self.rate <= 0 or self.level >= self.capacity / 2:
+        """Seconds between two calls taking ``amount`` each: SMOOTHING times the refill rate
+        near empty, none when the bucket holds more."""
+        if self.limit is None or self.rate <= 0 or self.level >= self.rate * SMOOTH_BELOW:
             return 0.0
         return amount / (SMOOTHING * self.rate)
 
