@@ -272,14 +272,18 @@ def check_output(outputs: list[Path], ids: range) -> tuple[int, int]:
     return lost, duplicated
 
 
+STEADY_SECONDS = 10.0  # the least time after the first burst that a fraction is told for
+
+
 def steady_fraction(arrivals: list[float], per_second: float, since: float | None) -> float:
     """Answered requests per second once warmed up (from when the server's first burst
-    allowance was used up to the last 2 % of requests), over the budget's rate."""
+    allowance was used up to the last 2 % of requests), over the budget's rate; NaN if the
+    burst was never used up or the run ended less than STEADY_SECONDS after."""
     if since is None:
-        return float("nan")  # never drained: the budget was not reached
+        return float("nan")
     first = next((i for i, t in enumerate(arrivals) if t >= since), len(arrivals))
     last = int(len(arrivals) * 0.98)
-    if last - first < 2:
+    if last - first < 2 or arrivals[last] - arrivals[first] < STEADY_SECONDS:
         return float("nan")
     return (last - first) / (arrivals[last] - arrivals[first]) / per_second
 
@@ -335,7 +339,9 @@ def measure(
     queries = work / f"queries-{budget.queries}.txt"
     write_queries(queries, budget.queries)
     tpm = budget.rpm * average_tokens(queries) * args.tpm_headroom
-    limit = FakeRateLimit(budget.rpm, tpm, burst_seconds=budget.burst, drained_below=DRAINED)
+    # Drained: less than DRAINED of the bucket, or 2 requests of a small one, left.
+    drained = max(DRAINED, 2 / (budget.rpm / 60 * budget.burst))
+    limit = FakeRateLimit(budget.rpm, tpm, burst_seconds=budget.burst, drained_below=drained)
     stub.clear(limit)
     started_load = load()
     if processes == 1:
@@ -575,7 +581,7 @@ def _ms(value: float | None) -> str:
 
 
 def _fraction(value: float) -> str:
-    return "not reached" if value != value else f"{value:.3f}"  # nan: never drained
+    return "n/a" if value != value else f"{value:.3f}"  # nan: no steady part to measure
 
 
 class Report:
@@ -759,8 +765,8 @@ def tables(results: dict[str, Any]) -> tuple[str, list[str]]:
         parts += [f"- {line}" for line in clump_lines(results["budgets"])] + [""]
     if results.get("ceiling"):
         parts += ["### The ceiling of one process", "", report.ceiling(results["ceiling"]), ""]
-    if results.get("latency"):
-        parts += [f"- {line}" for line in latency_lines(results["latency"])] + [""]
+    if results.get("high_latency"):
+        parts += [f"- {line}" for line in latency_lines(results["high_latency"])] + [""]
     if any(results.get(k) for k in ("two_processes", "crash", "memory")):
         parts += ["### Two processes, crash and resume, memory", "", report.others(results), ""]
     return "\n".join(parts), report.missed
@@ -782,7 +788,8 @@ def docs_section(results: dict[str, Any], text: str) -> str:
             "(`benchmarks/peers.py`: 64 at once, `max_retries=5`, no limiter) and the client's "
             "floor (its low-level `post` and one JSON read, 64 at once). *Fraction of the "
             "budget*: answered requests per second once the server's first burst is used up, "
-            "over the budget; *lost*: queries with no result or only an error; *CPU per "
+            f"over the budget (n/a: the burst was never used up, or the run ended within "
+            f"{STEADY_SECONDS:g} s of it); *lost*: queries with no result or only an error; *CPU per "
             "call*: the runner's own process time after its imports, over the calls answered "
             "(not the server's, which runs in the benchmark's process). The memory runs "
             "install the fake model (latency 0) in the runner's own process. "
@@ -811,7 +818,7 @@ def write_docs(section: str) -> None:
 CASES: dict[str, Callable] = {
     "budgets": budget_cases,
     "ceiling": ceiling_case,
-    "latency": latency_case,
+    "high_latency": latency_case,
     "two_processes": two_processes_case,
     "crash": crash_case,
 }
