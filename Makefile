@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 RUNTIME := $(VENV)/.installed-runtime
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format seed-recordings notebook dist clean
+.PHONY: help install demo test lint format seed-recordings notebook dist facts clean
 
 NOTEBOOK := notebooks/llm_workflows.ipynb
 # Unsets every LLM_WORKFLOWS_*, OPENAI_* and GEMINI_* variable: the notebook runs as a student's
@@ -21,6 +21,7 @@ help:
 	@echo "                      asyncio.gather, the ceiling of one process on openai 3.x and 2.x (about 11 min)"
 	@echo "make test-compat      run the tests with openai 2.54.0 and 3.x on Python 3.10 and 3.13 (nox sessions)"
 	@echo "make dist             build the sdist and the wheel into dist/ and check them (twine, package data)"
+	@echo "make facts            list the facts in docs/facts.md checked more than 6 months ago (no network)"
 	@echo "make seed-recordings  rebuild the shipped recordings from the lesson brief"
 	@echo "make notebook         sync the lesson's .md and .ipynb, then re-execute it offline [REPO_URL=...]"
 	@echo "make record           re-record every reply live (needs OPENAI_API_KEY), then refresh the notebook's outputs"
@@ -79,6 +80,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+
+# A reminder, never a network call: the rows of docs/facts.md checked more than 6 months ago.
+facts: $(RUNTIME)
+	$(BIN)/python scripts/facts.py
 
 # Build in an isolated environment (python -m build), then check what PyPI would get.
 dist: $(STAMP)

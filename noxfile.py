@@ -24,7 +24,7 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 WHEELS = ROOT / ".nox" / "wheel"
-PYTHONS = ["3.10", "3.13"]
+PYTHONS = ["3.10", "3.13"]  # the oldest we support; Colab's since 2026-08-25 (docs/facts.md)
 OPENAIS = ["openai==2.54.0", "openai>=3,<4"]  # what Colab ships; the newest 3.x
 # The tests must not see the developer's keys or settings (None unsets a variable).
 UNSET = {

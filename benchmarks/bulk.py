@@ -492,10 +492,11 @@ def crash_case(stub: Stub, work: Path, args) -> dict[str, Any]:
 
 
 def write_results(path: Path, count: int) -> None:
-    """A finished output of ids 1..count, as a run writes it (for the resumed case)."""
+    """A finished output of ids 1..count, as a run of write_queries' input writes it (for the
+    resumed case: with no fingerprint beside it, a resume checks each line's id and query)."""
     with path.open("w", encoding="utf-8") as f:
-        for i in range(1, count + 1):
-            result = {"id": i, "query": f"query {i}", "intent": routing.GENERAL_QUESTION}
+        for i, query in enumerate(generated_queries(count), 1):
+            result = {"id": i, "query": query, "intent": routing.GENERAL_QUESTION}
             result |= {"used_fallback": False, "response": "An answer.", "error": None}
             f.write(json.dumps(result) + "\n")
 

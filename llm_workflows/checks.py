@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 import textwrap
+from dataclasses import dataclass
 from itertools import pairwise
 
+from .display import WIDTH, say
 from .documents import Document
 
 # Words too common to make a phrase distinctive.
@@ -64,4 +66,20 @@ class Claims:
         if self.enforced and not holds:
             raise AssertionError(f"the lesson's text is wrong about the recorded run: {claim}")
         text = f"✓ {claim}" if holds else f"✗ {claim} (not in this live run)"
-        print(textwrap.fill(text, 75, subsequent_indent="  "))
+        say([textwrap.fill(text, WIDTH, subsequent_indent="  ")])
+
+
+@dataclass(frozen=True)
+class Citations:
+    """How an FAQ cites its pages: answers citing two pages or more (``several``), and the
+    phrases the phrase check flags in all answers (``flagged``)."""
+
+    several: int
+    flagged: int
+
+
+def citations(items: list[dict], documents: list[Document]) -> Citations:
+    """Count, over FAQ items (dicts with answer and sources), the two citation checks."""
+    several = sum(len(item["sources"]) > 1 for item in items)
+    found = [uncited_phrases(i["answer"], i["sources"], documents) for i in items]
+    return Citations(several, sum(len(p) for f in found for p in f.values()))

@@ -10,11 +10,13 @@ import argparse
 import asyncio
 import functools
 import json
+import math
+import signal
 import sys
 import textwrap
 import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ import openai
 
 from . import lesson, runtime
 from .bulk import batch, runs
+from .bulk.files import FORMATS, STDIO
+from .bulk.limiter import MAX_WAIT
 from .bulk.runs import BULK_CONCURRENCY
 from .documents import read_documents
 from .errors import WorkflowError, redact
@@ -116,12 +120,15 @@ def _calls(calls) -> str:
 @dataclass
 class Outcome:
     """What a command made: ``data`` for --json, ``text`` for people, one line per error,
-    and one line per warning (a result that looks wrong but is not a failure)."""
+    and one line per warning (a result that looks wrong but is not a failure). ``stderr``:
+    the text (or --json) goes to stderr, as a bulk run's summary does (its stdout may carry
+    its results)."""
 
     data: dict[str, Any]
     text: str
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    stderr: bool = False
 
 
 @dataclass
@@ -272,14 +279,30 @@ def _show_warning(shown, message, category, filename, lineno, file=None, line=No
 
 
 def _bulk_outcome(summary, noun: str) -> Outcome:
-    """A bulk run's summary line, and an error line if some items failed."""
+    """A bulk run's summary line (for stderr: stdout may carry the results), and an error
+    line if some items failed."""
     errors = []
     if summary.failed:
-        errors.append(
-            f"{summary.failed} {noun}(s) failed; their errors are in {summary.output}; "
+        again = (
             "rerun with --retry-failed to run them again"
+            if summary.output != "stdout"
+            else "run them again from a file of those lines"
         )
-    return Outcome({"summary": summary.line()}, summary.line(), errors)
+        errors.append(
+            f"{summary.failed} {noun}(s) failed; their errors are in {summary.output}; {again}"
+        )
+    return Outcome({"summary": summary.line()}, summary.line(), errors, stderr=True)
+
+
+@dataclass(frozen=True)
+class BulkOptions:
+    """How a bulk run reads, writes and waits (the options after --input and --output)."""
+
+    concurrency: int = BULK_CONCURRENCY
+    retry_failed: bool = False
+    format: str = "auto"
+    restart: bool = False
+    max_wait: float = MAX_WAIT
 
 
 async def run_route_file(
@@ -287,11 +310,11 @@ async def run_route_file(
     output: str | Path,
     concurrency: int = BULK_CONCURRENCY,
     retry_failed: bool = False,
+    options: BulkOptions | None = None,
 ) -> Outcome:
     """Route every query of a file into a JSONL file of results (streamed, resumable)."""
-    summary = await runs.route_file(
-        input, output, concurrency=concurrency, retry_failed=retry_failed
-    )
+    options = options or BulkOptions(concurrency, retry_failed)
+    summary = await runs.route_file(input, output, **asdict(options))
     return _bulk_outcome(summary, "query")
 
 
@@ -301,30 +324,37 @@ async def run_orchestrate_file(
     signature: str = DEFAULT_SIGNATURE,
     concurrency: int = BULK_CONCURRENCY,
     retry_failed: bool = False,
+    options: BulkOptions | None = None,
 ) -> Outcome:
     """Answer every customer message of a file into a JSONL file of replies."""
-    summary = await runs.orchestrate_file(
-        input, output, signature=signature, concurrency=concurrency, retry_failed=retry_failed
-    )
+    options = options or BulkOptions(concurrency, retry_failed)
+    summary = await runs.orchestrate_file(input, output, signature=signature, **asdict(options))
     return _bulk_outcome(summary, "message")
 
 
-def _batch_call(action: str, work: Callable[[], str]) -> Outcome:
+def _batch_call(action: str, work: Callable[[], str | batch.Report]) -> Outcome:
     """Run one batch action; an API error becomes one line naming it."""
     try:
-        text = work()
+        done = work()
     except openai.OpenAIError as error:  # one line, as for the workflows' own calls
         raise api_error(f"batch {action}", error, runtime.get_client()) from error
-    return Outcome({"message": text}, text)
+    report = done if isinstance(done, batch.Report) else batch.Report(done)
+    return Outcome({"message": report.text, "errors": report.errors}, report.text, report.errors)
 
 
-async def run_batch_submit(input: str | Path, state: str | Path = batch.DEFAULT_STATE) -> Outcome:
-    """Upload one classify request per query and start the first batch of a routing run."""
+async def run_batch_submit(
+    input: str | Path, state: str | Path = batch.DEFAULT_STATE, format: str = "auto"
+) -> Outcome:
+    """Upload one classify request per query and start the first batch(es) of a routing run."""
 
     def submit() -> str:
-        run = batch.submit_route(input, state)
-        batch_id = run.batches[run.step]["batch_id"]
-        return f"batch route: submitted {batch_id} (classify); state in {state}"
+        run = batch.submit_route(input, state, format)
+        ids = [p.batch_id for p in run.parts[run.step]]
+        split = f" ({len(ids)} batches: a batch holds at most {batch.MAX_REQUESTS:,} requests)"
+        return (
+            f"batch route: submitted {', '.join(ids)} (classify){split if len(ids) > 1 else ''}; "
+            f"state in {state}"
+        )
 
     return _batch_call("submit", submit)
 
@@ -339,10 +369,16 @@ async def run_batch_collect(output: str | Path, state: str | Path = batch.DEFAUL
     return _batch_call("collect", lambda: batch.collect(output, state))
 
 
+def _bulk_options(args: argparse.Namespace) -> BulkOptions:
+    return BulkOptions(
+        args.concurrency, args.retry_failed, args.format, args.restart, args.max_wait
+    )
+
+
 def _route_command(args: argparse.Namespace) -> Awaitable[Outcome]:
     """``route QUERY...`` or ``route --input FILE --output FILE``."""
     if _bulk_args("route", "query", bool(args.queries), args):
-        return run_route_file(args.input, args.output, args.concurrency, args.retry_failed)
+        return run_route_file(args.input, args.output, options=_bulk_options(args))
     return run_route(args.queries, args.progress)
 
 
@@ -350,7 +386,7 @@ def _orchestrate_command(args: argparse.Namespace) -> Awaitable[Outcome]:
     """``orchestrate QUERY`` (``-``: stdin) or ``orchestrate --input FILE --output FILE``."""
     if _bulk_args("orchestrate", "message", args.query is not None, args):
         return run_orchestrate_file(
-            args.input, args.output, args.signature, args.concurrency, args.retry_failed
+            args.input, args.output, args.signature, options=_bulk_options(args)
         )
     query = sys.stdin.read().strip() if args.query == "-" else args.query
     return run_orchestrate(query, args.signature, args.progress)
@@ -377,9 +413,31 @@ def _add_bulk_options(parser: argparse.ArgumentParser, field: str) -> None:
     group.add_argument(
         "--input",
         metavar="FILE",
-        help=f'JSONL ({{"id": ..., "{field}": ...}} per line) or text, one per line',
+        help=f'JSONL ({{"id": ..., "{field}": ...}} per line) or text, one per line; - is stdin',
     )
-    group.add_argument("--output", metavar="RESULTS.jsonl", help="appended to; resumes")
+    group.add_argument(
+        "--output",
+        metavar="RESULTS.jsonl",
+        help="appended to; a rerun resumes it; - is stdout (the summary goes to stderr)",
+    )
+    group.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="how to read --input (auto: JSONL if its first line is a JSON object)",
+    )
+    group.add_argument(
+        "--restart",
+        action="store_true",
+        help="start --output afresh (its old results are moved to RESULTS.jsonl.bak)",
+    )
+    group.add_argument(
+        "--max-wait",
+        type=float,
+        default=MAX_WAIT,
+        metavar="SECONDS",
+        help=f"longest single wait for the rate limit; past it the item fails (default {MAX_WAIT:g})",
+    )
     group.add_argument(
         "--concurrency",
         type=int,
@@ -400,8 +458,9 @@ def _add_batch_command(sub) -> None:
     )
     submit = actions.add_parser("submit", parents=[state], help="upload and start the first batch")
     submit.add_argument("workflow", choices=["route"])
-    submit.add_argument("--input", required=True, metavar="FILE")
-    submit.set_defaults(run=lambda a: run_batch_submit(a.input, a.state))
+    submit.add_argument("--input", required=True, metavar="FILE", help="a file, or - for stdin")
+    submit.add_argument("--format", choices=FORMATS, default="auto", help="how to read --input")
+    submit.set_defaults(run=lambda a: run_batch_submit(a.input, a.state, a.format))
     status = actions.add_parser("status", parents=[state], help="where the run stands")
     status.set_defaults(run=lambda a: run_batch_status(a.state))
     collect = actions.add_parser("collect", parents=[state], help="collect the finished step")
@@ -450,25 +509,60 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
+async def _terminable(work: Awaitable[Outcome]) -> Outcome | None:
+    """Run ``work``; SIGTERM (``kill``, a CI timeout) cancels it as Ctrl-C does, so its files
+    are closed and its lock released; None then. Where the event loop cannot watch signals
+    (Windows), SIGTERM keeps its default."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    terminated: list[int] = []
+
+    def terminate() -> None:
+        terminated.append(signal.SIGTERM)
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return await work
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if terminated:
+            return None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command's ``run_*`` function, print its outcome; the exit status."""
     args = _parser().parse_args(argv)
     if getattr(args, "concurrency", 1) < 1:
         print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
         return 2
+    max_wait = getattr(args, "max_wait", MAX_WAIT)
+    if not (math.isfinite(max_wait) and max_wait > 0):
+        print(f"{PROG}: error: --max-wait must be a number of seconds above 0", file=sys.stderr)
+        return 2
     args.progress = Finished()
+    bulk = bool(getattr(args, "input", None)) and args.command != "batch"
     with warnings.catch_warnings():
         warnings.simplefilter("always", RecordingsWarning)
         warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
         try:
-            outcome = asyncio.run(args.run(args))
+            outcome = asyncio.run(_terminable(args.run(args)) if bulk else args.run(args))
+            if outcome is None:  # SIGTERM: ended as Ctrl-C ends it
+                raise KeyboardInterrupt
         except (WorkflowError, ValueError, OSError) as error:
             print(f"{PROG}: error: {redact(_one_line(error))}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:  # one line; keep what was finished (and paid for)
-            if getattr(args, "output", None) and args.command != "batch":
-                # a bulk run's finished lines are already in its output file
-                kept = f"results written so far stay in {args.output}, rerun to resume"
+            if bulk:  # a bulk run's finished lines are already in its output
+                kept = (
+                    "results written so far went to stdout"
+                    if args.output == STDIO
+                    else f"results written so far stay in {args.output}, rerun to resume"
+                )
                 print(f"{PROG}: interrupted; {kept}", file=sys.stderr)
                 return 130
             output, count = _interrupted(args.progress, args.json)
@@ -484,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             runtime.reset()
     output = json.dumps(outcome.data, indent=2, ensure_ascii=False) if args.json else outcome.text
     if output:
-        print(output)
+        print(output, file=sys.stderr if outcome.stderr else sys.stdout)
     for warning in outcome.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     for error in outcome.errors:

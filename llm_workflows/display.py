@@ -1,8 +1,10 @@
-"""How the lesson shows things: source, prompts, diagrams, JSON and prose that fit its column.
+"""How the lesson shows things: source, prompts, model replies, diagrams and JSON.
 
-In Jupyter and Colab, source and prompts are shown with colours (HTML) and a plain-text
-twin that any viewer can read; elsewhere they are printed. Everything is sized for the
-notebook's 678 px column: about ``WIDTH`` characters of 13 px monospace per line.
+In Jupyter and Colab, listings and replies are HTML that wraps at spaces at any width (a
+JupyterLab output ``pre`` otherwise breaks long lines anywhere, even mid-word), each with a
+plain-text twin for viewers that show no HTML; elsewhere they are printed. Printed text is
+wrapped to ``WIDTH`` characters, which fit JupyterLab's 722 px column (78 characters of its
+13 px code font) and Colab's.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from importlib.resources import files
 from typing import Any
 
 from . import prompts
-from .usage import Call, origin_lines
+from .runtime import clients
+from .runtime.wire import PROVENANCE_HEADER
+from .usage import Call, call_from_body, origin_lines
 
-WIDTH = 75  # characters per line in the 678 px notebook column (measured in Chromium)
+WIDTH = 75  # characters per printed line
 
 # Colours readable on a light and on a dark background.
 COLOURS = {
@@ -87,7 +91,7 @@ _FSTRING_TYPES = {
 
 
 def _show(text: str, markup: str, kind: str) -> None:
-    """Display text with an HTML twin in IPython (plain text where styles are stripped)."""
+    """Display text with an HTML twin in IPython; print the text anywhere else."""
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -99,28 +103,37 @@ def _show(text: str, markup: str, kind: str) -> None:
     display(
         {"text/plain": text, "text/html": markup},
         raw=True,
-        metadata={"llm_workflows": kind},  # lets the lesson's tests tell prompts from code
+        metadata={"llm_workflows": kind},  # lets the lesson's tests tell listings apart
     )
 
 
+# Wrap long lines at spaces, at any width; break a word only if it alone is too long.
+_WRAP = "white-space: pre-wrap; word-break: normal; overflow-wrap: break-word"
 # Jupyter's code font where its variables exist (JupyterLab), else 13 px monospace (Colab).
-_FONT = (
+_CODE = (
     "font-family: var(--jp-code-font-family, monospace); "
     "font-size: var(--jp-code-font-size, 13px); line-height: 1.35"
 )
 
 
-def _pre(body: str, wrap: bool) -> str:
-    """Preformatted HTML: source does not wrap (it fits the column), prose prompts may."""
-    space = "pre-wrap" if wrap else "pre"
-    return f'<pre style="white-space: {space}; margin: 0 0 0.6em 0; {_FONT}">{body}</pre>'
+def _pre(body: str) -> str:
+    return f'<pre style="{_WRAP}; margin: 0 0 0.6em 0; padding-left: 1ch; {_CODE}">{body}</pre>'
+
+
+def say(lines: Iterable[str]) -> None:
+    """Show lines of text (already wrapped to ``WIDTH``) that a narrower column re-wraps at
+    spaces: in Jupyter, HTML with a plain-text twin; elsewhere they are printed. (A printed
+    line longer than the column is broken anywhere, even mid-word, by JupyterLab.)"""
+    text = "\n".join(lines)
+    if text:
+        _show(text, _pre(html.escape(text)), "text")
 
 
 def show_source(*objects: Any) -> None:
     """Show the source of package functions (or classes), exactly as the package defines them."""
     for obj in objects:
         source = textwrap.dedent(inspect.getsource(obj)).rstrip("\n")
-        _show(source, _pre(highlight_python(source), wrap=False), "source")
+        _show(source, _pre(highlight_python(source)), "source")
 
 
 def _fields(template: str) -> str:
@@ -134,37 +147,88 @@ def _fields(template: str) -> str:
 def show_prompts(*names: str) -> None:
     """Show prompt templates of llm_workflows.prompts: the very strings the code formats.
 
-    Prose lines longer than the column wrap at spaces in the browser; the text is unchanged.
+    A prompt is prose for the model, so it is shown as prose (its line breaks kept, its
+    ``{fields}`` coloured) under its name in the code font.
     """
     for name in names:
         template = getattr(prompts, name)
-        text = f"prompts.{name}:\n{template}"
-        markup = _pre(f"<b>prompts.{html.escape(name)}</b>:\n{_fields(template)}", wrap=True)
-        _show(text, markup, "prompt")
+        text = f"prompts.{name}:\n{_wrap_lines(template)}"
+        label = f'<div style="{_CODE}; font-weight: bold">prompts.{html.escape(name)}</div>'
+        body = f'<div style="{_WRAP}">{_fields(template)}</div>'
+        box = "border-left: 3px solid #e0c48a; padding: 0.1em 0 0.1em 0.8em; margin: 0 0 0.6em 0"
+        _show(text, f'<div style="{box}">{label}{body}</div>', "prompt")
 
 
-def show_diagram(name: str) -> Diagram:
-    """A workflow diagram shipped with the package, at its natural size, with alt text."""
+def show_reply(text: str, calls: Iterable[Call] = (), step: str | None = None) -> None:
+    """A model reply as prose (it wraps at spaces to the column), with its origin line under
+    it if no model wrote it for this very request (see ``runtime.recordings.ORIGINS``)."""
+    lines = origin_lines(calls, step)
+    plain = "\n".join([wrap(text), *lines])
+    quote = (
+        f'<div style="{_WRAP}; border-left: 3px solid #9fc2f7; padding: 0.1em 0 0.1em 0.8em; '
+        'margin: 0.2em 0 0.4em 0">'
+        f"{html.escape(text.strip())}</div>"
+    )
+    notes = "".join(
+        f'<div style="{_WRAP}; font-style: italic">{html.escape(x)}</div>' for x in lines
+    )
+    _show(plain, quote + notes, "reply")
+
+
+def diagram(name: str) -> Diagram:
+    """A workflow diagram shipped with the package (SVG), with its alt text."""
     folder = files("llm_workflows") / "diagrams"
     meta = json.loads((folder / "diagrams.json").read_text(encoding="utf-8"))[name]
-    return Diagram((folder / f"{name}.png").read_bytes(), meta)
+    return Diagram((folder / f"{name}.svg").read_text(encoding="utf-8"), meta)
+
+
+def show_diagram(name: str) -> None:
+    """Show a workflow diagram: an image with its alt text in Jupyter, its text elsewhere."""
+    shown = diagram(name)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:
+        print(shown.text)
+    else:
+        display(shown)
 
 
 class Diagram:
-    """A PNG shown at its own width (drawn for the column, so never shrunk), with its alt
-    text in the image's metadata and as its plain-text form, for viewers that show no image."""
+    """An SVG drawing shown as an ``<img>`` with a real alt text, at its natural width and
+    never wider than the column; its title and alt text are its plain-text form."""
 
-    def __init__(self, png: bytes, meta: dict):
-        self.png, self.meta = png, meta
+    def __init__(self, svg: str, meta: dict):
+        self.svg, self.meta = svg, meta
 
     @property
     def text(self) -> str:
         return f"{self.meta['title']}\n{wrap(self.meta['alt'])}"
 
+    def html(self) -> str:
+        data = base64.b64encode(self.svg.encode("utf-8")).decode("ascii")
+        alt = html.escape(self.meta["alt"], quote=True)
+        return (
+            f'<img src="data:image/svg+xml;base64,{data}" alt="{alt}" '
+            f'width="{self.meta["width_px"]}" style="max-width: 100%; height: auto">'
+        )
+
     def _repr_mimebundle_(self, include=None, exclude=None):
-        data = {"image/png": base64.b64encode(self.png).decode("ascii"), "text/plain": self.text}
-        size = {"width": self.meta["width_px"], "height": self.meta["height_px"]}
-        return data, {"image/png": {**size, "alt": self.meta["alt"]}}
+        return {"text/html": self.html(), "image/svg+xml": self.svg, "text/plain": self.text}
+
+
+def as_call(step: str, request: dict[str, Any], response: Any) -> Call:
+    """The ``Call`` record of ``client.chat.completions.create(**request)``: the model, the
+    tokens, and in replay where the recorded reply came from (its origin)."""
+    settings = clients.settings()
+    headers = {}
+    if settings.mode == "replay":
+        found = clients.runtime.store(settings.recordings).get(request)
+        if found is not None:
+            headers[PROVENANCE_HEADER] = found.provenance.get("source", "unknown")
+    return call_from_body(step, request["model"], response.model_dump(), headers=headers)
 
 
 def dumps(data: Any) -> str:
@@ -180,38 +244,49 @@ def wrap(text: str, indent: str = "", width: int = WIDTH) -> str:
     )
 
 
-def show_reply(text: str, calls: Iterable[Call] = (), step: str | None = None) -> None:
-    """Print a model reply wrapped to the column, with its origin line under it if no
-    model wrote it for this very request (see ``provenance``)."""
-    print(wrap(text))
-    for line in origin_lines(calls, step):
-        print(line)
+def _wrap_lines(text: str) -> str:
+    """Each line wrapped to the column, continuation lines indented by the line's own indent."""
+    out = []
+    for line in text.splitlines():
+        indent = line[: len(line) - len(line.lstrip())]
+        out.append(textwrap.fill(line, WIDTH, subsequent_indent=indent + "  ") or line)
+    return "\n".join(out)
 
 
-def shorten(text: str, width: int) -> str:
-    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+def wrap_json(data: Any) -> str:
+    """JSON with two-space indent, long string values wrapped at spaces under their key."""
+    return _wrap_lines(dumps(data))
 
 
 def show_origin(calls: Iterable[Call], step: str | None = None) -> None:
     """Print the origin line of replies (of one step) that no model wrote for their request."""
-    for line in origin_lines(calls, step):
-        print(wrap(line))
+    say(wrap(line) for line in origin_lines(calls, step))
 
 
-def show_items(items: Iterable[Any], answers: bool = True, limit: int | None = None) -> None:
+def show_origins(calls: Iterable[Call]) -> None:
+    """Print, step by step, the origin line of replies that no model wrote for their request."""
+    calls = list(calls)
+    steps = list(dict.fromkeys(call.step for call in calls))
+    say(wrap(f"{step}: {line}") for step in steps for line in origin_lines(calls, step))
+
+
+def show_items(
+    items: Iterable[Any], answers: bool = True, limit: int | None = None, sources: bool = True
+) -> None:
     """FAQ items (dicts or FAQItem) as numbered questions, wrapped answers and sources."""
     items = [i if isinstance(i, dict) else vars(i) for i in items]
+    lines = []
     for number, item in enumerate(items[:limit], 1):
         question = f"{number:2}. {item['question']}"
-        print(textwrap.fill(question, WIDTH, subsequent_indent="    "))
+        lines.append(textwrap.fill(question, WIDTH, subsequent_indent="    "))
         if answers:
-            print(wrap(item["answer"], "    "))
-        print(wrap(f"Sources: {', '.join(item['sources']) or '(none)'}", "    "))
+            lines.append(wrap(item["answer"], "    "))
+        if sources:
+            lines.append(wrap(f"Sources: {', '.join(item['sources']) or '(none)'}", "    "))
     rest = len(items) - len(items[:limit])
     if rest:
-        print(f"... and {rest} more item{'s' * (rest != 1)}")
+        lines.append(f"... and {rest} more item{'s' * (rest != 1)}")
+    say(lines)
 
 
 def show_uncited(items: Iterable[Any], documents: list) -> None:
@@ -219,10 +294,12 @@ def show_uncited(items: Iterable[Any], documents: list) -> None:
     from .checks import uncited_phrases
 
     items = [i if isinstance(i, dict) else vars(i) for i in items]
+    lines = []
     for number, item in enumerate(items, 1):
         found = uncited_phrases(item["answer"], item["sources"], documents)
         for title, phrases in found.items():
-            print(wrap(f"Item {number}: {item['question']}"))
-            print(wrap(f"Answer: {item['answer']}", "  "))
+            lines.append(wrap(f"Item {number}: {item['question']}"))
+            lines.append(wrap(f"Answer: {item['answer']}", "  "))
             cites = f"Cites {item['sources']}, but uses {phrases}"
-            print(wrap(f"{cites}, found only in {title!r}.", "  "))
+            lines.append(wrap(f"{cites}, found only in {title!r}.", "  "))
+    say(lines)

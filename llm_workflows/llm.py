@@ -29,7 +29,8 @@ import openai
 from . import runtime
 from .errors import ModelOutputError, WorkflowError, safe_url
 from .parsing import describe
-from .runtime.providers import LARGE, PROVIDERS
+from .runtime import catalog
+from .runtime.providers import LARGE, PROVIDERS, model_info
 from .runtime.wire import MISS_CODE, RETRIED_BY, STEP_HEADER, http_module
 from .usage import Call, call_from_body
 
@@ -44,11 +45,15 @@ Attempt = Callable[[], Awaitable[Any]]  # one HTTP attempt, with no retries of t
 
 
 class Exhausted(Exception):
-    """Raised by a gate that gives up: the API's last error, and how often the gate retried."""
+    """Raised by a gate that gives up: the API's last error, and how often the gate retried;
+    ``problem`` and ``hint``, if given, say why in the gate's words (a wait past its cap)."""
 
-    def __init__(self, error: openai.OpenAIError, retries: int):
-        super().__init__(str(error))
+    def __init__(
+        self, error: openai.OpenAIError, retries: int, problem: str | None = None, hint: str = ""
+    ):
+        super().__init__(problem or str(error))
         self.error, self.retries = error, retries
+        self.problem, self.hint = problem, hint
 
 
 class Gate(Protocol):
@@ -80,14 +85,25 @@ def gated(gate: Gate) -> Iterator[Gate]:
 def request_body(
     model: str | None, size: str, messages: Messages, response_format: dict | None = None
 ) -> dict[str, Any]:
-    """The Chat Completions body for these messages: only what the provider accepts. Live
-    calls, bulk runs and batch requests all send this body."""
-    settings = runtime.settings()
-    body: dict[str, Any] = {"model": settings.model_for(size, model), "messages": messages}
-    # Where the provider does not document response_format (Gemini), the prompt alone asks
-    # for JSON, and the parsers accept it inside a Markdown code fence.
-    if response_format is not None and settings.api.send_response_format:
+    """The Chat Completions body for these messages: only what the model accepts. Live
+    calls, bulk runs and batch requests all send this body.
+
+    Live, the models were checked first (``runtime.checked_settings``), so a model the
+    server no longer offers is already replaced by its successor.
+    """
+    settings = runtime.checked_settings()
+    name = settings.model_for(size, model)
+    body: dict[str, Any] = {"model": name, "messages": messages}
+    known = model_info(name)
+    # Where JSON mode is not documented for the model (gpt-6-luna, Gemini), the prompt
+    # alone asks for JSON, and the parsers accept it inside a Markdown code fence.
+    json_mode = known.json_mode if known else settings.api.send_response_format
+    if response_format is not None and json_mode:
         body["response_format"] = response_format
+    # A reasoning model gets the effort its table entry names (the lowest it accepts),
+    # live only: replay sends what the recordings were made with.
+    if known and known.effort and settings.mode != "replay":
+        body["reasoning_effort"] = known.effort
     return body
 
 
@@ -219,14 +235,47 @@ def api_error(
         problem, hint = _connection_problem(error, where)
         return WorkflowError(step, f"{problem} {retries_text}", hint)
     if isinstance(error, openai.NotFoundError):
-        return WorkflowError(
-            step, f"not found (404): {_api_message(error)}", "check the model name"
-        )
+        return _not_found(step, error, where)
     if isinstance(error, openai.APIStatusError):
         return WorkflowError(
             step, f"the API refused the request ({error.status_code}): {_api_message(error)}"
         )
     return WorkflowError(step, f"{type(error).__name__}: {error}")
+
+
+def _not_found(step: str, error: openai.NotFoundError, where: str) -> WorkflowError:
+    """A 404, told apart by what was asked for: a batch or file (the Batch API), the model,
+    or a path the server does not have (a base URL without ``/v1``)."""
+    message = _api_message(error)
+    path = error.request.url.path if error.request is not None else ""
+    parts = path.rstrip("/").split("/")
+    for kind, segment in (("batch", "batches"), ("file", "files")):
+        if segment in parts:
+            named = parts[parts.index(segment) + 1 : parts.index(segment) + 2]
+            if not named:  # the endpoint itself is missing
+                return WorkflowError(
+                    step,
+                    f"the server at {where} has no Batch API ({path} answered 404: {message})",
+                    "the batch commands need OpenAI's API, or a server with /files and /batches",
+                )
+            return WorkflowError(
+                step,
+                f"the server has no {kind} {named[0]} (404): {message}",
+                "check that --state names a run submitted with this key: a batch and its "
+                "files belong to the project whose key made them",
+            )
+    # The model is gone (model_not_found): the model check's line, and its successor from
+    # now on (runtime/catalog.py).
+    missing = catalog.missing_model(getattr(error, "code", None), message, error.request)
+    if missing:
+        return WorkflowError(step, *runtime.model_not_offered(missing))
+    if "model" in message.lower():  # a server that names the model some other way
+        return WorkflowError(step, f"not found (404): {message}", "check the model name")
+    return WorkflowError(
+        step,
+        f"the server at {where} has no {path or 'such path'} (404: {message})",
+        "check OPENAI_BASE_URL: an OpenAI-compatible base URL usually ends in /v1",
+    )
 
 
 def _seconds(timeout) -> str:
@@ -262,6 +311,12 @@ def _body(step: str, response) -> dict[str, Any]:
         raise WorkflowError(
             step, f"the server's reply {problem} ({_what_came(response)})", hint
         ) from None
+    return _completion_object(step, data, hint)
+
+
+def _completion_object(step: str, data: Any, hint: str) -> dict[str, Any]:
+    """``data`` (a reply read as JSON) if it is a completion object, else one line on what
+    it is instead (another JSON value, or an error object sent with status 200)."""
     if not isinstance(data, dict):
         raise WorkflowError(
             step, f"the server's reply is {describe(data)}, not a chat completion object", hint
@@ -273,6 +328,12 @@ def _body(step: str, response) -> dict[str, Any]:
             step, f"the server sent an error with status 200: {_short(str(text))}", "retry the step"
         )
     return data
+
+
+def body_text(step: str, data: Any) -> str:
+    """The text of a reply already read as JSON (a batch result line's body), through the
+    same checks as a live call's reply: the same replies are refused the same way."""
+    return reply_text(step, _completion_object(step, data, "retry the step"))
 
 
 def _message(step: str, data: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -419,6 +480,8 @@ async def achat(
     try:
         response = await (attempt() if gate is None else gate.send(body, attempt))
     except Exhausted as gave_up:
+        if gave_up.problem:
+            raise WorkflowError(step, gave_up.problem, gave_up.hint) from gave_up.error
         raise api_error(step, gave_up.error, client, gave_up.retries) from gave_up.error
     except openai.OpenAIError as error:
         raise api_error(step, error, client) from error

@@ -50,9 +50,15 @@ class Call:
         return {**asdict(self), "cost_usd": self.cost_usd}
 
 
+# More tokens than any model's context holds (the largest are about 10 million): a count
+# above this is a server's bug, not a call's usage.
+MAX_TOKENS = 100_000_000
+
+
 def _tokens(value: Any) -> int | None:
-    """A token count we can trust: a non-negative integer (not a bool, not a float)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    """A token count we can trust: an integer (not a bool, not a float) from 0 to MAX_TOKENS."""
+    sane = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS
+    return value if sane else None
 
 
 def call_from_body(

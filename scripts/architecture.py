@@ -22,7 +22,7 @@ END = "<!-- /modules -->"
 
 # From the bottom up; a module imports its own layer and the ones below, never above.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("6. the command line", ["cli"]),
+    ("6. the command line and the exercises", ["cli", "exercises"]),
     ("5. bulk runs", ["bulk"]),
     (
         "4. the workflows and how the lesson shows them",

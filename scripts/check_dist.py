@@ -14,11 +14,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The package data the installed lesson needs, as globs under llm_workflows/.
-PACKAGE_DATA = ("recordings/*.jsonl", "diagrams/*.png", "diagrams/*.json")
+PACKAGE_DATA = ("recordings/*.jsonl", "diagrams/*.svg", "diagrams/*.json")
 
 
 def expected_files() -> set[str]:
-    """Package-relative paths of the data files in the source tree, e.g. 'diagrams/routing.png'."""
+    """Package-relative paths of the data files in the source tree, e.g. 'diagrams/routing.svg'."""
     package = ROOT / "llm_workflows"
     found = {p.relative_to(package).as_posix() for g in PACKAGE_DATA for p in package.glob(g)}
     for pattern in PACKAGE_DATA[:2]:  # the lesson cannot run without these two kinds

@@ -13,8 +13,9 @@ from the environment or a .env file) and its replies replace the recordings ship
 outputs are exactly what replay prints, and what ``make test`` (nbval) compares against.
 
 The stored notebook keeps no machine-specific metadata: the kernelspec, the language name
-and jupytext's pairing only, no timings, and stream outputs coalesced as nbval and Jupyter
-show them.
+and jupytext's pairing only, and no timings. Consecutive stream outputs are merged as
+Jupyter shows them, never across a display output, so printed lines and displayed
+replies keep their order.
 """
 
 from __future__ import annotations
@@ -48,9 +49,28 @@ def write(nb: nbformat.NotebookNode, path: Path) -> None:
     nb.metadata = nbformat.from_dict(metadata)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = merge_streams(cell.outputs)
     nbformat.validate(nb)
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
+
+
+def merge_streams(outputs: list) -> list:
+    """Consecutive outputs of one stream (stdout or stderr) merged into one, in order."""
+    merged: list = []
+    for output in outputs:
+        last = merged[-1] if merged else None
+        if (
+            output.output_type == "stream"
+            and last is not None
+            and last.output_type == "stream"
+            and last.name == output.name
+        ):
+            last.text += output.text
+        else:
+            merged.append(output)
+    return merged
 
 
 def student_env() -> dict[str, str | None]:
@@ -83,7 +103,7 @@ def _run(path: Path, env: dict[str, str | None], cwd: Path | None = None) -> nbf
                 km=kernel,
                 timeout=CELL_TIMEOUT_SECONDS,
                 record_timing=False,
-                coalesce_streams=True,
+                coalesce_streams=False,  # it would move every print above the displays
                 resources={"metadata": {"path": str(cwd or path.parent)}},
             ).execute()
     finally:

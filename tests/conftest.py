@@ -1,8 +1,10 @@
-"""Every test runs offline and isolated: no key, no .env, fresh clients."""
+"""Every test runs offline and isolated: no key, no .env, fresh clients, no host but
+loopback."""
 
 from __future__ import annotations
 
 import importlib
+import socket
 import sys
 from pathlib import Path
 
@@ -35,6 +37,24 @@ def isolated(monkeypatch, tmp_path):
     clients.reset()
     yield
     clients.reset()
+
+
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """No test reaches a real host, even by mistake (a live setup with a fake key checks
+    its models on api.openai.com): any other name fails to resolve, at once."""
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name not in LOOPBACK:
+            raise socket.gaierror(socket.EAI_NONAME, f"tests reach no host but loopback ({name})")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.fixture(scope="session")

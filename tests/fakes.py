@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 __all__ = [
     "ROOT",
     "Answer",
+    "FaultRow",
     "Request",
     "completion",
     "error",
@@ -30,6 +32,18 @@ __all__ = [
     "script",
     "use_stub",
 ]
+
+
+@dataclass(frozen=True)
+class FaultRow:
+    """One row of docs/faults.md's tables: the test, what is played, what it asserts, and
+    for a bulk run its paid-work ledger (lost / duplicated / extra paid requests)."""
+
+    test: str
+    family: str
+    plays: str
+    shows: str
+    paid: str = ""
 
 
 def reply(content: str | None, **kwargs) -> Answer:

@@ -41,7 +41,7 @@ def queries_file(tmp_path: Path, queries=QUERIES) -> Path:
 def collect_until_done(output: Path, state: Path, limit: int = 10) -> list[str]:
     messages = []
     for _ in range(limit):
-        messages.append(batch.collect(output, state))
+        messages.append(batch.collect(output, state).text)
         if batch.BatchRun.load(state).step == "done":
             return messages
     raise AssertionError(f"not done after {limit} collects: {messages}")
@@ -74,10 +74,9 @@ def test_submit_uploads_the_live_request_bodies_with_step_and_id(tmp_path):
     assert [line["custom_id"] for line in lines] == [f"{CLASSIFY}:{i}" for i in (1, 2, 3)]
     assert lines[0]["body"] == captured[0]
     assert lines[0]["url"] == "/v1/chat/completions"
-    assert (
-        json.loads(state.read_text())["batches"][CLASSIFY]["batch_id"]
-        == run.batches[CLASSIFY]["batch_id"]
-    )
+    (part,) = json.loads(state.read_text())["parts"][CLASSIFY]
+    assert part["batch_id"] == run.parts[CLASSIFY][0].batch_id
+    assert (part["first"], part["count"]) == (0, 3)
 
 
 def test_status_reports_the_batch_as_it_moves_on(tmp_path):
@@ -192,8 +191,9 @@ def test_collect_refuses_a_cut_off_reply_as_a_live_call_does(tmp_path):
     batch.submit_route(queries_file(tmp_path), state)
     collect_until_done(output, state)
     got = results(output)
-    assert got[3]["error"] == (
-        f"{HANDLE}: the reply was cut off at the token limit (finish_reason=length)"
+    assert got[3]["error"] == (  # the line a live call gives
+        f"{HANDLE}: the reply was cut off at the token limit (finish_reason=length); "
+        "shorten the input or allow more output tokens"
     )
     assert got[3]["response"] is None
     assert got[1]["error"] is None
@@ -205,4 +205,7 @@ def test_collect_refuses_a_refusal(tmp_path):
     state, output = tmp_path / "state.json", tmp_path / "r.jsonl"
     batch.submit_route(queries_file(tmp_path), state)
     collect_until_done(output, state)
-    assert results(output)[2]["error"] == f"{CLASSIFY}: the model refused: I can't help."
+    assert (
+        results(output)[2]["error"]
+        == f"{CLASSIFY}: the model refused: I can't help.; rephrase the input"
+    )

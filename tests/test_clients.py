@@ -341,7 +341,12 @@ def models_sent(monkeypatch, **kwargs) -> list[str]:
     return [b["model"] for b in bodies]
 
 
-def test_a_step_uses_its_size_default_model(monkeypatch):
+def test_a_step_uses_its_size_default_model_in_replay_the_recorded_one(monkeypatch):
+    assert models_sent(monkeypatch) == [config.RECORDED.recorded_models[providers.LARGE]]
+
+
+def test_a_live_step_uses_its_size_default_model(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
     assert models_sent(monkeypatch) == [config.DEFAULT_MODELS[providers.LARGE]]
 
 
@@ -358,6 +363,9 @@ def test_model_precedence_is_explicit_then_environment_then_preset_then_default(
     assert with_env.model_for(providers.SMALL) == "llama3.2"
     assert preset.model_for(providers.SMALL) == "tiny"
     assert preset.model_for(providers.LARGE) == config.DEFAULT_MODELS[providers.LARGE]
+    replay = dataclasses.replace(preset, mode="replay", provider=providers.OPENAI)
+    assert replay.model_for(providers.SMALL) == providers.OPENAI.recorded_models["small"]
+    assert dataclasses.replace(replay, model="llama3.2").model_for(providers.SMALL) == "llama3.2"
 
 
 # --- setup() re-reads the settings (the notebook's setup cell, re-run) --------------------
@@ -400,7 +408,10 @@ def test_setup_drops_the_recordings_made_for_the_old_settings(monkeypatch, tmp_p
     assert "store" in made()
     monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
     assert clients.setup().mode == "live"
-    assert made() == {"settings"}
+    # Live, setup checks the models with a new client of the new settings (here it cannot
+    # reach the API, and says nothing); the replay client and its recordings are gone.
+    assert made() == {"settings", "client"}
+    assert clients.runtime._client.api_key == ENV_KEY
 
 
 def test_setup_with_unchanged_settings_keeps_the_clients():

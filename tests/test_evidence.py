@@ -13,14 +13,15 @@ import openai
 import pytest
 from fakes import load_script
 
-from llm_workflows import faq, lesson, orchestration, routing, usage
+from llm_workflows import combine, faq, lesson, orchestration, prompts, routing, usage
 from llm_workflows.checks import Claims, uncited_phrases
 from llm_workflows.cli import main
 from llm_workflows.display import (
-    Diagram,
+    _pre,
+    as_call,
     dumps,
     highlight_python,
-    show_diagram,
+    show_reply,
     show_source,
     wrap,
 )
@@ -29,6 +30,7 @@ from llm_workflows.errors import ConfigurationError
 from llm_workflows.runtime import clients, recordings, wire
 from llm_workflows.runtime.recordings import chat_completion
 from llm_workflows.runtime.wire import STEP_HEADER
+from llm_workflows.testing import FakeModel
 from llm_workflows.usage import Call
 
 http = wire.http_module()
@@ -251,13 +253,48 @@ def test_json_is_shown_with_real_characters():
     assert dumps({"a": "x\u2014y"}) == '{\n  "a": "x\u2014y"\n}'
 
 
-def test_a_diagram_carries_its_alt_text_and_natural_width():
-    diagram = show_diagram("routing")
-    assert isinstance(diagram, Diagram)
-    data, metadata = diagram._repr_mimebundle_()
-    assert metadata["image/png"]["alt"].startswith("Diagram, section 4: ")
-    assert metadata["image/png"]["width"] <= 678
-    assert data["text/plain"].startswith("4. Routing")
+def test_listings_wrap_at_spaces_not_mid_word():
+    # JupyterLab's output <pre> breaks anywhere (word-break: break-all); ours overrides it.
+    assert "word-break: normal" in _pre("x") and "white-space: pre-wrap" in _pre("x")
+
+
+def _single_call_request() -> dict:
+    user = prompts.SINGLE_CALL_FAQ.format(combined_content=combine(lesson.WEBPAGES))
+    return {
+        "model": clients.settings().model_for("small"),
+        "messages": [
+            {"role": "system", "content": prompts.FAQ_SYSTEM},
+            {"role": "user", "content": user},
+        ],
+        "response_format": {"type": "json_object"},
+    }
+
+
+def test_the_raw_first_call_is_the_recorded_request_and_keeps_its_origin():
+    request = _single_call_request()
+    response = clients.get_client().chat.completions.create(**request)
+    call = as_call("single call", request, response)
+    assert call.source == "rebuilt" and call.model == "gpt-4.1-nano"
+    assert (call.prompt_tokens, call.completion_tokens) == (
+        response.usage.prompt_tokens,
+        response.usage.completion_tokens,
+    )
+    assert usage.origin_lines([call]) == [recordings.ORIGINS["rebuilt"].line]
+
+
+def test_a_raw_call_that_no_recording_answers_is_labelled_live():
+    FakeModel(default="Hello.").install()  # replay settings; the fake answers live
+    request = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+    response = clients.get_client().chat.completions.create(**request)
+    assert as_call("x", request, response).source == "live"
+
+
+def test_a_reply_is_shown_wrapped_with_its_origin_line_under_it(capsys):
+    call = Call("synthesizer", "m", 1, 1, 0.0, "authored")
+    show_reply("word " * 40, [call], "synthesizer")
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines[:-1]) <= 75
+    assert lines[-1] == recordings.ORIGINS["authored"].line
 
 
 def test_wrap_keeps_lines_within_the_column():

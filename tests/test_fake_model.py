@@ -186,3 +186,49 @@ def test_the_server_answers_an_unknown_path_with_the_apis_404():
         assert response.status == 404
         assert "no GET /v1/nothing" in json.loads(response.read())["error"]["message"]
         connection.close()
+
+
+def raw_models(fake: FakeModel) -> list[str]:
+    return [m.id for m in raw_client(fake).models.list()]
+
+
+def test_the_fake_lists_every_model_of_the_table_by_default_and_serves_any():
+    from llm_workflows.runtime.providers import MODELS
+
+    fake = FakeModel({CLASSIFY: "ok"})
+    assert raw_models(fake) == list(MODELS)
+    raw_client(fake).chat.completions.create(
+        model="llama3.2", messages=MESSAGES, extra_headers={STEP_HEADER: CLASSIFY}
+    )
+    assert fake.requests()[0].outcome == "reply"
+
+
+def test_given_models_are_listed_and_any_other_gets_the_apis_model_not_found():
+    fake = FakeModel({CLASSIFY: "ok"}, models=["gpt-6-luna"])
+    assert raw_models(fake) == ["gpt-6-luna"]
+    with pytest.raises(openai.NotFoundError) as caught:
+        raw_client(fake).chat.completions.create(model="gpt-4.1-nano", messages=MESSAGES)
+    assert caught.value.code == "model_not_found"
+    assert "The model `gpt-4.1-nano` does not exist" in caught.value.message
+    assert fake.requests()[0].outcome == "missing model"
+
+
+def test_the_model_list_can_be_an_error_or_an_odd_body():
+    fake = FakeModel(models=error(403, "not allowed"))
+    with pytest.raises(openai.PermissionDeniedError):
+        raw_models(fake)
+    fake.reset()  # a clean slate offers every model again
+    assert "gpt-6-luna" in raw_models(fake)
+
+
+def test_a_recording_answers_the_same_messages_sent_to_another_model():
+    """Live requests differ from the recorded ones in model and parameters, not in prompts."""
+    store = recordings.Store()
+    recorded = next(r for r in store if r.request["model"].startswith("gpt-4.1-mini"))
+    fake = FakeModel(recordings=store)
+    body = {**recorded.request, "model": "gpt-6-luna", "reasoning_effort": "none"}
+    body.pop("response_format", None)
+    reply = raw_client(fake).chat.completions.create(**body)
+    assert reply.model == "gpt-6-luna"
+    assert reply.choices[0].message.content == recorded.response["choices"][0]["message"]["content"]
+    assert fake.requests()[0].outcome == "recorded"

@@ -24,6 +24,7 @@ from typing import Any
 
 import fakes
 import pytest
+import test_faults_bulk as reliability_iii  # its rows are rendered below
 from fakes import ROOT, use_stub
 
 from llm_workflows import cli, lesson, llm
@@ -912,14 +913,7 @@ FAMILIES = {
 }
 
 
-@dataclass(frozen=True)
-class Row:
-    """One row of the Reliability II tables: the test, what is played, what it asserts."""
-
-    test: str
-    family: str
-    plays: str
-    shows: str
+Row = fakes.FaultRow  # one row of the Reliability II tables
 
 
 ROWS: list[Row] = []
@@ -1869,6 +1863,30 @@ def render_doc() -> str:
         lines.append("|---|---|---|")
         for row in (r for r in ROWS if r.family == family):
             cells = [f"`{row.test}`", row.plays, f"`{row.shows}`"]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("")
+    lines += [
+        "## Bulk runs and batches: never lose, double or stall paid work",
+        "",
+        "Each row is one test of tests/test_faults_bulk.py, through the real `openai` client: "
+        "the one fake model in-process, or on its loopback server where a real pipe, signal or "
+        "second process is needed (the CLI then runs as a subprocess). The last column is the "
+        "paid-work ledger the test asserts, counted by id over every run of the case (the "
+        "first run, and the reruns or collects that finish it): **lost** (an input id with no "
+        "result line at the end), **duplicated** (an id with two lines) and **extra paid "
+        "requests** (a step of an id answered 200 more than once); empty where nothing is "
+        "paid (the case is refused before any call, or only a message is checked).",
+        "",
+    ]
+    for family, title in reliability_iii.FAMILIES.items():
+        lines += [
+            f"### {title}",
+            "",
+            "| test | what is played | shown (asserted) | lost / duplicated / extra paid |",
+            "|---|---|---|---|",
+        ]
+        for row in (r for r in reliability_iii.ROWS if r.family == family):
+            cells = [f"`{row.test}`", row.plays, f"`{row.shows}`", row.paid]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     lines += [

@@ -88,8 +88,10 @@ def test_gemini_requests_carry_only_model_and_messages(gemini):
 
 
 def test_the_same_step_sends_response_format_to_openai(monkeypatch, server):
-    """The contrast that shows the test above can fail: OpenAI gets json_object."""
+    """The contrast that shows the test above can fail: an OpenAI model whose JSON mode is
+    documented (gpt-4.1-mini) gets json_object."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-SECRET-1111")
+    monkeypatch.setenv("LLM_WORKFLOWS_MODEL", "gpt-4.1-mini")
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.port}/v1")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     clients.reset()
@@ -120,8 +122,9 @@ def test_every_gemini_request_waits_for_its_slot(gemini, monkeypatch):
     asyncio.run(routing.route(lesson.ROUTING_QUERIES[0]))  # async client: 2 requests
     faq.generate_questions(lesson.WEBPAGES)  # sync client: 1 request
     assert len(gemini.model.requests()) == 3
-    assert pacer.slept == [5.0, 10.0]  # the first started at once; on a frozen clock, the
-    # second and third waited for slots 5 s and 10 s later
+    # The model check's GET /models started at once; on a frozen clock, the three chat
+    # requests waited for slots 5, 10 and 15 s later.
+    assert pacer.slept == [5.0, 10.0, 15.0]
 
 
 def test_gemini_mode_is_paced_by_default(gemini, monkeypatch):
@@ -129,7 +132,7 @@ def test_gemini_mode_is_paced_by_default(gemini, monkeypatch):
     clients.reset()
     pacer = clients.runtime.pacer()
     assert pacer is not None
-    assert pacer.interval == 60.0 / GEMINI.requests_per_minute == 6.0
+    assert pacer.interval == 60.0 / GEMINI.requests_per_minute == 4.0
 
 
 def test_a_retry_after_429_waits_for_a_slot_too(gemini, monkeypatch):
@@ -142,7 +145,7 @@ def test_a_retry_after_429_waits_for_a_slot_too(gemini, monkeypatch):
     gemini.model.add_fault("429", count=1, retry_after=0.01)
     assert routing.classify_intent(lesson.ROUTING_QUERIES[0]) == routing.BILLING_INQUIRY
     assert len(gemini.model.requests()) == 2  # the 429, then the retry
-    assert pacer.slept == [5.0]  # the retry waited for the next slot
+    assert pacer.slept == [5.0, 10.0]  # after the model check, each waited for its slot
 
 
 def answer_with(server: FakeServer, status: int, body: object) -> None:

@@ -33,11 +33,11 @@ def test_notebook_is_paired_with_its_markdown_twin():
     assert jupytext.read(NOTEBOOK).metadata["jupytext"]["formats"] == "ipynb,md"
 
 
-def test_the_wall_clock_cell_is_ignored_by_a_tag_students_do_not_see():
+def test_the_only_tags_are_the_exercises():
     notebook = jupytext.read(NOTEBOOK)
-    tagged = [c for c in notebook.cells if "nbval-ignore-output" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and "Wall-clock seconds" in tagged[0].source
-    assert not [c for c in notebook.cells if "NBVAL" in c.source]
+    tags = {tag for cell in notebook.cells for tag in cell.metadata.get("tags", [])}
+    assert tags == {"exercise"}
+    assert not [c for c in notebook.cells if "NBVAL" in c.source.upper()]
 
 
 def test_inserting_a_cell_in_the_twin_keeps_every_other_cell_id(tmp_path):
@@ -45,7 +45,7 @@ def test_inserting_a_cell_in_the_twin_keeps_every_other_cell_id(tmp_path):
     shutil.copy(TWIN, tmp_path)
     twin = tmp_path / TWIN.name
     text = twin.read_text(encoding="utf-8")
-    setup = text.index("\n## Setup")
+    setup = text.index("\n## 1. ")
     new_cell = '\n```python\nprint("a new cell")\n```\n'
     twin.write_text(text[:setup] + new_cell + text[setup:], encoding="utf-8")
     before = [cell.id for cell in jupytext.read(NOTEBOOK).cells]

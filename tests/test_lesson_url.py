@@ -88,7 +88,7 @@ def test_set_takes_the_url_from_origin_and_the_ref_from_the_branch(clone):
     assert constants(twin) == (URL, "lesson")
     link = "https://colab.research.google.com/github/Owner/llm-workflows/blob/lesson/notebooks/llm_workflows.ipynb"
     assert f"{BADGE}({link})" in twin
-    assert twin.index(BADGE) < twin.index("## Setup")
+    assert twin.index(BADGE) < twin.index("## 1. ")
 
 
 def test_set_with_a_url_and_ref_then_without_a_remote_leaves_no_url_and_no_badge(clone):

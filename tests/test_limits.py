@@ -17,6 +17,7 @@ from llm_workflows.bulk.limiter import (
     parse_duration,
 )
 from llm_workflows.errors import WorkflowError
+from llm_workflows.runtime import wire
 from llm_workflows.runtime.wire import retry_after
 from llm_workflows.testing import Answer, FakeModel
 from llm_workflows.testing.limits import FakeRateLimit, format_duration
@@ -253,3 +254,52 @@ def test_the_fake_refuses_past_its_budget_with_retry_after():
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     now[0] = 1.0
     assert budget.admit(body).allowed
+
+
+def test_a_long_wait_for_the_accounts_budget_is_said_once(monkeypatch):
+    said: list[str] = []
+    monkeypatch.setattr(wire, "notify", said.append)
+    now = [100.0]
+    limiter = AdaptiveLimiter(clock=lambda: now[0])
+    limiter.observe(limit_headers(rpm=2, remaining=0), seconds=0.1)
+    delay = limiter._delay(tokens=1)
+    limiter._tell_admission(delay)
+    now[0] += 0.25  # _admit looks again every 0.25 s: the same wait, not said again
+    limiter._tell_admission(limiter._delay(tokens=1))
+    assert delay == pytest.approx(30.0)
+    assert said == [
+        "the rate limiter waits 30 s before the next call, to stay within the account's "
+        "rate limit (2 requests and 1,000,000 tokens a minute)"
+    ]
+
+
+def test_a_429s_pause_is_not_said_again_as_a_wait_for_the_budget(monkeypatch):
+    said: list[str] = []
+    monkeypatch.setattr(wire, "notify", said.append)
+    limiter = AdaptiveLimiter()
+    limiter.on_rate_limited({"retry-after": "20"}, attempt=0)
+    limiter._tell_admission(limiter._delay(tokens=1))
+    assert said == []  # send() said it when the 429 came
+
+
+@pytest.mark.parametrize("value", ["0", "nan", "inf", "-5", "9" * 400, "1e400", "soon", ""])
+def test_a_header_that_is_not_a_sane_number_is_unknown(value):
+    limiter = AdaptiveLimiter()
+    headers = {
+        f"x-ratelimit-{a}-{k}": value
+        for a in ("limit", "remaining")
+        for k in ("requests", "tokens")
+    }
+    limiter.observe(headers, seconds=0.1)
+    assert limiter.requests.limit is None and limiter.tokens.limit is None
+    assert limiter._delay(tokens=10) == 0.0 and limiter.concurrency == limiter.max_concurrency
+    assert parse_duration(value) is None or value == "0"
+
+
+def test_a_retry_after_given_as_an_http_date_is_read():
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    soon = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=90), usegmt=True)
+    wait = AdaptiveLimiter().on_rate_limited({"retry-after": soon}, attempt=0)
+    assert 85 <= wait <= 90

@@ -3,6 +3,7 @@ sets (base URL, models, pace, prices), and what the Mode line says."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -117,9 +118,8 @@ def test_gemini_preset_sets_base_url_models_and_pace(monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
     settings = clients.load_settings()
     assert settings.base_url == "https://generativelanguage.googleapis.com/v1beta/openai/"
-    assert settings.model_for(SMALL) == "gemini-2.5-flash-lite"
-    assert settings.model_for(LARGE) == "gemini-3.5-flash-lite"
-    assert settings.requests_per_minute == GEMINI.requests_per_minute == 10
+    assert settings.model_for(SMALL) == settings.model_for(LARGE) == "gemini-3.5-flash-lite"
+    assert settings.requests_per_minute == GEMINI.requests_per_minute == 15
     assert str(clients.get_client().base_url) == GEMINI.base_url
     assert clients.get_async_client().api_key == GEMINI_KEY
 
@@ -166,7 +166,9 @@ def test_replay_is_unchanged_by_a_gemini_key(monkeypatch):
     monkeypatch.setenv("LLM_WORKFLOWS_MODE", "replay")
     settings = clients.load_settings()
     assert (settings.api, settings.requests_per_minute) == (OPENAI, None)
-    assert settings.model_for(LARGE) == config.DEFAULT_MODELS[LARGE]
+    assert (
+        settings.model_for(LARGE) == OPENAI.recorded_models[LARGE] != config.DEFAULT_MODELS[LARGE]
+    )
     calls: list[Call] = []
     # Recordings match on the whole body: these match only with OpenAI's model and, for
     # generate_questions, its response_format.
@@ -184,16 +186,39 @@ def test_mode_line_names_gemini_and_the_pace_but_never_the_key(monkeypatch):
     assert described.splitlines() == [
         "Mode: live. Calling Gemini (OpenAI-compatible endpoint) with the key from the "
         "environment variable GEMINI_API_KEY.",
-        "Pacing: at most 10 requests start per minute (LLM_WORKFLOWS_RPM changes it; "
+        "Models: gemini-3.5-flash-lite for every step, a reasoning model, called at its "
+        "default effort (minimal).",
+        "Pacing: at most 15 requests start per minute (LLM_WORKFLOWS_RPM changes it; "
         "0 switches pacing off).",
     ]
     assert "SECRET" not in described + repr(clients.load_settings())
 
 
-def test_mode_line_for_openai_is_unchanged(monkeypatch):
+def test_mode_line_for_openai_names_the_models_and_their_effort(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    assert clients.load_settings().describe().splitlines() == [
+        "Mode: live. Calling the API with the key from the environment variable OPENAI_API_KEY.",
+        'Models: gpt-6-luna for every step, a reasoning model, called with reasoning_effort="none".',
+    ]
+
+
+def test_mode_line_names_both_models_when_they_differ(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    settings = clients.load_settings()
+    two = dataclasses.replace(
+        settings, provider=dataclasses.replace(OPENAI, models={SMALL: "gpt-6-luna", LARGE: "x"})
+    )
+    assert two.describe().splitlines()[1] == (
+        "Models: gpt-6-luna for the FAQ chain, x for routing and orchestrator-worker "
+        '(gpt-6-luna: a reasoning model, called with reasoning_effort="none").'
+    )
+
+
+def test_the_replay_mode_line_is_unchanged():
+    """The stored notebook's first output: replay says nothing about live models."""
     assert clients.load_settings().describe() == (
-        "Mode: live. Calling the API with the key from the environment variable OPENAI_API_KEY."
+        "Mode: replay because no OpenAI API key was found. Every model reply comes from the "
+        "recordings shipped with llm_workflows; set OPENAI_API_KEY to run live."
     )
 
 
@@ -256,12 +281,12 @@ def _fresh_colab_calls(request):
 # --- the cost table ----------------------------------------------------------------------------
 
 
-def gemini_call(model: str = "gemini-2.5-flash-lite", tokens=(1200, 300)) -> Call:
+def gemini_call(model: str = "gemini-3.5-flash-lite", tokens=(1200, 300)) -> Call:
     return Call("answer question", model, *tokens, seconds=1.0)
 
 
 def test_gemini_free_tier_calls_cost_zero_and_the_table_says_so():
-    calls = [gemini_call(), gemini_call("models/gemini-3.5-flash-lite")]
+    calls = [gemini_call(), gemini_call("models/gemini-2.5-flash-lite")]
     assert totals(calls).cost_usd == 0.0
     table = calls_table(calls, seconds=False)
     assert table.splitlines()[-1] == GEMINI.cost_note

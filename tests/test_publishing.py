@@ -62,7 +62,7 @@ def test_ci_workflow_runs_the_ci_entry_point_on_push_and_pull_request_with_both_
 
 def test_check_dist_names_a_diagram_missing_from_the_wheel(tmp_path):
     expected = check_dist.expected_files()
-    dropped = sorted(f for f in expected if f.endswith(".png"))[0]
+    dropped = sorted(f for f in expected if f.endswith(".svg"))[0]
     wheel = tmp_path / "llm_workflows-0.1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         for f in expected - {dropped}:

@@ -7,21 +7,36 @@ JSONL line per query as the live bulk run does. The request bodies are the ones 
 path sends; each ``custom_id`` is ``"<step>:<id as JSON>"``. Where the run stands (file
 and batch ids, the step, each query's route) is kept in a small JSON state file, so
 ``status`` and ``collect`` work later, from another shell.
+
+Nothing paid for is lost or doubled:
+
+- The state is written atomically (a temporary file, fsync, rename) before each paid
+  step and right after it. A batch is created with a token in its metadata that the state
+  already holds, so a batch created just before a crash (or a full disk) is found again.
+- ``collect`` can be run any number of times: it writes each id once (it reads the output
+  for the ids already there), and counts each batch's usage once.
+- A step larger than one batch may be (``MAX_REQUESTS`` requests, ``MAX_BYTES`` bytes) is
+  split across several batches, tracked in the one state file.
+- A batch that failed, expired or was cancelled makes ``collect`` report it (quoting the
+  API's reason, redacted) and fail; its requests without a result get an error line.
+- One command at a time per state file and per output (a lock the OS releases).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import secrets
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openai.types.chat import ChatCompletion
-
 from .. import runtime
-from ..errors import ModelOutputError, WorkflowError
-from ..llm import reply_text, request_body
+from ..errors import WorkflowError, redact
+from ..llm import body_text, request_body
 from ..routing import (
     CLASSIFY,
     FALLBACK,
@@ -32,232 +47,590 @@ from ..routing import (
     normalize_intent,
 )
 from ..usage import Tally, call_from_body
-from .files import read_items
+from .files import (
+    STDIO,
+    Input,
+    Lock,
+    encode_line,
+    id_key,
+    scan_output,
+    unsendable,
+    write_atomically,
+)
 
 DEFAULT_STATE = "llm-workflows-batch.json"
 ENDPOINT = "/v1/chat/completions"
-RUNNING = ("validating", "in_progress", "finalizing", "cancelling")
+ENDED_BADLY = ("failed", "expired", "cancelled")
+ENDED = ("completed", *ENDED_BADLY)  # any other status (one added later, say) is waited for
+DONE = "done"
+VERSION = 2
+# One batch's limits (OpenAI's Batch API guide, and the API reference of batches.create:
+# "The file can contain up to 50,000 requests, and can be up to 200 MB in size").
+MAX_REQUESTS = 50_000
+MAX_BYTES = 200_000_000
+TOKEN = "llm_workflows_token"  # the metadata key that finds a batch again after a crash
+FIND_AMONG = 1000  # the most recent batches looked through for that token
 
 
 def custom_id(step: str, item_id: Any) -> str:
-    return f"{step}:{json.dumps(item_id, ensure_ascii=False)}"
+    return f"{step}:{json.dumps(item_id)}"
 
 
-def parse_custom_id(value: str) -> tuple[str, Any]:
+def parse_custom_id(value: Any) -> tuple[str, Any] | None:
+    """(step, id) of a ``custom_id`` of ours, or None."""
+    if not isinstance(value, str) or ":" not in value:
+        return None
     step, _, item_id = value.partition(":")
-    return step, json.loads(item_id)
+    try:
+        return step, json.loads(item_id)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Part:
+    """One batch of a step: the step's requests ``first`` to ``first + count - 1``."""
+
+    first: int
+    count: int
+    token: str  # in the batch's metadata
+    file_id: str | None = None
+    batch_id: str | None = None
+    status: str | None = None  # as last seen
+    creating: bool = False  # a create call may have reached the server: look for the token
+    collected: bool = False  # its results were read and its usage counted
 
 
 @dataclass
 class BatchRun:
-    """The state file: which step the run is at and its batches; saved after every change."""
+    """The state file: the step the run is at, its batches, and each query's route."""
 
     workflow: str
     input: str
-    step: str  # CLASSIFY, HANDLE or "done"
-    batches: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> file/batch ids
-    routes: dict[str, list] = field(default_factory=dict)  # id as JSON -> [query, intent, route]
+    step: str  # CLASSIFY, HANDLE or DONE
+    # id as JSON -> [query, intent, route, error]; error: why it has no result (its line says)
+    routes: dict[str, list] = field(default_factory=dict)
+    requests: dict[str, list[str]] = field(default_factory=dict)  # step -> ids sent, in order
+    parts: dict[str, list[Part]] = field(default_factory=dict)  # step -> its batches
+    output: str | None = None  # the results file, fixed by the first collect
     usage: Tally = field(default_factory=Tally)
+    version: int = VERSION
     path: str = ""
 
     def save(self) -> None:
+        """Write the state whole or not at all (the old file stays if the disk is full)."""
         data = asdict(self)
         data.pop("path")
-        Path(self.path).write_text(json.dumps(data, ensure_ascii=False, indent=1), "utf-8")
+        text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+        write_atomically(self.path, text.encode("utf-8", "surrogatepass"), "batch state file")
 
     @classmethod
     def load(cls, path: str | Path) -> BatchRun:
+        """The state in ``path``, or one line on why it is not a batch state file."""
         try:
-            data = json.loads(Path(path).read_text("utf-8"))
+            text = Path(path).read_text("utf-8", "surrogatepass")
         except FileNotFoundError:
             raise WorkflowError(
                 "batch",
                 f"no batch state file {path}",
                 "run 'batch submit route --input FILE' first",
             ) from None
-        except json.JSONDecodeError:
-            raise WorkflowError("batch", f"{path} is not a batch state file") from None
-        data["usage"] = Tally.from_dict(data.get("usage") or {})
-        return cls(**data, path=str(path))
+        except (OSError, UnicodeDecodeError) as error:
+            why = getattr(error, "strerror", None) or error
+            raise _not_state(path, f"cannot read it: {why}") from None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise _not_state(path, "not JSON: cut short, or another file") from None
+        return cls._from(data, path)
+
+    @classmethod
+    def _from(cls, data: Any, path: str | Path) -> BatchRun:
+        if not isinstance(data, dict):
+            raise _not_state(path, "not a JSON object")
+        if data.get("version") is None and "batches" in data:
+            raise _not_state(
+                path,
+                "the format of an older llm-workflows; collect it with that version, or submit "
+                "the input again",
+            )
+        if data.get("version") != VERSION:
+            raise _not_state(path, f"its version is {data.get('version')!r}, not {VERSION}")
+        try:
+            run = cls(
+                workflow=_typed(data, "workflow", str),
+                input=_typed(data, "input", str),
+                step=_typed(data, "step", str),
+                routes=_routes(data.get("routes")),
+                requests={s: _keys(v) for s, v in _typed(data, "requests", dict).items()},
+                parts={s: [_part(p) for p in v] for s, v in _typed(data, "parts", dict).items()},
+                output=data.get("output") if isinstance(data.get("output"), str) else None,
+                usage=_usage(_typed(data, "usage", dict)),
+                path=str(path),
+            )
+        except (TypeError, ValueError, AttributeError) as error:
+            raise _not_state(path, f"a field is missing or of the wrong kind ({error})") from None
+        if run.step not in (CLASSIFY, HANDLE, DONE) or run.step not in (*run.parts, DONE):
+            raise _not_state(path, f"its step {run.step!r} is not one of its steps")
+        return run
 
 
-def _upload_and_create(step: str, lines: list[str], run: BatchRun) -> str:
-    """Upload one JSONL of requests and start its batch; returns the batch id."""
-    client = runtime.get_client()
-    with tempfile.NamedTemporaryFile("w+b", suffix=".jsonl") as f:
-        f.write("".join(lines).encode())
-        f.flush()
-        f.seek(0)
-        uploaded = client.files.create(file=(f"{step}.jsonl", f.read()), purpose="batch")
-    batch = client.batches.create(
-        input_file_id=uploaded.id,
-        endpoint=ENDPOINT,
-        completion_window="24h",
-        metadata={"workflow": run.workflow, "step": step},
+def _not_state(path: str | Path, why: str) -> WorkflowError:
+    return WorkflowError(
+        "batch",
+        f"{path} is not a batch state file of llm-workflows ({why})",
+        "pass --state with the file that 'batch submit' wrote",
     )
-    run.batches[step] = {"file_id": uploaded.id, "batch_id": batch.id}
-    run.step = step
-    run.save()
-    return batch.id
 
 
-def _line(step: str, item_id: Any, messages: list[dict[str, str]]) -> str:
+def _typed(data: dict, name: str, kind: type) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} is not {kind.__name__}")
+    return value
+
+
+def _part(value: Any) -> Part:
+    part = Part(**value)
+    if not all(isinstance(n, int) and n >= 0 for n in (part.first, part.count)):
+        raise ValueError("a batch's first and count are not counts")
+    if not isinstance(part.token, str):
+        raise ValueError("a batch's token is not text")
+    return part
+
+
+def _usage(value: dict) -> Tally:
+    usage = Tally.from_dict(value)
+    counts = (usage.calls, usage.prompt_tokens, usage.completion_tokens, usage.unknown)
+    if not all(isinstance(n, int) and n >= 0 for n in counts) or not (
+        isinstance(usage.cost_usd, (int, float)) and usage.cost_usd >= 0
+    ):
+        raise ValueError("its usage is not made of counts")
+    return usage
+
+
+def _keys(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise ValueError("requests is not a list of ids")
+    return value
+
+
+def _routes(value: Any) -> dict[str, list]:
+    if not isinstance(value, dict):
+        raise ValueError("routes is not an object")
+    for entry in value.values():
+        if not (isinstance(entry, list) and len(entry) == 4 and isinstance(entry[0], str)):
+            raise ValueError("a route is not [query, intent, route, error]")
+    return value
+
+
+# --- the request lines and the batches -------------------------------------------------------
+
+
+def _line(step: str, item_id: Any, messages: list[dict[str, str]]) -> bytes:
     body = request_body(None, SIZE, messages)
-    return (
-        json.dumps(
-            {
-                "custom_id": custom_id(step, item_id),
-                "method": "POST",
-                "url": ENDPOINT,
-                "body": body,
-            },
-            ensure_ascii=False,
-        )
-        + "\n"
-    )
+    request = {"custom_id": custom_id(step, item_id), "method": "POST", "url": ENDPOINT}
+    return (json.dumps({**request, "body": body}, ensure_ascii=False) + "\n").encode()
 
 
-def submit_route(input_path: str | Path, state: str | Path = DEFAULT_STATE) -> BatchRun:
-    """Start a batch routing run: one classify request per query of the input."""
-    if Path(state).exists() and BatchRun.load(state).step != "done":
-        raise WorkflowError(
-            "batch", f"{state} holds a run that is not collected yet", "collect it, or pass --state"
-        )
-    run = BatchRun("route", str(input_path), CLASSIFY, path=str(state))
-    lines = []
-    for item in read_items(input_path, "query"):
-        query = item.text.strip()
-        run.routes[json.dumps(item.id)] = [item.text, None, None]
-        if query:
-            lines.append(_line(CLASSIFY, item.id, classify_messages(query)))
-    if not lines:
-        raise WorkflowError("batch", f"{input_path} holds no queries")
-    _upload_and_create(CLASSIFY, lines, run)
+def _request(run: BatchRun, step: str, key: str) -> bytes:
+    """The request line of one query for ``step``: the body the live path sends."""
+    query, intent, _route, _error = run.routes[key]
+    if step == CLASSIFY:
+        messages = classify_messages(query.strip())
+    else:
+        messages = [{"role": "system", "content": choose_prompt(query.strip(), intent)[1]}]
+    return _line(step, json.loads(key), messages)
+
+
+def _plan(run: BatchRun, step: str) -> None:
+    """Split the step's requests into batches of at most MAX_REQUESTS and MAX_BYTES."""
+    parts: list[Part] = []
+    size = 0
+    for index, key in enumerate(run.requests[step]):
+        length = len(_request(run, step, key))
+        if not parts or parts[-1].count >= MAX_REQUESTS or size + length > MAX_BYTES:
+            parts.append(Part(index, 0, secrets.token_hex(8)))
+            size = 0
+        parts[-1].count += 1
+        size += length
+    run.parts[step] = parts
+
+
+def _upload(run: BatchRun, step: str, part: Part) -> str:
+    """Upload one part's requests (written to a temporary file first: memory stays flat)."""
+    keys = run.requests[step][part.first : part.first + part.count]
+    with tempfile.TemporaryFile("w+b", suffix=".jsonl") as f:
+        for key in keys:
+            f.write(_request(run, step, key))
+        f.seek(0)
+        name = f"{step.replace(' ', '-')}-{part.first + 1}.jsonl"
+        return runtime.get_client().files.create(file=(name, f), purpose="batch").id
+
+
+def _find(token: str) -> Any | None:
+    """The batch whose metadata holds ``token``, among the most recent ones, if any."""
+    for seen, batch in enumerate(runtime.get_client().batches.list(limit=100)):
+        if (batch.metadata or {}).get(TOKEN) == token:
+            return batch
+        if seen >= FIND_AMONG:
+            break
+    return None
+
+
+def _create(run: BatchRun, step: str) -> None:
+    """Create every batch of ``step`` not created yet: after a submit or a collect that a
+    crash (or an error) cut short, each is found again by its token, or created now."""
+    for part in run.parts[step]:
+        if part.batch_id:
+            continue
+        found = _find(part.token) if part.creating else None
+        if found is None:
+            if part.file_id is None:
+                part.file_id = _upload(run, step, part)
+                run.save()
+            part.creating = True
+            run.save()  # the intended state, before the paid step
+            found = runtime.get_client().batches.create(
+                input_file_id=part.file_id,
+                endpoint=ENDPOINT,
+                completion_window="24h",
+                metadata={"workflow": run.workflow, "step": step, TOKEN: part.token},
+            )
+        part.batch_id, part.status, part.creating = found.id, found.status, False
+        try:
+            run.save()
+        except WorkflowError as error:
+            raise WorkflowError(
+                "batch",
+                f"batch {found.id} ({step}) was created, but {error.problem}",
+                "it is not lost: once the state can be written, 'batch collect' finds it "
+                f"again by its metadata ({TOKEN} {part.token})",
+            ) from None
+
+
+# --- submit and status ---------------------------------------------------------------------
+
+
+def submit_route(
+    input_path: str | Path, state: str | Path = DEFAULT_STATE, format: str = "auto"
+) -> BatchRun:
+    """Start a batch routing run: one classify request per query of the input (a file, or
+    ``-`` for stdin: the queries are kept in the state file)."""
+    with Lock(state, f"the batch state file {state}"):
+        if Path(state).exists():
+            earlier = BatchRun.load(state)
+            if earlier.step != DONE and not _nothing_created(earlier):
+                raise WorkflowError(
+                    "batch",
+                    f"{state} holds a run that is not collected yet",
+                    "collect it, or pass another --state",
+                )
+        run = BatchRun("route", str(input_path), CLASSIFY, path=str(state))
+        with Input(input_path, "query", format) as source:
+            source.check()  # bad lines, a repeated id, mixed formats: before any upload
+            for item in source.items():
+                problem = unsendable(item.text, "query")
+                if not item.text.strip():
+                    problem = f"{CLASSIFY}: the query is empty"
+                run.routes[json.dumps(item.id)] = [item.text, None, None, problem]
+        run.requests[CLASSIFY] = [k for k, r in run.routes.items() if r[3] is None]
+        if not run.requests[CLASSIFY]:
+            raise WorkflowError("batch", f"{source.shown} holds no queries")
+        _plan(run, CLASSIFY)
+        run.save()
+        try:
+            _create(run, CLASSIFY)
+        except BaseException:
+            if _nothing_created(run):  # nothing paid, nothing to collect: no state to block
+                with contextlib.suppress(OSError):
+                    Path(state).unlink()
+            raise
     return run
+
+
+def _nothing_created(run: BatchRun) -> bool:
+    """No batch of this run was created, or may have been (a create call was sent)."""
+    return not any(p.batch_id or p.creating for parts in run.parts.values() for p in parts)
+
+
+def _counts(batch: Any) -> str:
+    c = batch.request_counts
+    return f" ({c.completed} of {c.total} done, {c.failed} failed)" if c else ""
 
 
 def status(state: str | Path = DEFAULT_STATE) -> str:
     """One line on where the batch run stands."""
     run = BatchRun.load(state)
-    if run.step == "done":
-        return f"batch {run.workflow}: done; results collected"
-    batch = runtime.get_client().batches.retrieve(run.batches[run.step]["batch_id"])
-    counts = batch.request_counts
-    progress = (
-        f" ({counts.completed} of {counts.total} done, {counts.failed} failed)" if counts else ""
-    )
-    return f"batch {run.workflow}, step {run.step}: {batch.id} {batch.status}{progress}"
+    if run.step == DONE:
+        return f"batch {run.workflow}: done; results collected in {run.output}"
+    client = runtime.get_client()
+    shown = []
+    for part in run.parts[run.step]:
+        if not part.batch_id:
+            shown.append("(a batch not created yet: run 'batch collect' to create it)")
+            continue
+        batch = client.batches.retrieve(part.batch_id)
+        reason = f": {_reason(batch)}" if batch.status in ENDED_BADLY else ""
+        shown.append(f"{batch.id} {batch.status}{_counts(batch)}{reason}")
+    many = f"{len(shown)} batches: " if len(shown) > 1 else ""
+    return f"batch {run.workflow}, step {run.step}: {many}{'; '.join(shown)}"
 
 
-def _read_file(file_id: str | None) -> list[dict[str, Any]]:
+def _reason(batch: Any) -> str:
+    """Why a batch ended badly, in the API's words (redacted)."""
+    errors = getattr(getattr(batch, "errors", None), "data", None) or []
+    said = [
+        f"{e.message}" + (f" (line {e.line})" if getattr(e, "line", None) else "")
+        for e in errors
+        if getattr(e, "message", None)
+    ]
+    if said:
+        return redact(
+            "; ".join(said[:3]) + (f"; and {len(said) - 3} more" if len(said) > 3 else "")
+        )
+    if batch.status == "expired":
+        return "it did not finish within its 24-hour window"
+    if batch.status == "cancelled":
+        return "it was cancelled"
+    return "the API gave no reason"
+
+
+# --- collect -------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What a collect did: one line for people, and one line per problem (exit non-zero)."""
+
+    text: str
+    errors: list[str] = field(default_factory=list)
+
+
+def _claim(run: BatchRun, output: str | Path) -> Path:
+    """The results file: fixed by the first collect (each id is written once, to it)."""
+    if str(output) == STDIO:
+        raise WorkflowError(
+            "batch",
+            "collect writes to a file, not stdout (a run may take several collects)",
+            "pass --output RESULTS.jsonl",
+        )
+    path = Path(output).resolve()
+    if path.exists() and Path(run.input).exists() and path.samefile(run.input):
+        raise WorkflowError(
+            "batch", f"{output} is the input file itself", "collect into another file"
+        )
+    if run.output is None:
+        if path.exists() and path.stat().st_size > 0:
+            raise WorkflowError(
+                "batch",
+                f"{output} already holds lines, and this run has written none",
+                "collect into a new file",
+            )
+        run.output = str(path)
+        run.save()
+    elif Path(run.output) != path:
+        raise WorkflowError(
+            "batch", f"this run writes its results to {run.output}", f"pass --output {run.output}"
+        )
+    return path
+
+
+def collect(output: str | Path, state: str | Path = DEFAULT_STATE) -> Report:
+    """Collect the current step: after classify, submit the second batch; after it, write
+    the results. Safe to run again at any point: each id is written once."""
+    with Lock(state, f"the batch state file {state}"):
+        run = BatchRun.load(state)
+        if run.step == DONE:
+            return Report(f"batch {run.workflow}: already collected into {run.output}")
+        path = _claim(run, output)
+        with Lock(path, f"{output} (a batch collect writes to it)"):
+            _create(run, run.step)
+            client = runtime.get_client()
+            batches = [client.batches.retrieve(p.batch_id) for p in run.parts[run.step]]
+            running = [b for b in batches if b.status not in ENDED]
+            if running:
+                which = (
+                    running[0].status
+                    if len(batches) == 1
+                    else (f"{len(running)} of {len(batches)} batches are still running")
+                )
+                return Report(
+                    f"batch {run.workflow}, step {run.step}: still {which}; collect again later"
+                )
+            problems = [
+                f"batch {b.id} ({run.step}) {b.status}{_counts(b)}: {_reason(b)}"
+                for b in batches
+                if b.status in ENDED_BADLY
+            ]
+            found = _found(run, batches, problems)
+            step = run.step
+            if step == CLASSIFY:
+                text = _after_classify(run, found, batches, path)
+            else:
+                text = _after_handle(run, found, batches, path)
+            if step == CLASSIFY and problems:
+                problems.append("the queries without a classification are written as failed")
+            return Report(text, problems)
+
+
+def _found(run: BatchRun, batches: list, problems: list[str]) -> dict[str, tuple]:
+    """Each id's (reply text, error) in the step's batches; each batch's usage counted
+    (once: a batch already collected is not counted again)."""
+    found: dict[str, tuple] = {}
+    requested = runtime.settings().model_for(SIZE)
+    for part, batch in zip(run.parts[run.step], batches, strict=True):
+        for kind in ("output", "error"):
+            bad: list[int] = []
+            for number, line in _lines(getattr(batch, f"{kind}_file_id"), bad):
+                ids = parse_custom_id(line.get("custom_id"))
+                key = json.dumps(ids[1]) if ids else None
+                if ids is None or ids[0] != run.step or key not in run.routes:
+                    bad.append(number)
+                    continue
+                text, error, body = _reply(run.step, line)
+                if body is not None and not part.collected:
+                    run.usage.add(call_from_body(run.step, requested, body, batch=True))
+                found[key] = (text, error)
+            if bad:
+                problems.append(
+                    f"batch {batch.id}'s {kind} file holds {len(bad)} line(s) that are not "
+                    f"results of this run (line {bad[0]} first); their queries are written "
+                    "as failed"
+                )
+    return found
+
+
+def _lines(file_id: str | None, bad: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, result) of a batch's output or error file; malformed lines into ``bad``."""
     if not file_id:
-        return []
+        return
     text = runtime.get_client().files.content(file_id).text
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = None
+        if isinstance(line, dict):
+            yield number, line
+        else:
+            bad.append(number)
 
 
 def _reply(step: str, line: dict[str, Any]) -> tuple[str | None, str | None, dict | None]:
     """(reply text, error, response body) of one output or error file line. The reply is
-    checked by ``llm.reply_text``, as a live call's is."""
+    checked by the live call's own boundary (``llm.body_text``), so the same replies are
+    refused the same way."""
     if line.get("error"):
         error = line["error"]
-        return None, f"{error.get('code')}: {error.get('message')}", None
-    response = line.get("response") or {}
-    body = response.get("body") or {}
-    if response.get("status_code") != 200:
-        message = (body.get("error") or {}).get("message", "no message")
-        return None, f"the API refused the request ({response.get('status_code')}): {message}", body
+        said = f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else error
+        return None, redact(" ".join(str(said).split())), None
+    response = line.get("response")
+    if not isinstance(response, dict):
+        return None, "the result line has no response", None
+    body = response.get("body")
+    body = body if isinstance(body, dict) else None
+    status_code = response.get("status_code")
+    if status_code != 200:
+        error = (body or {}).get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+        said = redact(" ".join(str(message or "no message").split()))
+        return None, f"the API refused the request ({status_code}): {said}", body
     try:
-        ChatCompletion.model_validate(body)
-    except ValueError:  # pydantic's ValidationError
-        return None, "the reply is not a chat completion", body
-    try:
-        return reply_text(step, body), None, body
-    except ModelOutputError as error:
-        return None, error.problem, body
+        return body_text(step, response.get("body")), None, body
+    except WorkflowError as error:  # its line, as a live call's (the step is added later)
+        return None, str(error).removeprefix(f"{step}: "), body
 
 
-def _results(run: BatchRun, step: str) -> tuple[dict[str, tuple], str]:
-    """Each id's (text, error) from the step's batch, once it has ended, and its status."""
-    batch = runtime.get_client().batches.retrieve(run.batches[step]["batch_id"])
-    if batch.status in RUNNING:
-        return {}, batch.status
-    found: dict[str, tuple] = {}
-    for line in _read_file(batch.output_file_id) + _read_file(batch.error_file_id):
-        line_step, item_id = parse_custom_id(line["custom_id"])
-        if line_step != step:
-            continue  # not a request of this batch
-        text, error, body = _reply(step, line)
-        if body:
-            requested = runtime.settings().model_for(SIZE)
-            run.usage.add(call_from_body(step, requested, body, batch=True))
-        found[json.dumps(item_id)] = (text, error)
-    return found, batch.status
-
-
-def _result_line(key: str, run: BatchRun, response: str | None, error: str | None) -> str:
-    query, intent, route = run.routes[key]
+def _after_classify(run: BatchRun, found: dict, batches: list, output: Path) -> str:
+    """Each query's route from its label; then the second batch, planned, saved, created."""
+    ended = _ended(batches)
+    for key in run.requests[CLASSIFY]:
+        entry = run.routes[key]
+        text, error = found.get(key, (None, None))
+        if text is None:
+            entry[3] = f"{CLASSIFY}: {error or f'no result in the batch (it ended {ended})'}"
+            continue
+        intent = normalize_intent(text)
+        entry[1:3] = [intent, choose_prompt(entry[0].strip(), intent)[0]]
+    run.requests[HANDLE] = [k for k in run.requests[CLASSIFY] if run.routes[k][3] is None]
+    for part in run.parts[CLASSIFY]:
+        part.collected = True
+    failed = _write(run, output)  # the failures so far (again after a crash: once each)
+    if not run.requests[HANDLE]:
+        run.step = DONE
+        run.save()
+        return _final(run, output, failed)
+    _plan(run, HANDLE)
+    run.step = HANDLE
+    run.save()  # routes, usage, the second batch's plan: one atomic step
+    _create(run, HANDLE)
+    ids = ", ".join(p.batch_id for p in run.parts[HANDLE])
     return (
-        json.dumps(
-            {
+        f"batch route: {len(run.requests[HANDLE])} queries classified, {failed} failed "
+        f"(written to {output}); second batch {ids} submitted; collect again when it is done"
+    )
+
+
+def _after_handle(run: BatchRun, found: dict, batches: list, output: Path) -> str:
+    ended = _ended(batches)
+    for key in run.requests[HANDLE]:
+        text, error = found.get(key, (None, None))
+        if text is None:
+            run.routes[key][3] = (
+                f"{HANDLE}: {error or f'no result in the batch (it ended {ended})'}"
+            )
+        else:
+            run.routes[key].append(text)  # the response, held until written
+    failed = _write(run, output)
+    for key in run.requests[HANDLE]:
+        del run.routes[key][4:]  # the state keeps routes, not responses
+    for part in run.parts[HANDLE]:
+        part.collected = True
+    run.step = DONE
+    run.save()
+    return _final(run, output, failed)
+
+
+def _ended(batches: list) -> str:
+    return "/".join(sorted({b.status for b in batches}))
+
+
+def _write(run: BatchRun, output: Path) -> int:
+    """Append the line of every query that has one and is not in the output yet (so a
+    collect run again writes nothing twice); flushed and synced. Returns the failed count."""
+    done, _ = scan_output(output)
+    failed = 0
+    with output.open("ab") as out:
+        for key, entry in run.routes.items():
+            query, intent, route, error = entry[:4]
+            failed += error is not None
+            response = entry[4] if len(entry) > 4 else None
+            if (error is None and response is None) or id_key(json.loads(key)) in done:
+                continue
+            line = {
                 "id": json.loads(key),
                 "query": query,
                 "intent": intent,
                 "used_fallback": None if route is None else route == FALLBACK,
                 "response": response,
                 "error": error,
-            },
-            ensure_ascii=False,
-        )
-        + "\n"
-    )
+            }
+            out.write(encode_line(line))
+        out.flush()
+        with contextlib.suppress(OSError):
+            os.fsync(out.fileno())
+    return failed
 
 
-def collect(output: str | Path, state: str | Path = DEFAULT_STATE) -> str:
-    """Collect the current step: after classify, submit the second batch; after it, write
-    the results. Returns one line on what happened."""
-    run = BatchRun.load(state)
-    if run.step == "done":
-        return f"batch {run.workflow}: already collected"
-    step = run.step
-    found, batch_status = _results(run, step)
-    if batch_status in RUNNING:
-        return f"batch {run.workflow}, step {step}: still {batch_status}; collect again later"
-    failed = 0
-    with Path(output).open("a", encoding="utf-8") as out:
-        lines = []
-        for key, (query, intent, route) in run.routes.items():
-            if step == HANDLE and route is None:
-                continue  # failed at classify: already written
-            text, error = found.get(key, (None, None))
-            if text is None:
-                error = error or f"no result in the batch (it ended {batch_status})"
-                if not query.strip():
-                    error = "the query is empty"
-                out.write(_result_line(key, run, None, f"{step}: {error}"))
-                run.routes[key][2] = None
-                failed += 1
-            elif step == CLASSIFY:
-                intent = normalize_intent(text)
-                route, prompt = choose_prompt(query.strip(), intent)
-                run.routes[key][1:] = [intent, route]
-                lines.append(
-                    _line(HANDLE, json.loads(key), [{"role": "system", "content": prompt}])
-                )
-            else:
-                out.write(_result_line(key, run, text, None))
-    if step == CLASSIFY and lines:
-        batch_id = _upload_and_create(HANDLE, lines, run)
-        return (
-            f"batch route: {len(lines)} queries classified, {failed} failed (written to "
-            f"{output}); second batch {batch_id} submitted; collect again when it is done"
-        )
-    run.step = "done"
-    run.save()
+def _final(run: BatchRun, output: Path, failed: int) -> str:
     u = run.usage
-    cost = f"{u.cost_text()} (batch: half price)"
-    done = sum(1 for _, _, r in run.routes.values() if r is not None)
+    done = sum(1 for entry in run.routes.values() if entry[3] is None)
     return (
-        f"batch route: {done} results, {failed} failed in this step, written to {output}; "
-        f"{u.calls} calls, {u.prompt_tokens + u.completion_tokens:,} tokens, estimated cost {cost}"
+        f"batch route: {done} result{'s' * (done != 1)}, {failed} failed, written to {output}; "
+        f"{u.calls} calls, "
+        f"{u.prompt_tokens + u.completion_tokens:,} tokens, estimated cost {u.cost_text()} "
+        "(batch: half price)"
     )

@@ -21,11 +21,19 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
    else 1 s, doubling), empties the mirror and doubles the reserve (up to 10 % of the
    bucket); each success with room shrinks the reserve back by 1 % towards 1 % of it. The
    bucket's size is the most the server ever said remained (at most a minute's limit).
+5. No wait is silent or endless: a wait longer than a few seconds is said on stderr (how
+   long, and why), once per pause; a call the server asks to wait longer than ``max_wait``
+   (``--max-wait``, default 300 s) ends at once with one line, as do the calls after it
+   until that time. A storm of 429s gives up: when ``storm`` calls in a row give up on
+   429s, or more pauses in a row than ``max_429_retries`` pass with no call answered, every
+   call raises :class:`RateLimitStorm`, which stops a bulk run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import email.utils
 import math
 import re
 import time
@@ -37,12 +45,15 @@ import openai
 
 from .. import runtime
 from ..llm import Attempt, Exhausted
+from ..runtime import wire
 from ..runtime.wire import RETRY, retry_after
 
 DISCOVERY_CONCURRENCY = 4
 MIN_RESERVE, MAX_RESERVE = 0.01, 0.10  # of the limit
 SMOOTHING = 2.0  # near empty, calls leave at most this many times the refill rate...
 SMOOTH_BELOW = 1.0  # ...while the bucket holds less than this many seconds of its refill
+MAX_WAIT = 300.0  # seconds: the longest single wait a call accepts (--max-wait)
+STORM = 3  # calls in a row that give up on 429s, none answered between: the run stops
 
 
 def estimate_tokens(body: Mapping[str, Any]) -> int:
@@ -61,18 +72,59 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str | None) -> float | None:
-    """Seconds in a reset header: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"0.5"``; None if unreadable."""
+    """Seconds in a reset header: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"0.5"``; None if unreadable
+    (or not a finite number of seconds from 0 up)."""
     if not text:
         return None
-    text = text.strip()
+    text = str(text).strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        seconds = sum(float(n) * _UNIT[u] for n, u in parts)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+# More than any account's limit per minute: a larger header value is a server's bug.
+MAX_HEADER_NUMBER = 1e12
+
+
+def header_number(text: str | None, *, zero: bool = False) -> float | None:
+    """A rate-limit header's number, or None (unknown): only a finite number from 0 (or,
+    unless ``zero``, above 0) up to MAX_HEADER_NUMBER counts. ``0``, ``NaN``, ``inf``, a
+    400-digit number, a negative one or garbage leave the limiter on its safe defaults."""
+    if text is None:
         return None
-    return sum(float(n) * _UNIT[u] for n, u in parts)
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        return None
+    if not math.isfinite(value) or not 0 <= value <= MAX_HEADER_NUMBER:
+        return None
+    return value if zero or value > 0 else None
+
+
+def http_date_wait(text: str | None) -> float | None:
+    """Seconds until a ``retry-after`` given as an HTTP date (0 if it has passed), else None."""
+    try:
+        when = email.utils.parsedate_to_datetime(str(text or ""))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
+def seconds_text(seconds: float) -> str:
+    """``0.5 s``, ``12 s``, ``3,600 s``: a wait as a notice says it."""
+    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:,.0f} s"
+
+
+class RateLimitStorm(Exception):
+    """The server answers 429 to everything, for longer than a run should wait: a bulk run
+    stops with this one line and keeps what it finished."""
 
 
 @dataclass
@@ -126,11 +178,11 @@ class Bucket:
         now: float,
         sent: tuple[float, float] | None = None,
     ) -> None:
-        """Adopt the server's numbers from one response's headers. ``sent``: what our calls
-        had taken (``taken``) and the clock time when this response's call left."""
-        try:
-            new_limit, server = float(limit or ""), float(remaining or "")
-        except ValueError:
+        """Adopt the server's numbers from one response's headers (if both are sane).
+        ``sent``: what our calls had taken (``taken``) and the clock time when this
+        response's call left."""
+        new_limit, server = header_number(limit), header_number(remaining, zero=True)
+        if new_limit is None or server is None:
             return
         if self.limit is None:
             self.level = server
@@ -179,14 +231,27 @@ class AdaptiveLimiter:
         *,
         max_429_retries: int = 10,
         max_retries: int | None = None,
+        max_wait: float = MAX_WAIT,
+        storm: int = STORM,
         clock: Callable[[], float] = time.monotonic,
     ):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1 (got {max_concurrency})")
+        if not (math.isfinite(max_wait) and max_wait > 0):
+            raise ValueError(f"max_wait must be a number of seconds above 0 (got {max_wait})")
         self.max_concurrency = max_concurrency
         self.max_429_retries = max_429_retries
         self._max_retries = max_retries
+        self.max_wait, self.storm = max_wait, storm
         self.clock = clock
+        self._told_until = 0.0  # the end of the last wait said on stderr
+        self._why = ""  # where the last 429's wait came from
+        self._closed_until = 0.0  # the server asked every call to wait past max_wait until then
+        self._closed: tuple[openai.RateLimitError, float] | None = None  # (its 429, its wait)
+        self._gave_up = 0  # calls in a row that gave up on 429s
+        self._pauses = 0  # 429 pauses in a row, no call answered between
+        self._pauses_since = 0.0  # when the first of them began
+        self._storm: RateLimitStorm | None = None
         self.requests = Bucket()
         self.tokens = Bucket()
         self.reserve = MIN_RESERVE
@@ -239,6 +304,7 @@ class AdaptiveLimiter:
                 delay = self._delay(tokens)
                 if delay <= 0:
                     break
+                self._tell_admission(delay)
                 await asyncio.sleep(min(delay, 0.25))  # then look again: headers may have come
             self.in_flight += 1
             self.requests.take(1)
@@ -270,19 +336,13 @@ class AdaptiveLimiter:
             self.latency = seconds if self.latency == 0 else 0.9 * self.latency + 0.1 * seconds
 
     def on_rate_limited(self, headers, attempt: int) -> float:
-        """Back off after a 429; return how long every call now pauses."""
+        """Back off after a 429; return how long the server asked every call to pause (the
+        pause itself lasts at most ``max_wait``)."""
         self.stats.rate_limited += 1
         self.observe(headers)
-        wait = retry_after(headers)
-        if wait is None:
-            resets = [
-                parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
-                for kind in ("requests", "tokens")
-            ]
-            known = [r for r in resets if r is not None]
-            wait = min(known) if known else min(60.0, 2.0**attempt)
+        wait, self._why = self._asked_wait(headers, attempt)
         now = self.clock()
-        self.paused_until = max(self.paused_until, now + wait)
+        self.paused_until = max(self.paused_until, now + min(wait, self.max_wait))
         for bucket in (self.requests, self.tokens):
             bucket.refill(now)
             bucket.level = min(bucket.level, 0.0)
@@ -299,11 +359,13 @@ class AdaptiveLimiter:
 
     async def send(self, body: Mapping[str, Any], attempt: Attempt) -> Any:
         """Run ``attempt`` (one request of ``body``) within the limits, retrying what the
-        client would retry; the response, or :class:`llm.Exhausted` when it gives up."""
+        client would retry; the response, or :class:`llm.Exhausted` when it gives up
+        (:class:`RateLimitStorm` when 429s have stopped every call)."""
         tokens = estimate_tokens(body)
         failures = 0
         rate_limited = 0
         while True:
+            self._refuse_if_closed()
             sent = await self._admit(tokens)
             start = self.clock()
             try:
@@ -313,9 +375,20 @@ class AdaptiveLimiter:
                 if getattr(error, "code", None) == "insufficient_quota":
                     raise  # no wait refills the account
                 if rate_limited >= self.max_429_retries:
-                    raise Exhausted(error, rate_limited) from error
-                self.on_rate_limited(error.response.headers, rate_limited)
+                    raise self._give_up(Exhausted(error, rate_limited)) from error
+                fresh = self.clock() >= self.paused_until  # a new pause, not one more 429 of it
+                wait = self.on_rate_limited(error.response.headers, rate_limited)
+                self._count_pause(fresh, wait)
+                if wait > self.max_wait:
+                    self._close(error, wait)
+                    raise self._give_up(self._too_long(error, wait, rate_limited)) from error
                 rate_limited += 1
+                self._tell(
+                    wait,
+                    f"the server answered 429 (rate limited) and asked to wait "
+                    f"{seconds_text(wait)} ({self._why}); {self.name} pauses every call, then "
+                    f"retries (retry {rate_limited} of {self.max_429_retries})",
+                )
                 continue
             except (openai.APIConnectionError, openai.InternalServerError) as error:
                 self._release()  # what the client would retry: as many times as it would
@@ -329,4 +402,109 @@ class AdaptiveLimiter:
                 raise
             self._release()
             self._on_success(response.headers, self.clock() - start, sent)
+            self._gave_up = self._pauses = 0
             return response
+
+    # --- long waits: said, capped, and a storm of 429s gives up -----------------------------
+
+    def _asked_wait(self, headers, attempt: int) -> tuple[float, str]:
+        """How long a 429 asks every call to wait, and which header said so."""
+        wait = retry_after(headers)
+        if wait is not None:
+            return wait, "retry-after-ms" if "retry-after-ms" in headers else "retry-after"
+        dated = http_date_wait(headers.get("retry-after"))
+        if dated is not None:
+            return dated, "retry-after, an HTTP date"
+        resets = [
+            parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
+            for kind in ("requests", "tokens")
+        ]
+        known = [r for r in resets if r is not None]
+        if known:
+            return min(known), "x-ratelimit-reset"
+        return min(60.0, 2.0**attempt), "no wait was given: doubling the pause"
+
+    def _tell(self, seconds: float, text: str) -> None:
+        """Say a wait longer than a few seconds on stderr, once per pause (calls share one)."""
+        now, threshold = self.clock(), wire.NOTICE_AFTER_SECONDS
+        if seconds > threshold and now + seconds > self._told_until + threshold:
+            self._told_until = now + seconds
+            wire.notify(text)
+
+    def _tell_admission(self, delay: float) -> None:
+        """Say a long wait for the account's budget (a 429's pause was said when it came)."""
+        if self.paused_until > self.clock():
+            return  # a 429's pause is on
+        limits = [
+            f"{bucket.limit:,.0f} {kind}"
+            for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens"))
+            if bucket.limit is not None
+        ]
+        self._tell(
+            delay,
+            f"{self.name} waits {seconds_text(delay)} before the next call, to stay within "
+            f"the account's rate limit ({' and '.join(limits) or 'unknown'} a minute)",
+        )
+
+    def _close(self, error: openai.RateLimitError, wait: float) -> None:
+        """The server asked every call to wait longer than ``max_wait``: until then, calls
+        end at once instead of being sent."""
+        until = self.clock() + wait
+        if until > self._closed_until:
+            self._closed_until, self._closed = until, (error, wait)
+            self._tell(
+                wait,
+                f"the server answered 429 (rate limited) and asked to wait {seconds_text(wait)} "
+                f"({self._why}), longer than {self.name} waits (--max-wait "
+                f"{seconds_text(self.max_wait)}): calls end as failed items until then",
+            )
+
+    def _too_long(self, error: openai.RateLimitError, wait: float, retries: int) -> Exhausted:
+        return Exhausted(
+            error,
+            retries,
+            f"rate limited (429): the server asked to wait {seconds_text(wait)} ({self._why}), "
+            f"longer than the longest wait of a bulk run (--max-wait {seconds_text(self.max_wait)})",
+            "run it again later, or raise --max-wait",
+        )
+
+    def _refuse_if_closed(self) -> None:
+        """Before a call is sent: the storm's error, or a call that would only be told to
+        wait past the cap ends now (no request sent)."""
+        if self._storm is not None:
+            raise self._storm
+        if self._closed is None:
+            return
+        left = self._closed_until - self.clock()
+        if left > self.max_wait:
+            error, wait = self._closed
+            raise self._give_up(self._too_long(error, wait, 0))
+        if left > 0:  # the rest of the server's pause is short enough to wait out
+            self.paused_until = max(self.paused_until, self._closed_until)
+
+    def _count_pause(self, fresh: bool, wait: float) -> None:
+        """One more pause with no call answered since the last: too many are a storm (a
+        wave of 429s from the calls in flight is one pause, not many)."""
+        if not fresh:
+            return
+        self._pauses += 1
+        if self._pauses == 1:
+            self._pauses_since = self.clock()
+        if self._pauses > self.max_429_retries and self._storm is None:
+            self._storm = RateLimitStorm(
+                f"rate limiter: the server answered only 429 (rate limited) for {self._pauses} "
+                f"pauses in a row ({seconds_text(self.clock() - self._pauses_since)}, no call "
+                f"answered between; the last asked to wait {seconds_text(wait)}, {self._why})"
+            )
+            raise self._storm
+
+    def _give_up(self, exhausted: Exhausted) -> Exception:
+        """The error that ends a call given up on 429s: ``exhausted``, or the storm's."""
+        self._gave_up += 1
+        if self._gave_up < self.storm:
+            return exhausted
+        self._storm = RateLimitStorm(
+            f"rate limiter: {self._gave_up} calls in a row gave up on 429 (rate limited) with "
+            f"none answered between (the last: {exhausted.problem or f'{exhausted.retries} retries'})"
+        )
+        return self._storm

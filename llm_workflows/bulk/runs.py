@@ -3,14 +3,15 @@
 ``route_file`` and ``orchestrate_file`` read queries (or messages) one line at a time,
 keep at most ``concurrency`` of them in flight, and append each result to a JSONL file as
 soon as it is done (flushed, in completion order). Rerunning the same command skips the
-ids already in the output, so a crash or Ctrl-C loses only the queries in flight. Every
-call goes through one :class:`~.limiter.AdaptiveLimiter`, which paces the run by the
-server's rate-limit headers.
+ids already in the output, so a crash or Ctrl-C loses only the queries in flight; the
+output must belong to the input (``files.Output``). A failure in one item is that item's
+error line and the others go on; an error no item can escape (a rejected key, no credits,
+a storm of 429s) stops the run with one line. Every call goes through one
+:class:`~.limiter.AdaptiveLimiter`, which paces the run by the server's rate-limit headers.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -19,45 +20,43 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import WorkflowError
+import openai
+
+from ..errors import ConfigurationError, WorkflowError, redact
 from ..llm import gated
 from ..orchestration import DEFAULT_SIGNATURE, process_customer_message
 from ..routing import route
 from ..runtime.concurrency import check_concurrency, each
+from ..runtime.wire import MISS_CODE
 from ..usage import Call, Tally
-from .files import Item, check_input, id_key, read_items, scan_output
-from .limiter import AdaptiveLimiter
+from .files import Input, Item, Output, id_key, unsendable
+from .limiter import MAX_WAIT, AdaptiveLimiter, RateLimitStorm
 
 BULK_CONCURRENCY = 64  # most items in flight in a bulk run (the limiter may use fewer)
 
 
 @dataclass(frozen=True)
 class Kind:
-    """What a bulk command reads and writes: ``route`` (queries) or ``orchestrate`` (messages)."""
+    """What a bulk command reads and writes: ``route`` (queries) or ``orchestrate`` (messages).
+
+    ``work`` makes one item's result line (a WorkflowError: that item failed); ``failed``
+    makes the line of an item that failed with the given one-line error."""
 
     command: str
     field: str  # the input's JSONL field, and the result's
     noun: str  # for messages: "query", "message"
     work: Callable[[Item, list[Call]], Awaitable[dict[str, Any]]]
+    failed: Callable[[Item, str], dict[str, Any]]
 
 
 # --- the two kinds of bulk run --------------------------------------------------------------
 
 
 async def _route_one(item: Item, calls: list[Call]) -> dict[str, Any]:
-    result: dict[str, Any] = {"id": item.id, "query": item.text}
-    try:
-        routed = await route(item.text, calls=calls)
-    except WorkflowError as error:
-        return {
-            **result,
-            "intent": None,
-            "used_fallback": None,
-            "response": None,
-            "error": str(error),
-        }
+    routed = await route(item.text, calls=calls)
     return {
-        **result,
+        "id": item.id,
+        "query": item.text,
         "intent": routed.intent,
         "used_fallback": routed.used_fallback,
         "response": routed.response,
@@ -65,17 +64,25 @@ async def _route_one(item: Item, calls: list[Call]) -> dict[str, Any]:
     }
 
 
+def _route_failed(item: Item, error: str) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "query": item.text,
+        "intent": None,
+        "used_fallback": None,
+        "response": None,
+        "error": error,
+    }
+
+
 async def _orchestrate_one(
     item: Item, calls: list[Call], signature: str = DEFAULT_SIGNATURE
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {"id": item.id, "message": item.text}
-    try:
-        reply = await process_customer_message(item.text, signature=signature, calls=calls)
-    except WorkflowError as error:
-        return {**result, "tasks": [], "problems": [], "email": None, "error": str(error)}
+    reply = await process_customer_message(item.text, signature=signature, calls=calls)
     error = None if reply.email else "no email was written: " + "; ".join(reply.problems)
     return {
-        **result,
+        "id": item.id,
+        "message": item.text,
         "tasks": [t.to_dict() for t in reply.tasks],
         "problems": reply.problems,
         "email": reply.email,
@@ -83,8 +90,34 @@ async def _orchestrate_one(
     }
 
 
-ROUTE = Kind("route", "query", "query", _route_one)
-ORCHESTRATE = Kind("orchestrate", "message", "message", _orchestrate_one)
+def _orchestrate_failed(item: Item, error: str) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "message": item.text,
+        "tasks": [],
+        "problems": [],
+        "email": None,
+        "error": error,
+    }
+
+
+ROUTE = Kind("route", "query", "query", _route_one, _route_failed)
+ORCHESTRATE = Kind("orchestrate", "message", "message", _orchestrate_one, _orchestrate_failed)
+
+
+class _Stop(Exception):
+    """An error no other item can escape: the whole run stops (its finished lines stay)."""
+
+
+def _for_the_run(error: WorkflowError) -> bool:
+    """A rejected key, denied access, a missing model or path, an account with no credits:
+    every other item would fail the same way, so the run stops instead."""
+    cause = error.__cause__
+    if isinstance(cause, openai.NotFoundError):
+        return getattr(cause, "code", None) != MISS_CODE  # replay: only this item's reply
+    if isinstance(cause, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return True
+    return isinstance(cause, openai.RateLimitError) and cause.code == "insufficient_quota"
 
 
 # --- the runner -----------------------------------------------------------------------------
@@ -95,7 +128,7 @@ class Summary:
     """What a bulk run did: counts of this run, its calls' usage and the limiter's 429s."""
 
     kind: Kind
-    output: Path
+    output: str  # its name ("stdout" for -)
     total: int  # items in the input
     skipped: int  # already in the output
     done: int  # finished now without an error
@@ -108,9 +141,10 @@ class Summary:
         """One summary line: totals, calls, tokens and estimated cost."""
         u = self.usage
         plural = "queries" if self.kind.noun == "query" else self.kind.noun + "s"
+        plural = self.kind.noun if self.total == 1 else plural
         return (
             f"{self.kind.command}: {self.total} {plural}: {self.done} done, {self.failed} failed, "
-            f"{self.skipped} already in {self.output.name}; {u.calls} calls "
+            f"{self.skipped} already in {Path(self.output).name}; {u.calls} calls "
             f"({self.limiter.stats.rate_limited} answered 429), "
             f"{u.prompt_tokens + u.completion_tokens:,} tokens "
             f"({u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion), "
@@ -185,21 +219,46 @@ async def run_file(
     retry_failed: bool = False,
     progress: bool = True,
     limiter: AdaptiveLimiter | None = None,
+    format: str = "auto",
+    restart: bool = False,
+    max_wait: float = MAX_WAIT,
 ) -> Summary:
-    """Run ``kind`` on every item of the input that is not yet in the output; see module doc."""
+    """Run ``kind`` on every item of the input that is not yet in the output; see module doc.
+
+    ``input_path`` and ``output_path`` may be ``-`` (stdin, stdout). ``format`` is "auto",
+    "jsonl" or "text"; ``restart`` moves an output of another input aside and starts
+    afresh; ``max_wait`` caps a single rate-limit wait (seconds)."""
     check_concurrency(concurrency)
-    input_path, output_path = Path(input_path), Path(output_path)
-    check_input(input_path, kind.field)  # bad input fails before the output is touched
-    done_keys, _ = scan_output(output_path, retry_failed)
-    total, already = check_input(input_path, kind.field, done_keys)
-    limiter = limiter or AdaptiveLimiter(max_concurrency=concurrency)
+    limiter = limiter or AdaptiveLimiter(max_concurrency=concurrency, max_wait=max_wait)
+    with (
+        Input(input_path, kind.field, format) as source,
+        Output(output_path, kind.command, kind.field) as sink,
+    ):
+        sink.refuse_same_file(source)
+        sink.lock()
+        total = sink.resume(source, retry_failed=retry_failed, restart=restart)
+        already = source.count_done(sink.done) if len(sink.done) else 0
+        return await _run(kind, source, sink, total, already, concurrency, progress, limiter)
+
+
+async def _run(
+    kind: Kind,
+    source: Input,
+    sink: Output,
+    total: int,
+    already: int,
+    concurrency: int,
+    progress: bool,
+    limiter: AdaptiveLimiter,
+) -> Summary:
+    """The run itself: every item not yet done, through the limiter, into the output."""
     usage, start = Tally(), time.monotonic()
     counts = {"skipped": 0, "done": 0, "failed": 0}
     bar = ProgressBar(total, already, kind.noun, enabled=progress)
 
     def todo():
-        for item in read_items(input_path, kind.field):
-            if id_key(item.id) in done_keys:
+        for item in source.items():
+            if id_key(item.id) in sink.done:
                 counts["skipped"] += 1
             else:
                 yield item
@@ -207,32 +266,58 @@ async def run_file(
     async def work(item: Item) -> dict[str, Any]:
         calls: list[Call] = []
         try:
-            return await kind.work(item, calls)
+            problem = unsendable(item.text, kind.noun)
+            return kind.failed(item, problem) if problem else await kind.work(item, calls)
+        except ConfigurationError:
+            raise  # the setup: one error for the whole run
+        except RateLimitStorm as storm:
+            raise _Stop(str(storm)) from None
+        except WorkflowError as error:
+            if _for_the_run(error):
+                raise _Stop(str(error)) from None
+            return kind.failed(item, str(error))
+        except Exception as error:  # anything else raised while building or sending it
+            return kind.failed(
+                item,
+                redact(
+                    f"{kind.command}: {type(error).__name__} while running this {kind.noun}: {error}"
+                ),
+            )
         finally:  # every call that reached the server is counted, the item done or not
             for call in calls:
                 usage.add(call)
 
     def write(_: int, result: dict[str, Any]) -> None:
-        out.write(json.dumps(result, ensure_ascii=False) + "\n")  # one write per line
-        out.flush()
+        sink.write(result)
         counts["failed" if result["error"] is not None else "done"] += 1
         bar.update(failed=result["error"] is not None)
 
-    output_path.parent.mkdir(parents=True, exist_ok=True)
+    sink.open()
     try:
-        with output_path.open("a", encoding="utf-8") as out, gated(limiter):
+        with gated(limiter):
             await each(todo(), work, concurrency=concurrency, on_result=write, keep=False)
+    except _Stop as stop:
+        finished = counts["done"] + counts["failed"]
+        raise WorkflowError(
+            kind.command,
+            f"the run stopped: {stop}",
+            f"{finished} results of this run are in {sink.shown} ({counts['failed']} failed); "
+            + (
+                "fix that, then run the same command again to resume"
+                if sink.resumable
+                else "fix that, then run it again"
+            ),
+        ) from None
     finally:
         bar.close()
-    seconds = time.monotonic() - start
     return Summary(
         kind,
-        output_path,
+        sink.shown,
         total,
         counts["skipped"],
         counts["done"],
         counts["failed"],
-        seconds,
+        time.monotonic() - start,
         limiter,
         usage,
     )

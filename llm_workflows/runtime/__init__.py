@@ -7,10 +7,12 @@ or made until first use.
 """
 
 from .clients import (
+    checked_settings,
     clock,
     get_async_client,
     get_client,
     key_source,
+    model_not_offered,
     reset,
     settings,
     setup,
@@ -23,10 +25,12 @@ from .wire import notify
 __all__ = [
     "LARGE",
     "SMALL",
+    "checked_settings",
     "clock",
     "get_async_client",
     "get_client",
     "key_source",
+    "model_not_offered",
     "notify",
     "reset",
     "settings",

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from dataclasses import replace
+from types import MappingProxyType
 
 import openai
 
 from ..errors import ConfigurationError
-from . import recordings, wire
+from . import catalog, recordings, wire
 from .clocks import Clock, SimulatedClock
 from .config import Settings, load_settings
 from .pacing import Pacer
@@ -33,6 +35,12 @@ class Runtime:
         self._forget_clients()
         self._settings: Settings | None = None
         self._announced = False
+        self._check_lock = threading.Lock()
+        self._forget_check()
+
+    def _forget_check(self) -> None:
+        self._checked = False  # the model check ran for the current settings
+        self._check_error: ConfigurationError | None = None
 
     def _forget_clients(self) -> None:
         self._client: openai.OpenAI | None = None
@@ -56,17 +64,65 @@ class Runtime:
         switched on), the clients and recordings made for the old ones are dropped. The
         one-line notice that the CLI prints on stderr is then not repeated.
         ``replay_latency`` (seconds) overrides LLM_WORKFLOWS_REPLAY_LATENCY.
+
+        Live and record mode: the models are checked here (once per settings), and what the
+        check found is in ``describe()``; a model with no usable successor stops here with
+        one line (``runtime/catalog.py``).
         """
         fresh = load_settings()
         if replay_latency is not None:
             if replay_latency < 0:
                 raise ConfigurationError("settings", "replay_latency must not be negative")
             fresh = replace(fresh, replay_latency=float(replay_latency))
-        if self._settings is not None and fresh != self._settings:
-            self._forget_clients()
-        self._settings = fresh
+        if self._settings is None or fresh != self._settings:
+            if self._settings is not None:
+                self._forget_clients()
+            self._settings = fresh
+            self._forget_check()
+        elif self._check_error is not None:
+            self._forget_check()  # the key may have been given the model since: look again
         self._announced = True
-        return fresh
+        return self._check_models(announce=False)
+
+    def checked_settings(self) -> Settings:
+        """The settings, with the models checked (live and record mode, once per settings):
+        what every call's request body is built from. Replay is never checked."""
+        return self._check_models(announce=True)
+
+    def _check_models(self, announce: bool) -> Settings:
+        """Run the model check if it has not run for these settings; its lines go to
+        ``describe()``, and to stderr when ``announce`` (a call, not setup, ran it)."""
+        with self._check_lock:
+            current = self.settings()
+            if current.mode == "replay":
+                return current
+            if not self._checked:
+                self._checked = True  # once, whatever it finds
+                try:
+                    found = catalog.check(current, self.client())
+                except ConfigurationError as error:
+                    self._check_error = error
+                    raise
+                current = replace(current, substitutes=found.substitutes, model_notes=found.notes)
+                self._settings = current
+                for line in found.notes if announce else ():
+                    wire.notify(line)
+            if self._check_error is not None:
+                error = self._check_error
+                raise ConfigurationError(error.step, error.problem, error.hint)
+            return current
+
+    def model_not_offered(self, model: str) -> tuple[str, str]:
+        """The problem and hint of the one-line error for a model the server said it does
+        not have (a 404 in the middle of a run); from now on its successor, if the providers
+        table names one, is used in its place."""
+        with self._check_lock:
+            current = self.settings()
+            problem, hint, successor = catalog.not_offered(model, current)
+            if successor is not None and current.mode != "replay":
+                substitutes = MappingProxyType({**current.substitutes, model: successor})
+                self._settings = replace(current, substitutes=substitutes)
+        return problem, hint
 
     def key_source(self) -> str | None:
         """Where the key of the current settings came from, if they were read."""
@@ -208,6 +264,8 @@ runtime = Runtime()  # the package's one runtime: empty until first use
 
 # The public API, acting on that runtime.
 settings = runtime.settings
+checked_settings = runtime.checked_settings
+model_not_offered = runtime.model_not_offered
 setup = runtime.setup
 reset = runtime.reset
 key_source = runtime.key_source

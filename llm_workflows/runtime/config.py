@@ -6,14 +6,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import unicodedata
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from dotenv import dotenv_values, find_dotenv
 
 from ..errors import ConfigurationError, remember, safe_url
-from .providers import OPENAI, PROVIDERS, Provider
+from .providers import LARGE, OPENAI, PROVIDERS, SMALL, Provider, model_info
 from .wire import RETRY
 
 MODES = ("live", "replay", "record")
@@ -22,9 +24,10 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_RETRIES = RETRY.max_retries  # the openai client's own default
 
 # Each step asks for a model by size (SMALL: the FAQ chain's many short calls, as in the
-# lesson; LARGE: routing and the orchestrator-worker); these are the defaults.
+# lesson; LARGE: routing and the orchestrator-worker); these are the live defaults.
 DEFAULT_MODELS: Mapping[str, str] = OPENAI.models
-# The shipped recordings were made with OpenAI's models and parameters: replay sends those.
+# The shipped recordings were made with OpenAI's models and parameters: replay sends those
+# (RECORDED.recorded_models), whatever the live defaults are today.
 RECORDED = OPENAI
 
 
@@ -52,6 +55,13 @@ class Settings:
     requests_per_minute: float | None = None  # the pace of request starts; None: not paced
     # LLM_WORKFLOWS_REPLAY_LATENCY: seconds each replayed call waits (a simulated latency).
     replay_latency: float = 0.0
+    # Live and record mode, after the model check (runtime/catalog.py): each model the
+    # server does not offer -> its successor, and the check's lines for describe(). Not
+    # compared: the same settings, checked or not, are the same settings.
+    substitutes: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False
+    )
+    model_notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def api(self) -> Provider:
@@ -62,13 +72,35 @@ class Settings:
         """The model a step of this size uses: the one precedence rule of the package.
 
         An explicit ``model=`` argument wins, then ``LLM_WORKFLOWS_MODEL``, then the
-        provider preset's model for the size, then ``DEFAULT_MODELS[size]``.
+        provider preset's model for the size (in replay: the model the recordings were made
+        with), then ``DEFAULT_MODELS[size]``. Live, a model the server does not offer is
+        replaced by its successor once the model check has found it missing.
         """
-        preset = self.api.models.get(size)
-        return explicit or self.model or preset or DEFAULT_MODELS[size]
+        if explicit is not None and not explicit.strip():
+            raise ConfigurationError(
+                "settings",
+                f"the model name {explicit!r} is blank",
+                "pass a model name, or leave model= out for the step's default",
+            )
+        presets = self.api.models
+        if self.mode == "replay" and self.api.recorded_models:
+            presets = self.api.recorded_models
+        chosen = explicit or self.model or presets.get(size) or DEFAULT_MODELS[size]
+        return self.substitutes.get(chosen, chosen)
+
+    def models_line(self) -> str:
+        """Which models live calls use, and how a reasoning model among them is called."""
+        small, large = self.model_for(SMALL), self.model_for(LARGE)
+        if small == large:
+            kind = reasoning_text(small)
+            return f"Models: {small} for every step" + (f", {kind}." if kind else ".")
+        kinds = "; ".join(f"{m}: {k}" for m in (small, large) if (k := reasoning_text(m)))
+        used = f"{small} for the FAQ chain, {large} for routing and orchestrator-worker"
+        return f"Models: {used}" + (f" ({kinds})." if kinds else ".")
 
     def describe(self) -> str:
-        """One or two lines on what the clients will do; safe to print (no key, no secret)."""
+        """A few lines on what the clients will do (live: which models, and what the model
+        check found); safe to print (no key, no secret)."""
         own_url = self.base_url and self.base_url != self.api.base_url
         where = f" at {safe_url(self.base_url)}" if own_url else ""
         calling = self.api.label
@@ -89,12 +121,26 @@ class Settings:
         else:
             text = f"Mode: live. Calling {calling}{where} with the key from the {self.key.source}."
         lines = [text]
+        if self.mode != "replay":
+            lines += [self.models_line(), *self.model_notes]
         if self.requests_per_minute:
             lines.append(
                 f"Pacing: at most {self.requests_per_minute:g} requests start per minute "
                 "(LLM_WORKFLOWS_RPM changes it; 0 switches pacing off)."
             )
         return "\n".join([*lines, *self.key.hints])
+
+
+def reasoning_text(model: str) -> str:
+    """How a reasoning model is called ("" for any other): 'a reasoning model, called with
+    reasoning_effort="none"', or at its own default effort."""
+    info = model_info(model)
+    if info is None or not info.reasoning:
+        return ""
+    if info.effort:
+        return f'a reasoning model, called with reasoning_effort="{info.effort}"'
+    default = f" ({info.default_effort})" if info.default_effort else ""
+    return f"a reasoning model, called at its default effort{default}"
 
 
 def _dotenv() -> dict[str, str]:
@@ -113,11 +159,16 @@ def _dotenv() -> dict[str, str]:
     return {k: v for k, v in values.items() if v}
 
 
+QUOTES = "\"'`\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb"
+
+
 def _clean_key(key: str | None, name: str, where: str) -> str | None:
     """The key without the spaces or line break a copy-paste leaves around it.
 
-    A blank key, or one with whitespace inside, would be sent as an illegal header and
-    reported as a connection problem: refuse it here, naming where it came from.
+    A blank key, one with whitespace inside, quotes around it (a word processor's smart
+    quotes) or any other character a header cannot carry would be sent as an illegal
+    header and fail as an encoding or connection problem: refuse it here, naming the
+    variable and where it came from, never showing the key.
     """
     if key is None or key == "":
         return None
@@ -132,7 +183,21 @@ def _clean_key(key: str | None, name: str, where: str) -> str | None:
             f"{name} in the {where} contains a space or line break",
             "paste the key again, on one line",
         )
+    odd = next((c for c in cleaned if c in QUOTES or not (c.isascii() and c.isprintable())), None)
+    if odd is not None:
+        what = "a quote" if odd in QUOTES else "a character that is not plain ASCII"
+        raise ConfigurationError(
+            "settings",
+            f"{name} in the {where} contains {what} ({_char_name(odd)}, "
+            f"character {cleaned.index(odd) + 1} of {len(cleaned)})",
+            "paste the key again as plain text, without quotes",
+        )
     return cleaned
+
+
+def _char_name(char: str) -> str:
+    """U+201C LEFT DOUBLE QUOTATION MARK: a character named, not shown (it may be a secret's)."""
+    return f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed')}"
 
 
 NOT_FOUND, TIMED_OUT = "SecretNotFoundError", "TimeoutException"  # Colab's error classes
@@ -233,6 +298,20 @@ def _number(
     return value
 
 
+def _model(raw: str | None) -> str | None:
+    """LLM_WORKFLOWS_MODEL without spaces around it; one of only spaces is refused (it would
+    be sent as the model's name)."""
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise ConfigurationError(
+            "settings",
+            "LLM_WORKFLOWS_MODEL is blank (only spaces)",
+            "set it to a model name, or unset it to use each step's default",
+        )
+    return raw.strip()
+
+
 def _base_url(raw: str | None) -> str | None:
     """OPENAI_BASE_URL checked: an http(s) URL with a host and a valid port, or None (unset)."""
     if raw is None or not raw.strip():
@@ -322,7 +401,7 @@ def load_settings() -> Settings:
             )
         ),
         recordings=recordings,
-        model=get("LLM_WORKFLOWS_MODEL"),
+        model=_model(get("LLM_WORKFLOWS_MODEL")),
         mode_was_chosen=chosen,
         provider=provider,
         requests_per_minute=(pace or None) if mode != "replay" else None,  # 0: not paced

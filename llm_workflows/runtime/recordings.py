@@ -18,7 +18,7 @@ import hashlib
 import json
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -234,6 +234,10 @@ class Store:
 
     def get(self, body: dict[str, Any]) -> Recording | None:
         return self._by_key.get(request_key(body))
+
+    def __iter__(self) -> Iterator[Recording]:
+        """Every usable recording, in the order they were read (later lines win a key)."""
+        return iter(list(self._by_key.values()))
 
     def add(self, request: dict[str, Any], response: dict[str, Any], provenance: dict) -> None:
         """Keep a new recording and append it to the extra file at once (not at exit)."""

@@ -48,7 +48,9 @@ class RetryPolicy:
     statuses: tuple[int, ...] = (408, 409, 429)  # and every 5xx
     initial_delay: float = 0.5  # seconds, doubled on each retry...
     max_delay: float = 8.0  # ...up to this
-    max_retry_after: float = 120.0  # a longer retry-after is not honoured
+    # A retry-after up to this is waited exactly; a longer one is not retried at all (the
+    # client raises the error at once): not a cap on the wait.
+    max_retry_after: float = 120.0
 
     def retries(self, status: int) -> bool:
         return status in self.statuses or status >= 500

@@ -3,12 +3,15 @@
 :class:`FakeBatchAPI` adds routes to a :class:`~llm_workflows.testing.FakeModel`
 (``FakeBatchAPI(fake)``): ``POST /files`` (multipart upload), ``GET /files/{id}``,
 ``GET /files/{id}/content``, ``POST /batches`` and ``GET /batches/{id}``, in-process or
-behind :class:`~llm_workflows.testing.server.FakeServer`. A batch moves one status per
-retrieve: validating -> in_progress -> completed (or expired, with ``expire=True``: only
-the first half of its requests answered, the rest in the error file as
-``batch_expired``). On completion each request line is answered by the fake model
-itself, with the step taken from its ``custom_id`` (``"<step>:<id>"``), so its step
-replies and faults apply; non-200 answers go to the error file.
+behind :class:`~llm_workflows.testing.server.FakeServer`, and ``GET /batches`` (the list,
+newest first, on one page). A batch moves one status per retrieve: validating ->
+in_progress -> completed. ``end`` plays the other ends: "expired" or "cancelled" (only the
+first half of its requests answered, the rest in the error file as ``batch_expired`` or
+``batch_cancelled``), or "failed" (validation failed: no output, ``errors`` holds
+``reason``). On completion each request line is answered by the fake model itself, with
+the step taken from its ``custom_id`` (``"<step>:<id>"``), so its step replies and faults
+apply; non-200 answers go to the error file. ``mangle(kind, content)`` may rewrite an
+output or error file's bytes (malformed files).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import email.parser
 import email.policy
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +28,7 @@ from ..runtime.wire import STEP_HEADER
 from .model import Answer, FakeModel, Request, error
 
 FLOW = {"validating": "in_progress", "in_progress": "completed"}
+ENDS = ("completed", "expired", "cancelled", "failed")
 
 
 @dataclass
@@ -58,6 +63,7 @@ class FakeBatch:
     counts: dict[str, int] = field(
         default_factory=lambda: {"total": 0, "completed": 0, "failed": 0}
     )
+    errors: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,16 +78,29 @@ class FakeBatch:
             "created_at": 0,
             "request_counts": self.counts,
             "metadata": self.metadata,
+            "errors": {"object": "list", "data": self.errors} if self.errors else None,
         }
 
 
 class FakeBatchAPI:
-    """Files and Batches, in memory, served by ``model``; ``expire=True``: every batch
-    expires half done."""
+    """Files and Batches, in memory, served by ``model``; ``end`` is how every batch ends
+    (``expire=True``: "expired"), ``reason`` a failed batch's error message."""
 
-    def __init__(self, model: FakeModel, *, expire: bool = False):
+    def __init__(
+        self,
+        model: FakeModel,
+        *,
+        expire: bool = False,
+        end: str = "completed",
+        reason: str = "The input file is invalid.",
+        mangle: Callable[[str, bytes], bytes] | None = None,
+    ):
+        if end not in ENDS:
+            raise ValueError(f"end must be one of {', '.join(ENDS)}")
         self.model = model
-        self.expire = expire
+        self.end = "expired" if expire else end
+        self.reason = reason
+        self.mangle = mangle
         self.files: dict[str, FakeFile] = {}
         self.batches: dict[str, FakeBatch] = {}
         self.answered: list[str] = []  # custom ids answered, across batches
@@ -90,7 +109,12 @@ class FakeBatchAPI:
         model.route("GET", r".*/files/[^/]+", self._file)
         model.route("GET", r".*/files/[^/]+/content", self._content)
         model.route("POST", r".*/batches", self._create)
+        model.route("GET", r".*/batches", self._list)
         model.route("GET", r".*/batches/[^/]+", self._retrieve)
+
+    @property
+    def expire(self) -> bool:
+        return self.end == "expired"
 
     # -- the endpoints --
 
@@ -137,11 +161,28 @@ class FakeBatchAPI:
         self.batches[batch.id] = batch
         return Answer(200, batch.to_dict())
 
+    def _list(self, request: Request) -> Answer:
+        """GET /batches: every batch, newest first, on one page (``limit`` is not played)."""
+        batches = [b.to_dict() for b in reversed(self.batches.values())]
+        return Answer(
+            200,
+            {
+                "object": "list",
+                "data": batches,
+                "first_id": batches[0]["id"] if batches else None,
+                "last_id": batches[-1]["id"] if batches else None,
+                "has_more": False,
+            },
+        )
+
     def _retrieve(self, request: Request) -> Answer:
         batch = self._found(self.batches, request)
         if batch is None:
             return error(404, "no such batch")
-        if batch.status in FLOW:
+        if batch.status == "validating" and self.end == "failed":
+            batch.status = "failed"
+            batch.errors = [{"code": "invalid_request", "message": self.reason, "line": 1}]
+        elif batch.status in FLOW:
             batch.status = FLOW[batch.status]
             if batch.status == "completed":
                 self._run(batch)
@@ -159,17 +200,24 @@ class FakeBatchAPI:
         return self.model.chat(request)
 
     def _run(self, batch: FakeBatch) -> None:
-        """Answer every request line; expired batches answer only the first half."""
+        """Answer every request line; expired and cancelled batches only the first half."""
         lines = [json.loads(line) for line in self.files[batch.input_file_id].content.splitlines()]
-        cutoff = len(lines) // 2 if self.expire else len(lines)
+        cutoff = len(lines) // 2 if self.end in ("expired", "cancelled") else len(lines)
         output, errors = [], []
         for number, line in enumerate(lines):
             custom_id = line["custom_id"]
             if number >= cutoff:
-                expired = {
-                    "code": "batch_expired",
-                    "message": "This request could not be executed before the completion window expired.",
-                }
+                expired = (
+                    {
+                        "code": "batch_expired",
+                        "message": "This request could not be executed before the completion window expired.",
+                    }
+                    if self.end == "expired"
+                    else {
+                        "code": "batch_cancelled",
+                        "message": "This request could not be executed before the batch was cancelled.",
+                    }
+                )
                 errors.append(
                     {
                         "id": f"batch_req_{number}",
@@ -190,11 +238,13 @@ class FakeBatchAPI:
             }
             (output if status == 200 else errors).append(result)
         batch.counts = {"total": len(lines), "completed": len(output), "failed": len(errors)}
-        if self.expire:
-            batch.status = "expired"
+        if self.end in ("expired", "cancelled"):
+            batch.status = self.end
         for kind, items in (("output", output), ("error", errors)):
             if items:
                 content = "".join(json.dumps(i) + "\n" for i in items).encode()
+                if self.mangle is not None:
+                    content = self.mangle(kind, content)
                 file = FakeFile(
                     f"file-{next(self._ids)}", f"{batch.id}_{kind}.jsonl", "batch_output", content
                 )

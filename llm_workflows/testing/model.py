@@ -3,10 +3,13 @@
 The workflows never import this module. A :class:`FakeModel` answers Chat Completions
 requests: it reads the step from our ``X-LLM-Workflows-Step`` header (never from the
 prompt), answers with that step's reply (text, or a callable of the request), else with
-the recorded reply whose request hash matches, else with its default. Faults replace the
-answer of matching requests: API errors with the API's error bodies and ``retry-after``,
-slow replies, dropped connections, chosen replies and odd bodies. Every request is kept,
-so tests can count and inspect them.
+the recorded reply for the same request (the same body, else the same messages whatever
+the model and its parameters), else with its default. Faults replace the answer of
+matching requests: API errors with the API's error bodies and ``retry-after``, slow
+replies, dropped connections, chosen replies and odd bodies. Every request is kept, so
+tests can count and inspect them. ``GET /models`` lists the models it offers (``models=``;
+by default every model of the providers table), and when they are given, a chat request
+for any other model gets the API's ``model_not_found`` 404.
 
 It runs in-process on a ``MockTransport`` of httpx or httpx2 (:meth:`FakeModel.install`),
 or behind a loopback HTTP server (:mod:`llm_workflows.testing.server`)::
@@ -28,14 +31,15 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import openai
 
 from .. import faq, orchestration, routing, runtime
-from ..runtime.recordings import Store, chat_completion, error_body
+from ..runtime.providers import MODELS
+from ..runtime.recordings import Recording, Store, chat_completion, error_body
 from ..runtime.wire import STEP_HEADER, http_module
 
 # What the API sends for each error status: (message, code, type).
@@ -217,6 +221,16 @@ class Fault:
         return self.contains is None or self.contains in request.text
 
 
+def _messages_key(body: dict[str, Any]) -> str:
+    return json.dumps(body.get("messages"), sort_keys=True, ensure_ascii=False)
+
+
+def _missing_model(model: str) -> Answer:
+    """The API's 404 for a model the key cannot use."""
+    message = f"The model `{model}` does not exist or you do not have access to it."
+    return error(404, message, "model_not_found")
+
+
 def _text(answer: Answer) -> str | None:
     """The reply text of a chat completion answer, if it is one."""
     if isinstance(answer.body, dict) and answer.body.get("choices"):
@@ -240,8 +254,14 @@ class FakeModel:
         jitter: float = 0.0,
         seed: int | None = 0,
         keep_requests: bool = True,
+        models: Iterable[str] | Answer | None = None,
     ):
         self.replies: dict[str, Reply] = dict(replies or {})
+        # The models GET /models lists: given ones (only those are served), or an answer to
+        # send instead of a list (an error, an odd body); None: every model of the table.
+        self.models: list[str] | Answer | None = (
+            models if models is None or isinstance(models, Answer) else list(models)
+        )
         self.default = default
         self.recordings = recordings
         self.latency, self.jitter = latency, jitter
@@ -252,8 +272,10 @@ class FakeModel:
         self.keep_requests = keep_requests  # False: keep none (a run of 100,000 stays small)
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._middleware: list[Middleware] = []
+        self._by_messages: dict[str, Recording] | None = None  # recordings, by their messages
         self.in_flight = self.peak = 0  # answers being waited for now, and at most
         self.route("POST", r".*/chat/completions", self.chat)
+        self.route("GET", r".*/models", self.list_models)
 
     # -- extending it --
 
@@ -268,9 +290,11 @@ class FakeModel:
     # -- settings, faults and what was seen --
 
     def reset(self, latency: float = 0.0, jitter: float = 0.0) -> None:
-        """No faults, nothing seen, the given latency: a clean slate between tests."""
+        """No faults, nothing seen, every model offered, the given latency: a clean slate
+        between tests."""
         with self._lock:
             self._faults, self._seen = [], []
+            self.models = None
             self.peak = self.in_flight
             self.latency, self.jitter = latency, jitter
 
@@ -357,13 +381,43 @@ class FakeModel:
             handler = wrap(middleware, handler)
         return handler(request)
 
+    def offered(self) -> list[str]:
+        """The model ids GET /models lists."""
+        return list(MODELS) if not isinstance(self.models, list) else list(self.models)
+
+    def list_models(self, request: Request) -> Answer:
+        """GET /models: the offered models as the API lists them, or the answer set instead."""
+        if isinstance(self.models, Answer):
+            return self.models
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.offered()
+        ]
+        return Answer(200, {"object": "list", "data": data})
+
+    def _recorded(self, body: dict[str, Any]) -> Answer | None:
+        """The recording of this very request; else one with the same messages, answered as
+        the model asked for (live requests differ from the recorded ones in model and
+        parameters, not in their prompts)."""
+        if self.recordings is None:
+            return None
+        recorded = self.recordings.get(body)
+        if recorded is not None:
+            return Answer(200, recorded.response)
+        with self._lock:
+            if self._by_messages is None:
+                self._by_messages = {_messages_key(r.request): r for r in self.recordings}
+            recorded = self._by_messages.get(_messages_key(body))
+        if recorded is None:
+            return None
+        return Answer(200, {**recorded.response, "model": body.get("model", "fake-model")})
+
     def _step_answer(self, request: Request) -> tuple[str, Answer | None]:
         """The step's reply, else the recording of this request, else the default."""
         reply, outcome = self.replies.get(request.step), "reply"
         if reply is None:
-            recorded = self.recordings.get(request.body) if self.recordings else None
+            recorded = self._recorded(request.body)
             if recorded is not None:
-                return "recorded", Answer(200, recorded.response)
+                return "recorded", recorded
             reply, outcome = self.default, "default"
         if reply is None:
             return "missing", None
@@ -391,7 +445,11 @@ class FakeModel:
     def chat(self, request: Request) -> Answer:
         """POST /chat/completions: a fault, else the step's reply after the latency."""
         fault = self._take_fault(request)
-        if fault is None or fault.kind == "slow":
+        model = request.body.get("model", "")
+        served = fault is None or fault.kind == "slow"
+        if served and isinstance(self.models, list) and model not in self.models:
+            outcome, answer = "missing model", _missing_model(model)
+        elif served:
             outcome, answer = self._step_answer(request)
             if answer is None:
                 answer = error(404, f"the fake model has no reply for step {request.step!r}")
