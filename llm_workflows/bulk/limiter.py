@@ -433,6 +433,8 @@ class AdaptiveLimiter:
 
     def _tell_admission(self, delay: float) -> None:
         """Say a long wait for the account's budget (a 429's pause was said when it came)."""
+        if delay <= wire.NOTICE_AFTER_SECONDS:
+            return  # the common case, every call near the budget: nothing to say
         if self.paused_until > self.clock():
             return  # a 429's pause is on
         limits = [
