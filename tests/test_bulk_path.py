@@ -4,11 +4,12 @@ single call sends and reads the replies as it does, in replay and under each fau
 Each case plays one fault on the second query's calls, runs the three queries through the
 single-call path (``routing.route``, and the sync steps ``classify_intent`` then
 ``handle_query``) and through ``route_file``, each with the package's own clients (live,
-``LLM_WORKFLOWS_MAX_RETRIES=1``, a 0.3 s timeout) against the loopback fake server, reset
+``LLM_WORKFLOWS_MAX_RETRIES=1``) against the loopback fake server, reset
 in between, and compares what the fake received (each distinct request of a query: path,
 body bytes, headers; and how many attempts) and what came back (intent, route, response,
-or the error line). The one difference on purpose: the limiter retries 429s itself, up to
-10 times.
+or the error line). The differences on purpose: the limiter retries 429s itself, up to
+10 times; and an error that every other item would meet too (a rejected key, denied
+access, a missing model) stops a bulk run with that item's line.
 """
 
 from __future__ import annotations
@@ -40,12 +41,9 @@ CASES: list[tuple[str, list[dict[str, Any]]]] = [
     ("500-once", [{"kind": "500", "count": 1, "retry_after": 0.01}]),
     ("503-always", [{"kind": "503", "retry_after": 0.01}]),
     ("400", [{"kind": "400"}]),
-    ("401", [{"kind": "401"}]),
-    ("403", [{"kind": "403"}]),
-    ("404", [{"kind": "404"}]),
     ("closed-once", [{"kind": "close", "count": 1}]),
     ("closed-always", [{"kind": "close"}]),
-    ("timeout", [{"kind": "slow", "delay": 5.0}]),
+    ("timeout", [{"kind": "slow", "delay": 3.0}]),  # the case's timeout: 0.5 s
     ("refusal", [{"kind": "reply", "content": "", "refusal": "I can't help with that."}]),
     ("content-filter", [{"kind": "reply", "content": "", "finish_reason": "content_filter"}]),
     ("cut-at-length", [{"kind": "reply", "content": "Billing", "finish_reason": "length"}]),
@@ -54,14 +52,16 @@ CASES: list[tuple[str, list[dict[str, Any]]]] = [
     ("html-200", [{"kind": "body", "body": "<html><body>Sign in</body></html>"}]),
     ("truncated-json", [{"kind": "body", "body": '{"choices": [{"mess'}]),
 ]
+# Errors every other item would meet too: a bulk run stops with the item's line.
+STOPPING = ["401", "403", "404"]
 
 
 @pytest.fixture
 def fake_model(stub_server, monkeypatch):
     """A fresh start of the loopback fake for each path, with the faults on the second query."""
 
-    def fresh(faults: list[dict[str, Any]]) -> FakeModel:
-        settings = {"LLM_WORKFLOWS_MAX_RETRIES": "1", "LLM_WORKFLOWS_TIMEOUT": "0.3"}
+    def fresh(faults: list[dict[str, Any]], timeout: float = 10.0) -> FakeModel:
+        settings = {"LLM_WORKFLOWS_MAX_RETRIES": "1", "LLM_WORKFLOWS_TIMEOUT": str(timeout)}
         fake = fakes.use_stub(stub_server, monkeypatch, "sk-one-path", **settings)
         for fault in faults:
             fake.add_fault(**{"contains": FAULTED, **fault})
@@ -143,7 +143,7 @@ def single_sync(fake: FakeModel) -> tuple[FakeModel, list[dict]]:
 def bulk(fake: FakeModel, tmp_path: Path) -> tuple[FakeModel, list[dict]]:
     queries, output = tmp_path / "queries.txt", tmp_path / "results.jsonl"
     queries.write_text("".join(q + "\n" for q in QUERIES), encoding="utf-8")
-    asyncio.run(runs.route_file(queries, output, progress=False))
+    asyncio.run(runs.route_file(queries, output, progress=False))  # a stop raises
     lines = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     by_id = {line["id"]: line for line in lines}
     assert sorted(by_id) == [1, 2, 3] and len(lines) == 3
@@ -155,13 +155,14 @@ def bulk(fake: FakeModel, tmp_path: Path) -> tuple[FakeModel, list[dict]]:
 def test_a_bulk_run_sends_and_reads_each_call_as_the_single_call_does(
     case, faults, fake_model, tmp_path
 ):
-    single_fake, single = single_async(fake_model(faults))
+    timeout = 0.5 if case == "timeout" else 10.0  # else a loaded machine's slow reply
+    single_fake, single = single_async(fake_model(faults, timeout))
     single_requests = {q: (sent(single_fake, q), attempts(single_fake, q)) for q in QUERIES}
-    sync_fake, synchronous = single_sync(fake_model(faults))
+    sync_fake, synchronous = single_sync(fake_model(faults, timeout))
     sync_requests = {
         q: sent(sync_fake, q, PER_ATTEMPT_HEADERS | SYNC_CLIENT_HEADERS) for q in QUERIES
     }
-    bulk_fake, bulked = bulk(fake_model(faults), tmp_path)
+    bulk_fake, bulked = bulk(fake_model(faults, timeout), tmp_path)
     assert bulked == single == synchronous
     for query in QUERIES:
         single_sent, single_attempts = single_requests[query]
@@ -171,6 +172,21 @@ def test_a_bulk_run_sends_and_reads_each_call_as_the_single_call_does(
         # The same number of attempts too: the limiter retries as often as the client would.
         assert len(attempts(bulk_fake, query)) == len(single_attempts)
     assert single[0]["error"] is None and single[2]["error"] is None  # only query 2 is hit
+
+
+@pytest.mark.parametrize("status", STOPPING)
+def test_an_error_for_the_whole_run_stops_a_bulk_run_with_the_single_calls_line(
+    status, fake_model, tmp_path
+):
+    faults = [{"kind": status}]
+    single_fake, single = single_async(fake_model(faults))
+    single_sent = sent(single_fake, FAULTED)
+    bulk_fake = fake_model(faults)
+    with pytest.raises(WorkflowError) as stopped:
+        bulk(bulk_fake, tmp_path)
+    assert "the run stopped: " + single[1]["error"] in str(stopped.value)
+    assert sent(bulk_fake, FAULTED) == single_sent
+    assert len(attempts(bulk_fake, FAULTED)) == 1  # not retried, on either path
 
 
 @pytest.mark.slow
