@@ -1,9 +1,10 @@
 """The one exception type the workflows raise, and the secrets kept out of every message.
 
 A ``WorkflowError`` names the step and says what to do, in one line. Whatever we show or
-store (an error line, the CLI's output, a batch's error file) first goes through
+store (an error line, the CLI's output, a notice, a batch's error file) first goes through
 :func:`redact`: a server may echo the key (``... Bearer sk-...``), and a base URL may carry
-a user and password (``http://user:pass@host/v1``).
+a user and password (``http://user:pass@host/v1``) or a key in its query
+(``...?api-key=...``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import re
 
 MASK = "[redacted]"
 # Anything shaped like a bearer token or an OpenAI-style key (sk-..., sk-proj-...).
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]{6,}")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;()]{6,}")
 _KEY_SHAPED = re.compile(r"\bsk-[A-Za-z0-9_-]{8,}")
 # scheme://user:password@host -> scheme://[redacted]@host
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+# scheme://host/path?name=value&... -> every value masked: a query may carry a key
+_QUERY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s?#]*\?)([^\s#'\"]+)")
+_VALUE = re.compile(r"=[^&;]*")
 
 _known: set[str] = set()  # the secrets this process was given (the key, a URL's password)
 
@@ -30,14 +34,16 @@ def redact(text: str) -> str:
     """``text`` without any known secret, bearer token, key-shaped string or URL userinfo."""
     for secret in sorted(_known, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    text = _USERINFO.sub(rf"\1{MASK}@", text)
+    text = safe_url(text)
     text = _BEARER.sub(rf"\1{MASK}", text)
     return _KEY_SHAPED.sub(f"sk-{MASK}", text)
 
 
 def safe_url(url: object) -> str:
-    """A URL to show: its user and password (if any) replaced by ``[redacted]``."""
-    return _USERINFO.sub(rf"\1{MASK}@", str(url))
+    """A URL (or text holding URLs) to show: user and password, and every query value,
+    replaced by ``[redacted]``."""
+    text = _USERINFO.sub(rf"\1{MASK}@", str(url))
+    return _QUERY.sub(lambda m: m.group(1) + _VALUE.sub(f"={MASK}", m.group(2)), text)
 
 
 class WorkflowError(Exception):

@@ -31,7 +31,16 @@ from .errors import ModelOutputError, WorkflowError, safe_url
 from .parsing import describe
 from .runtime import catalog
 from .runtime.providers import LARGE, PROVIDERS, model_info
-from .runtime.wire import MISS_CODE, RETRIED_BY, STEP_HEADER, http_module
+from .runtime.wire import (
+    MISS_CODE,
+    RETRIED_BY,
+    RETRY,
+    STEP_HEADER,
+    http_date_wait,
+    http_module,
+    retry_after,
+    seconds_text,
+)
 from .usage import Call, call_from_body
 
 Messages = list[dict[str, str]]
@@ -214,6 +223,16 @@ def api_error(
                 "the account has no credits left (429 insufficient_quota)",
                 "add credits on the OpenAI billing page, then retry",
             )
+        headers = error.response.headers
+        asked = retry_after(headers) or http_date_wait(headers.get("retry-after"))
+        if asked is not None and asked > RETRY.max_retry_after:  # the client did not retry
+            return WorkflowError(
+                step,
+                f"rate limited (429): the server asks to wait {seconds_text(asked)}, longer "
+                f"than the openai client waits ({RETRY.max_retry_after:g} s), so it did not "
+                "retry",
+                "try again after that wait, or check the account's rate limits",
+            )
         return WorkflowError(
             step,
             f"rate limited (429) {retries_text}",
@@ -237,8 +256,11 @@ def api_error(
     if isinstance(error, openai.NotFoundError):
         return _not_found(step, error, where)
     if isinstance(error, openai.APIStatusError):
+        too_long = getattr(error, "code", None) == "context_length_exceeded"
         return WorkflowError(
-            step, f"the API refused the request ({error.status_code}): {_api_message(error)}"
+            step,
+            f"the API refused the request ({error.status_code}): {_api_message(error)}",
+            "shorten the input (the documents or the message)" if too_long else "",
         )
     return WorkflowError(step, f"{type(error).__name__}: {error}")
 

@@ -54,3 +54,22 @@ def test_an_error_line_shows_no_token_key_or_url_password():
         "classify intent: the server said: Authorization: Bearer [redacted] for key "
         "sk-[redacted] at http://[redacted]@gateway.local/v1"
     )
+
+
+def test_a_429_that_asks_for_an_hour_says_so_instead_of_after_n_retries():
+    """openai retries no retry-after over 2 minutes: the line must not claim retries."""
+    fakes.script(lambda request: fakes.error(429, retry_after=3600), max_retries=2)
+    with pytest.raises(WorkflowError) as error:
+        llm.chat("classify intent", MESSAGES, model="gpt-4.1-mini")
+    assert str(error.value) == (
+        "classify intent: rate limited (429): the server asks to wait 3,600 s, longer than "
+        "the openai client waits (120 s), so it did not retry; try again after that wait, "
+        "or check the account's rate limits"
+    )
+
+
+def test_a_context_length_400_says_to_shorten_the_input():
+    fakes.script(lambda request: fakes.error(400), max_retries=0)  # the API's context error
+    with pytest.raises(WorkflowError) as error:
+        llm.chat("answer", MESSAGES, model="gpt-4.1-mini")
+    assert str(error.value).endswith("; shorten the input (the documents or the message)")

@@ -882,7 +882,8 @@ def test_an_api_error_line_carries_the_apis_message_once(stub):
         asyncio.run(route("My internet is down."))
     assert str(error.value) == (
         "classify intent: the API refused the request (400): "
-        "This model's maximum context length was exceeded."
+        "This model's maximum context length was exceeded.; "
+        "shorten the input (the documents or the message)"
     )
 
 
@@ -1330,7 +1331,8 @@ def test_a_key_echoed_by_the_server_is_redacted(
     key = "gw-" + "FAKE0echo0key0" * 2  # not sk-shaped: only known as our key
 
     def answer(request):
-        return fakes.error(400, f"Invalid header: {request.authorization} (key {key})")
+        message = f"Invalid header: {request.authorization} (key {key})"
+        return fakes.error(400, message, code="invalid_header")
 
     with serving(answer) as server:
         live(monkeypatch, server.url, key=key)

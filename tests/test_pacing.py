@@ -106,3 +106,12 @@ def test_threads_never_take_the_same_slot():
 def test_a_pace_must_be_positive(bad):
     with pytest.raises(ValueError, match="must be positive"):
         Pacer(bad)
+
+
+def test_a_long_wait_for_a_slot_is_told_before_it_is_waited():
+    clock = FakeClock()
+    told: list[float] = []
+    pacer = Pacer(6, clock=clock, sleep=clock.sleep, on_long_wait=told.append)  # every 10 s
+    pacer.wait()
+    pacer.wait()
+    assert told == [10.0] and clock.slept == [10.0]

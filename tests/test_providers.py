@@ -304,3 +304,45 @@ def test_openai_calls_table_has_no_cost_note():
     table = calls_table(calls, seconds=False)
     assert all(p.cost_note not in table for p in PROVIDERS.values() if p.cost_note)
     assert table.splitlines()[-1].startswith("total")
+
+
+# --- settings as a hostile user types them ------------------------------------------------
+
+
+@pytest.mark.parametrize("rpm", ["0.0001", "0.5"])
+def test_a_pace_under_one_request_a_minute_is_refused(monkeypatch, rpm):
+    message = settings_error(monkeypatch, OPENAI_API_KEY="sk-test", LLM_WORKFLOWS_RPM=rpm)
+    assert message.startswith(f"settings: LLM_WORKFLOWS_RPM='{rpm}' would start under one")
+
+
+@pytest.mark.parametrize("raw", ["1e9", "2.5", "11", "99999999999999999999"])
+def test_retries_must_be_a_whole_number_up_to_ten(monkeypatch, raw):
+    message = settings_error(monkeypatch, LLM_WORKFLOWS_MAX_RETRIES=raw)
+    assert "is not a whole number from 0 to 10" in message
+
+
+def test_a_blank_number_counts_as_unset_and_a_negative_one_gets_an_example(monkeypatch):
+    monkeypatch.setenv("LLM_WORKFLOWS_TIMEOUT", "   ")
+    assert config.load_settings().timeout == config.DEFAULT_TIMEOUT_SECONDS
+    message = settings_error(monkeypatch, LLM_WORKFLOWS_TIMEOUT="-1")
+    assert (
+        message
+        == "settings: LLM_WORKFLOWS_TIMEOUT must not be negative (got -1); set it to e.g. 60"
+    )
+
+
+def test_replay_for_gemini_names_the_gemini_key(monkeypatch):
+    monkeypatch.setenv("LLM_WORKFLOWS_PROVIDER", "gemini")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # not the provider's key
+    described = config.load_settings().describe()
+    assert "set GEMINI_API_KEY to run live" in described and "OPENAI_API_KEY" not in described
+
+
+def test_record_mode_against_another_server_needs_a_recordings_file_of_its_own(monkeypatch):
+    message = settings_error(
+        monkeypatch,
+        OPENAI_API_KEY="sk-test",
+        LLM_WORKFLOWS_MODE="record",
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+    )
+    assert "set LLM_WORKFLOWS_RECORDINGS to a file of their own" in message

@@ -32,8 +32,6 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import email.utils
 import math
 import re
 import time
@@ -46,7 +44,7 @@ import openai
 from .. import runtime
 from ..llm import Attempt, Exhausted
 from ..runtime import wire
-from ..runtime.wire import RETRY, retry_after
+from ..runtime.wire import RETRY, http_date_wait, retry_after, seconds_text
 
 DISCOVERY_CONCURRENCY = 4
 MIN_RESERVE, MAX_RESERVE = 0.01, 0.10  # of the limit
@@ -104,22 +102,6 @@ def header_number(text: str | None, *, zero: bool = False) -> float | None:
     if not math.isfinite(value) or not 0 <= value <= MAX_HEADER_NUMBER:
         return None
     return value if zero or value > 0 else None
-
-
-def http_date_wait(text: str | None) -> float | None:
-    """Seconds until a ``retry-after`` given as an HTTP date (0 if it has passed), else None."""
-    try:
-        when = email.utils.parsedate_to_datetime(str(text or ""))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
-
-
-def seconds_text(seconds: float) -> str:
-    """``0.5 s``, ``12 s``, ``3,600 s``: a wait as a notice says it."""
-    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:,.0f} s"
 
 
 class RateLimitStorm(Exception):

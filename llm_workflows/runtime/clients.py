@@ -49,6 +49,7 @@ class Runtime:
         self._bare: tuple[openai.AsyncOpenAI, openai.AsyncOpenAI] | None = None
         self._stores: dict[str | None, recordings.Store] = {}
         self._pacer: Pacer | None = None
+        self._pace_told = False
         self._clock: Clock | None = None
 
     def settings(self) -> Settings:
@@ -144,8 +145,18 @@ class Runtime:
         """The pace of request starts, made on first use; None when calls are not paced."""
         rate = self.settings().requests_per_minute
         if self._pacer is None and rate:
-            self._pacer = Pacer(rate)
+            self._pacer = Pacer(rate, on_long_wait=self._tell_pace)
         return self._pacer
+
+    def _tell_pace(self, delay: float) -> None:
+        """Say once that requests are paced, when one first waits long for its slot."""
+        if not self._pace_told:
+            self._pace_told = True
+            rate = self.settings().requests_per_minute or 0
+            wire.notify(
+                f"requests are paced to at most {rate:g} a minute (LLM_WORKFLOWS_RPM): this "
+                f"one waits {wire.seconds_text(delay)} for its slot (said once)"
+            )
 
     def use_pacer(self, pacer: Pacer | None) -> None:
         """Install your own pacer (tests with a fake clock, or a limiter of your own)."""

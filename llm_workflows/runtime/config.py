@@ -98,6 +98,12 @@ class Settings:
         used = f"{small} for the FAQ chain, {large} for routing and orchestrator-worker"
         return f"Models: {used}" + (f" ({kinds})." if kinds else ".")
 
+    def __repr__(self) -> str:
+        """The settings, safe to print: the key is never shown, nor a URL's secrets."""
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
+        shown["base_url"] = safe_url(self.base_url) if self.base_url else None
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
     def describe(self) -> str:
         """A few lines on what the clients will do (live: which models, and what the model
         check found); safe to print (no key, no secret)."""
@@ -109,7 +115,7 @@ class Settings:
             why = "" if self.mode_was_chosen else f" because {missing}"
             text = (
                 f"Mode: replay{why}. Every model reply comes from the recordings shipped "
-                "with llm_workflows; set OPENAI_API_KEY to run live."
+                f"with llm_workflows; set {self.provider.key_name} to run live."
             )
             if self.replay_latency:
                 text += (
@@ -277,8 +283,8 @@ def _number(
     name: str, raw: str | None, default: float | None, kind: type, positive: bool = False
 ) -> float | None:
     """A numeric setting: not negative, and with ``positive`` above 0 (and finite)."""
-    if raw in (None, ""):
-        return default
+    if raw is None or not raw.strip():
+        return default  # blank means unset, as for the other settings
     try:
         value = kind(raw)
     except ValueError:
@@ -287,13 +293,46 @@ def _number(
             "settings", f"{name}={raw!r} is not a number", f"set it to e.g. {example}"
         ) from None
     if value < 0:
-        raise ConfigurationError("settings", f"{name} must not be negative (got {raw})")
+        raise ConfigurationError(
+            "settings",
+            f"{name} must not be negative (got {raw})",
+            f"set it to e.g. {default if default is not None else 10:g}",
+        )
     if not math.isfinite(value) or (positive and value <= 0):
         need = "above 0 and finite" if positive else "finite"
         raise ConfigurationError(
             "settings",
             f"{name}={raw!r} is not a usable number (it must be {need})",
             f"set it to e.g. {default if default is not None else 10:g}",
+        )
+    return value
+
+
+MAX_RETRIES_ALLOWED = 10  # each retry can wait up to the client's 2 minutes
+MIN_REQUESTS_PER_MINUTE = 1.0  # a slower pace is a typo: one request a minute is the least
+
+
+def _retries(raw: str | None) -> int:
+    """LLM_WORKFLOWS_MAX_RETRIES: a whole number from 0 to MAX_RETRIES_ALLOWED."""
+    value = _number("LLM_WORKFLOWS_MAX_RETRIES", raw, DEFAULT_MAX_RETRIES, float)
+    if value != int(value) or value > MAX_RETRIES_ALLOWED:
+        raise ConfigurationError(
+            "settings",
+            f"LLM_WORKFLOWS_MAX_RETRIES={raw!r} is not a whole number from 0 to "
+            f"{MAX_RETRIES_ALLOWED}",
+            f"set it to e.g. {DEFAULT_MAX_RETRIES}",
+        )
+    return int(value)
+
+
+def _pace(raw: str | None, default: float | None) -> float | None:
+    """LLM_WORKFLOWS_RPM: request starts per minute, 0 for no pace, else at least one."""
+    value = _number("LLM_WORKFLOWS_RPM", raw, default, float)
+    if value and value < MIN_REQUESTS_PER_MINUTE:
+        raise ConfigurationError(
+            "settings",
+            f"LLM_WORKFLOWS_RPM={raw!r} would start under one request a minute",
+            "set it to the provider's requests per minute (e.g. 15), or 0 for no pace",
         )
     return value
 
@@ -334,7 +373,10 @@ def _base_url(raw: str | None) -> str | None:
             f"OPENAI_BASE_URL={shown!r} is not a valid URL ({problem})",
             "set it to e.g. http://localhost:11434/v1, or unset it to use OpenAI",
         )
-    remember(urllib.parse.urlsplit(raw).password)
+    parts = urllib.parse.urlsplit(raw)
+    remember(parts.password)
+    for _, value in urllib.parse.parse_qsl(parts.query):
+        remember(value)  # a query may carry a key (?api-key=...)
     return raw
 
 
@@ -379,12 +421,20 @@ def load_settings() -> Settings:
             "the shipped recordings, which are OpenAI's",
             f"set LLM_WORKFLOWS_RECORDINGS to a file of their own, e.g. {provider.name}.jsonl",
         )
+    base_url = _base_url(get("OPENAI_BASE_URL"))
+    if mode == "record" and base_url and not recordings:
+        raise ConfigurationError(
+            "settings",
+            "record mode with OPENAI_BASE_URL would add another server's replies to the "
+            "shipped recordings, which are OpenAI's",
+            "set LLM_WORKFLOWS_RECORDINGS to a file of their own, e.g. server.jsonl",
+        )
     api = RECORDED if mode == "replay" else provider
-    pace = _number("LLM_WORKFLOWS_RPM", get("LLM_WORKFLOWS_RPM"), api.requests_per_minute, float)
+    pace = _pace(get("LLM_WORKFLOWS_RPM"), api.requests_per_minute)
     return Settings(
         mode=mode,
         key=key,
-        base_url=_base_url(get("OPENAI_BASE_URL")) or api.base_url,  # an explicit URL wins
+        base_url=base_url or api.base_url,  # an explicit URL wins
         timeout=_number(
             "LLM_WORKFLOWS_TIMEOUT",
             get("LLM_WORKFLOWS_TIMEOUT"),
@@ -392,14 +442,7 @@ def load_settings() -> Settings:
             float,
             positive=True,
         ),
-        max_retries=int(
-            _number(
-                "LLM_WORKFLOWS_MAX_RETRIES",
-                get("LLM_WORKFLOWS_MAX_RETRIES"),
-                DEFAULT_MAX_RETRIES,
-                int,
-            )
-        ),
+        max_retries=_retries(get("LLM_WORKFLOWS_MAX_RETRIES")),
         recordings=recordings,
         model=_model(get("LLM_WORKFLOWS_MODEL")),
         mode_was_chosen=chosen,

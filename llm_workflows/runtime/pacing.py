@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
+from .wire import NOTICE_AFTER_SECONDS
+
 
 class Pacer:
     """Spaces request starts at least ``60 / per_minute`` seconds apart."""
@@ -27,12 +29,14 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
         async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        on_long_wait: Callable[[float], object] | None = None,
     ):
         if per_minute <= 0:
             raise ValueError(f"per_minute must be positive (got {per_minute})")
         self.per_minute = per_minute
         self.interval = 60.0 / per_minute
         self.clock, self.sleep, self.async_sleep = clock, sleep, async_sleep
+        self.on_long_wait = on_long_wait  # told of a wait longer than a few seconds, before it
         self._next = float("-inf")  # the earliest start of the next request
         self._lock = threading.Lock()
 
@@ -44,16 +48,22 @@ class Pacer:
             self._next = start + self.interval
             return start - now
 
+    def _reserve_and_tell(self) -> float:
+        delay = self.reserve()
+        if self.on_long_wait is not None and delay > NOTICE_AFTER_SECONDS:
+            self.on_long_wait(delay)
+        return delay
+
     def wait(self) -> float:
         """Block until this request may start (sync clients); return the seconds waited."""
-        delay = self.reserve()
+        delay = self._reserve_and_tell()
         if delay > 0:
             self.sleep(delay)
         return delay
 
     async def await_turn(self) -> float:
         """Wait until this request may start (async clients); return the seconds waited."""
-        delay = self.reserve()
+        delay = self._reserve_and_tell()
         if delay > 0:
             await self.async_sleep(delay)
         return delay

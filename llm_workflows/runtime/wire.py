@@ -16,6 +16,8 @@ because no key was found) go through :func:`notify`, to stderr unless replaced.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import email.utils
 import functools
 import importlib
 import math
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import openai
+
+from ..errors import redact
 
 STEP_HEADER = "X-LLM-Workflows-Step"  # sent by our calls: the fake model and replay name it
 PROVENANCE_HEADER = "X-LLM-Workflows-Provenance"  # set on replayed responses
@@ -69,8 +73,9 @@ RETRIED_BY: ContextVar[str | None] = ContextVar("llm_workflows_retried_by", defa
 
 
 def notify(text: str) -> None:
-    """A notice for the person running the code: one line on stderr (replaceable)."""
-    print(f"llm-workflows: {text}", file=sys.stderr, flush=True)
+    """A notice for the person running the code: one line on stderr (replaceable), with no
+    secret in it."""
+    print(f"llm-workflows: {redact(text)}", file=sys.stderr, flush=True)
 
 
 @functools.cache
@@ -94,6 +99,22 @@ def retry_after(headers) -> float | None:
         if math.isfinite(value):
             return max(0.0, value)
     return None
+
+
+def http_date_wait(text: str | None) -> float | None:
+    """Seconds until a ``retry-after`` given as an HTTP date (0 if it has passed), else None."""
+    try:
+        when = email.utils.parsedate_to_datetime(str(text or ""))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
+def seconds_text(seconds: float) -> str:
+    """``0.5 s``, ``12 s``, ``3,600 s``: a wait as a notice says it."""
+    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:,.0f} s"
 
 
 def _deadline(request) -> float | None:

@@ -17,7 +17,17 @@ from .model import (
     error,
     standard_reply,
 )
-from .server import FakeServer, standard_model
+
+
+def __getattr__(name: str):
+    """``FakeServer`` and ``standard_model`` load on first use, so that running
+    ``python -m llm_workflows.testing.server`` finds no half-imported copy of its module."""
+    if name in ("FakeServer", "standard_model"):
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "API_ERRORS",
