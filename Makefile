@@ -18,7 +18,7 @@ help:
 	@echo "make test             run the test suite and the notebook (offline)"
 	@echo "make lint             ruff check and format check"
 	@echo "make bench            time the workflows, then bulk runs at 12,000/6,000/600 a minute beside a plain"
-	@echo "                      asyncio.gather, the ceiling of one process on openai 3.x and 2.x (about 11 min)"
+	@echo "                      asyncio.gather, the ceiling of one process on openai 3.x and 2.x (about 9 min)"
 	@echo "make test-compat      run the tests with openai 2.54.0 and 3.x on Python 3.10 and 3.13 (nox sessions)"
 	@echo "make dist             build the sdist and the wheel into dist/ and check them (twine, package data)"
 	@echo "make facts            list the facts in docs/facts.md checked more than 6 months ago (no network)"
@@ -52,7 +52,7 @@ test: $(STAMP)
 		$(KEYLESS) $(abspath $(BIN))/python -m pytest -p no:cacheprovider --rootdir=. \
 		--nbval --nbval-current-env llm_workflows.ipynb; status=$$?; rm -rf $$tmp; exit $$status
 
-# Not part of make test: about 1.5 minutes for run.py, then about 9.5 for bulk.py (budgets beside
+# Not part of make test: about 1.5 minutes for run.py, then about 7 for bulk.py (budgets beside
 # a plain asyncio.gather, the ceiling of one process on openai 3.x and, in .venv-openai2, on
 # openai 2.54.0, two processes, crash and resume, memory); exits non-zero if a target is missed.
 .PHONY: bench test-compat
