@@ -107,6 +107,42 @@ def test_the_mirror_follows_a_lower_remaining_count_from_the_server():
     assert limiter.requests.level < 20
 
 
+def admit(limiter: AdaptiveLimiter, tokens: int = 1):
+    """One call's admission at once, outside a run (a fake clock would not move while it
+    waited: a wait fails the test)."""
+    return asyncio.run(asyncio.wait_for(limiter._admit(tokens), timeout=2))
+
+
+def test_a_remaining_count_is_brought_up_to_now_by_the_calls_sent_since():
+    """A response's ``remaining`` is as old as its call: 9 calls left after it, and 0.01 s of
+    refill (100 requests/s, so 1 request) came since."""
+    now = [0.0]
+    limiter = AdaptiveLimiter(clock=lambda: now[0])
+    limiter.observe(limit_headers(rpm=6000, remaining=300), seconds=0.05)
+    first = admit(limiter)
+    for _ in range(9):
+        admit(limiter)
+    now[0] = 0.01
+    limiter.observe(limit_headers(rpm=6000, remaining=299), seconds=0.01, sent=first)
+    assert limiter.requests.level == pytest.approx(299 + 1 - 9)  # not halfway up to 299
+    # Another client of the same account took 20 more: the mirror goes all the way down.
+    limiter.observe(limit_headers(rpm=6000, remaining=279), seconds=0.01, sent=first)
+    assert limiter.requests.level == pytest.approx(279 + 1 - 9)
+
+
+def test_near_empty_calls_leave_one_by_one_at_twice_the_refill_rate():
+    now = [0.0]
+    limiter = AdaptiveLimiter(clock=lambda: now[0])
+    limiter.observe(limit_headers(rpm=600, remaining=30), seconds=0.5)  # 10/s; it holds 31
+    admit(limiter)
+    assert limiter._delay(tokens=1) == 0  # 29 left, 3 s of refill: a burst may leave at once
+    limiter.observe(limit_headers(rpm=600, remaining=8))
+    admit(limiter)
+    assert limiter._delay(tokens=1) == pytest.approx(1 / (2 * 10))  # though 7 are left
+    now[0] = 0.05
+    assert limiter._delay(tokens=1) == 0
+
+
 # --- through the real openai client --------------------------------------------------------
 
 

@@ -4,11 +4,16 @@ OpenAI answers every request with ``x-ratelimit-{limit,remaining,reset}-{request
 and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
 
 1. It mirrors the server's two buckets (requests, tokens). Each refills at its limit per
-   minute; each call takes 1 request and its estimated tokens; each response lowers the
-   mirror to the server's ``remaining`` (and raises it halfway towards a higher one).
+   minute; each call takes 1 request and its estimated tokens. A response's ``remaining``
+   is as old as its call: the server counted it when the call arrived. So the mirror adopts
+   that ``remaining`` plus the refill since the call left, minus what the calls sent since
+   then took (all of the way down, halfway up).
 2. A call is sent only when both buckets keep a small reserve after it, fewer than
    ``concurrency`` calls are in flight, and no 429 pause is on; otherwise it waits for the
-   refill. So the steady rate is the account's own limit, whatever it is.
+   refill. So the steady rate is the account's own limit, whatever it is. With less than a
+   second's refill left, calls leave one by one at most at twice the refill rate: after a
+   stall (a busy process, a slow event loop) the refill that piled up goes out spread, not
+   in a clump; a fuller bucket (the API's holds a minute) is used at full speed.
 3. ``concurrency`` is what keeps that rate busy: rate x mean latency x 1.5 + 2 (Little's
    law with room), capped by the caller's maximum. Before the first headers it is 4
    (discovery); a server that sends none gets the maximum.
@@ -36,12 +41,15 @@ from typing import Any
 
 import openai
 
+from .. import runtime
 from ..llm import Attempt, Exhausted
 from ..runtime import wire
 from ..runtime.wire import RETRY, http_date_wait, retry_after, seconds_text
 
 DISCOVERY_CONCURRENCY = 4
 MIN_RESERVE, MAX_RESERVE = 0.01, 0.10  # of the limit
+SMOOTHING = 2.0  # near empty, calls leave at most this many times the refill rate...
+SMOOTH_BELOW = 1.0  # ...while the bucket holds less than this many seconds of its refill
 MAX_WAIT = 300.0  # seconds: the longest single wait a call accepts (--max-wait)
 STORM = 3  # calls in a row that give up on 429s, none answered between: the run stops
 
@@ -109,6 +117,7 @@ class Bucket:
     level: float = 0.0
     at: float = 0.0  # clock time of ``level``
     peak: float = 0.0  # the most the server ever said remained: what its bucket holds
+    taken: float = 0.0  # all that our calls ever took: the calls sent since one left
 
     @property
     def rate(self) -> float:
@@ -124,6 +133,17 @@ class Bucket:
             self.level = min(self.capacity, self.level + self.rate * (now - self.at))
         self.at = now
 
+    def take(self, amount: float) -> None:
+        self.level -= amount
+        self.taken += amount
+
+    def gap(self, amount: float) -> float:
+        """Seconds between two calls taking ``amount`` each: SMOOTHING times the refill rate
+        near empty, none when the bucket holds more."""
+        if self.limit is None or self.rate <= 0 or self.level >= self.rate * SMOOTH_BELOW:
+            return 0.0
+        return amount / (SMOOTHING * self.rate)
+
     def wait_for(self, amount: float, reserve: float) -> float:
         """Seconds until ``amount`` can be taken with ``reserve`` left (0: now)."""
         if self.limit is None:
@@ -133,8 +153,16 @@ class Bucket:
         missing = amount + reserve * self.capacity - self.level
         return 0.0 if missing <= 0 else missing / self.rate
 
-    def sync(self, limit: str | None, remaining: str | None, now: float) -> None:
-        """Adopt the server's numbers from one response's headers (if both are sane)."""
+    def sync(
+        self,
+        limit: str | None,
+        remaining: str | None,
+        now: float,
+        sent: tuple[float, float] | None = None,
+    ) -> None:
+        """Adopt the server's numbers from one response's headers (if both are sane).
+        ``sent``: what our calls had taken (``taken``) and the clock time when this
+        response's call left."""
         new_limit, server = header_number(limit), header_number(remaining, zero=True)
         if new_limit is None or server is None:
             return
@@ -143,7 +171,20 @@ class Bucket:
         self.peak = max(self.peak, server + 1)  # + the request this response answers
         self.refill(now)
         self.limit = new_limit
+        if sent is not None:  # ``remaining`` is as old as the call: bring it up to now
+            taken, then = sent
+            refilled = server + self.rate * max(0.0, now - then)
+            server = min(self.capacity, refilled) - (self.taken - taken)
         self.level = server if server < self.level else (self.level + server) / 2
+
+
+@dataclass(frozen=True)
+class Sent:
+    """When one call left and what our calls had taken by then (its own share included)."""
+
+    at: float
+    requests: float
+    tokens: float
 
 
 @dataclass
@@ -171,7 +212,7 @@ class AdaptiveLimiter:
         max_concurrency: int = 64,
         *,
         max_429_retries: int = 10,
-        max_retries: int = RETRY.max_retries,
+        max_retries: int | None = None,
         max_wait: float = MAX_WAIT,
         storm: int = STORM,
         clock: Callable[[], float] = time.monotonic,
@@ -182,7 +223,7 @@ class AdaptiveLimiter:
             raise ValueError(f"max_wait must be a number of seconds above 0 (got {max_wait})")
         self.max_concurrency = max_concurrency
         self.max_429_retries = max_429_retries
-        self.max_retries = max_retries  # for connection errors and 5xx, as the client would
+        self._max_retries = max_retries
         self.max_wait, self.storm = max_wait, storm
         self.clock = clock
         self._told_until = 0.0  # the end of the last wait said on stderr
@@ -200,9 +241,18 @@ class AdaptiveLimiter:
         self.headers_seen: bool | None = None  # None: no response yet
         self.in_flight = 0
         self.paused_until = 0.0
+        self.next_at = 0.0  # the earliest the next call may leave (smoothing)
         self.stats = LimiterStats()
         self._changed = asyncio.Event()
         self._turn = asyncio.Lock()
+
+    @property
+    def max_retries(self) -> int:
+        """How often a connection error or 5xx is retried: as often as the client would
+        (``LLM_WORKFLOWS_MAX_RETRIES``), unless the limiter was given a number."""
+        if self._max_retries is None:
+            return runtime.settings().max_retries
+        return self._max_retries
 
     @property
     def concurrency(self) -> int:
@@ -220,11 +270,12 @@ class AdaptiveLimiter:
         self.tokens.refill(now)
         return max(
             self.paused_until - now,
+            self.next_at - now,
             self.requests.wait_for(1, self.reserve),
             self.tokens.wait_for(tokens, self.reserve),
         )
 
-    async def _admit(self, tokens: int) -> None:
+    async def _admit(self, tokens: int) -> Sent:
         start = self.clock()
         async with self._turn:  # one waiter at a time, first come first served
             while True:
@@ -238,24 +289,30 @@ class AdaptiveLimiter:
                 self._tell_admission(delay)
                 await asyncio.sleep(min(delay, 0.25))  # then look again: headers may have come
             self.in_flight += 1
-            self.requests.level -= 1
-            self.tokens.level -= tokens
-        self.stats.waited_seconds += self.clock() - start
+            self.requests.take(1)
+            self.tokens.take(tokens)
+            now = self.clock()
+            self.next_at = now + max(self.requests.gap(1), self.tokens.gap(tokens))
+        self.stats.waited_seconds += now - start
+        return Sent(now, self.requests.taken, self.tokens.taken)
 
     def _release(self) -> None:
         self.in_flight -= 1
         self._changed.set()
 
-    def observe(self, headers, seconds: float | None = None) -> None:
-        """Read one response's rate-limit headers (and its time, for the concurrency)."""
+    def observe(self, headers, seconds: float | None = None, sent: Sent | None = None) -> None:
+        """Read one response's rate-limit headers (and its time, for the concurrency);
+        ``sent``: when its call left (:meth:`_admit`)."""
         now = self.clock()
         seen = headers.get("x-ratelimit-limit-requests") is not None
         self.headers_seen = bool(self.headers_seen) or seen
         for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens")):
+            taken = None if sent is None else getattr(sent, kind)
             bucket.sync(
                 headers.get(f"x-ratelimit-limit-{kind}"),
                 headers.get(f"x-ratelimit-remaining-{kind}"),
                 now,
+                None if sent is None else (taken, sent.at),
             )
         if seconds is not None:
             self.latency = seconds if self.latency == 0 else 0.9 * self.latency + 0.1 * seconds
@@ -274,8 +331,8 @@ class AdaptiveLimiter:
         self.reserve = min(MAX_RESERVE, self.reserve * 2)
         return wait
 
-    def _on_success(self, headers, seconds: float) -> None:
-        self.observe(headers, seconds)
+    def _on_success(self, headers, seconds: float, sent: Sent | None = None) -> None:
+        self.observe(headers, seconds, sent)
         self.stats.calls += 1
         if self.requests.limit is None or self.requests.level > 2 * self.reserve * (
             self.requests.capacity
@@ -291,7 +348,7 @@ class AdaptiveLimiter:
         rate_limited = 0
         while True:
             self._refuse_if_closed()
-            await self._admit(tokens)
+            sent = await self._admit(tokens)
             start = self.clock()
             try:
                 response = await attempt()
@@ -326,7 +383,7 @@ class AdaptiveLimiter:
                 self._release()
                 raise
             self._release()
-            self._on_success(response.headers, self.clock() - start)
+            self._on_success(response.headers, self.clock() - start, sent)
             self._gave_up = self._pauses = 0
             return response
 
@@ -358,6 +415,8 @@ class AdaptiveLimiter:
 
     def _tell_admission(self, delay: float) -> None:
         """Say a long wait for the account's budget (a 429's pause was said when it came)."""
+        if delay <= wire.NOTICE_AFTER_SECONDS:
+            return  # the common case, every call near the budget: nothing to say
         if self.paused_until > self.clock():
             return  # a 429's pause is on
         limits = [

@@ -43,34 +43,41 @@ async def each(
     check_concurrency(concurrency)
     total = len(items) if isinstance(items, Sized) else 0
     source = enumerate(items)
-    pending: dict[asyncio.Future, tuple[int, T]] = {}
+    running: dict[asyncio.Future, tuple[int, T]] = {}
+    finished: asyncio.Queue[asyncio.Future] = asyncio.Queue()  # tasks, as each one ends
     outcomes: dict[int, R | F] = {}
     done = 0
+
+    def start_next() -> bool:
+        """Start the next item, if any is left."""
+        for index, item in source:
+            task = asyncio.ensure_future(_outcome(work, item))
+            task.add_done_callback(finished.put_nowait)
+            running[task] = (index, item)
+            return True
+        return False
+
     if on_progress:
         on_progress(0, total)
     try:
-        while True:
-            for index, item in source:
-                pending[asyncio.ensure_future(_outcome(work, item))] = (index, item)
-                if len(pending) >= concurrency:
-                    break
-            if not pending:
-                break
-            finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                index, item = pending.pop(task)
-                outcome = task.result()  # re-raises what stops the run
-                if isinstance(outcome, WorkflowError):
-                    outcome = outcome if failed is None else failed(item, outcome)
-                if on_result:
-                    on_result(index, outcome)
-                done += 1
-                if on_progress:
-                    on_progress(done, total)
-                if keep:
-                    outcomes[index] = outcome
+        while len(running) < concurrency and start_next():
+            pass
+        while running:
+            task = await finished.get()
+            index, item = running.pop(task)
+            outcome = task.result()  # re-raises what stops the run
+            if isinstance(outcome, WorkflowError):
+                outcome = outcome if failed is None else failed(item, outcome)
+            if on_result:
+                on_result(index, outcome)
+            done += 1
+            if on_progress:
+                on_progress(done, total)
+            if keep:
+                outcomes[index] = outcome
+            start_next()
     finally:
-        for task in pending:  # stopped (an error, Ctrl-C): what is in flight is dropped
+        for task in running:  # stopped (an error, Ctrl-C): what is in flight is dropped
             task.cancel()
     return [outcomes[i] for i in sorted(outcomes)]
 

@@ -43,6 +43,8 @@ class FakeRateLimit:
     ``burst_seconds`` is how much budget can pile up: the API lets a full minute's worth
     accumulate; a benchmark of a few minutes uses less, so that it measures the steady rate.
     ``retry_after_ms`` sends ``retry-after-ms`` instead of ``retry-after`` on 429s.
+    ``drained_at`` is when less than ``drained_below`` of a bucket was first left: from
+    then on, a client runs on the refill (the benchmark's steady rate).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class FakeRateLimit:
         *,
         burst_seconds: float = 60.0,
         retry_after_ms: bool = False,
+        drained_below: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.rpm, self.tpm = rpm, tpm
@@ -62,7 +65,9 @@ class FakeRateLimit:
         self.at = clock()
         self.allowed = 0
         self.refused = 0
-        self.drained_at: float | None = None  # when the first burst was used up (< 10 % left)
+        self.refused_at: list[float] = []  # when each 429 was sent (the benchmark reads them)
+        self.drained_below = drained_below
+        self.drained_at: float | None = None  # when the first burst was used up
         self._lock = threading.Lock()
 
     def _refill(self, now: float) -> None:
@@ -89,12 +94,13 @@ class FakeRateLimit:
             if all(self.level[i] >= need[i] for i in (0, 1)):
                 self.level[0] -= need[0]
                 self.level[1] -= need[1]
-                low = any(self.level[i] < 0.1 * self.capacity[i] for i in (0, 1))
+                low = any(self.level[i] < self.drained_below * self.capacity[i] for i in (0, 1))
                 if low and self.drained_at is None:
                     self.drained_at = now
                 self.allowed += 1
                 return Admission(True, self._headers())
             self.refused += 1
+            self.refused_at.append(now)
             wait = max(
                 (need[i] - self.level[i]) / (per_minute / 60)
                 for i, per_minute in enumerate((self.rpm, self.tpm))
