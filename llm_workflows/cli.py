@@ -64,6 +64,14 @@ def _clip(text: str, limit: int = QUOTED) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _queries(quoted: list[str], shown: int = 5) -> str:
+    """``query 'a'``, or ``queries 'a', 'b' and 3 more``: a few queries for an error line."""
+    if len(quoted) == 1:
+        return f"query {quoted[0]}"
+    more = f" and {len(quoted) - shown} more" if len(quoted) > shown else ""
+    return f"queries {', '.join(quoted[:shown])}{more}"
+
+
 def _wrap(text: str, indent: str) -> str:
     return "\n".join(
         textwrap.fill(line, 88, initial_indent=indent, subsequent_indent=indent) if line else ""
@@ -216,10 +224,7 @@ async def run_route(queries: list[str], progress: Finished | None = None) -> Out
     for query, outcome in zip(queries, outcomes, strict=True):
         if isinstance(outcome, WorkflowError):
             failed.setdefault(str(outcome), []).append(repr(_clip(query)))
-    errors = [
-        f"{'query' if len(qs) == 1 else 'queries'} {', '.join(qs)}: {message}"
-        for message, qs in failed.items()
-    ]
+    errors = [f"{_queries(qs)}: {message}" for message, qs in failed.items()]
     calls = [c for r in routed for c in r.calls]
     text = "\n\n".join([*map(routed_text, routed), _calls(calls)]) if routed else ""
     data = {
@@ -307,7 +312,7 @@ def _bulk_outcome(summary, noun: str) -> Outcome:
     if summary.failed:
         again = (
             "rerun with --retry-failed to run them again"
-            if summary.output != "stdout"
+            if summary.resumable
             else "run them again from a file of those lines"
         )
         errors.append(
@@ -673,6 +678,8 @@ def _interrupted_line(args: argparse.Namespace, bulk: bool, how: str) -> tuple[s
             "results written so far went to stdout"
             if args.output == STDIO
             else f"results written so far stay in {args.output}, rerun to resume"
+            if os.path.exists(args.output)
+            else "before the run started: nothing was sent"
         )
         return "", f"{PROG}: interrupted; {kept}"
     if args.command == "batch":

@@ -516,7 +516,12 @@ def status(state: str | Path = DEFAULT_STATE) -> str:
     shown = []
     for part in run.parts[run.step]:
         if not part.batch_id:
-            shown.append("(a batch not created yet: run 'batch collect' to create it)")
+            shown.append(
+                "(a batch that may have been created: 'batch collect' finds it by its token, "
+                "or creates it)"
+                if part.creating
+                else "(a batch not created yet: run 'batch collect' to create it)"
+            )
             continue
         batch = client.batches.retrieve(part.batch_id)
         reason = f": {_reason(batch)}" if batch.status in ENDED_BADLY else ""

@@ -723,12 +723,13 @@ class Scanned:
     newline_lost: bool
 
 
-def _not_results(path: Path, number: int, missing: list[str]) -> WorkflowError:
-    names = " and ".join(f'"{name}"' for name in missing)
+def _not_results(shown: str, number: int, missing: list[str]) -> WorkflowError:
+    names = [f'"{name}"' for name in missing]
+    names = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
     return WorkflowError(
         "output",
-        f"{path} line {number} is not a result line (it has no {names}): is the file an input, "
-        "or the output of another command?",
+        f"{shown} line {number} is not a result line (it has no {names}): is the file an "
+        "input, or the output of another command?",
         "choose another --output for the results",
     )
 
@@ -739,8 +740,10 @@ def _scan(
     text_field: str | None,
     pairs: IdSet | None,
     fields: tuple[str, ...] = RESULT_FIELDS,
+    shown: str | None = None,
 ) -> Scanned:
-    """Read an output file: a line counts as a result only if it has an id and ``fields``."""
+    """Read an output file: a line counts as a result only if it has an id and ``fields``
+    (``shown``: its name in messages)."""
     done, failed, errors, lines, foreign, first_foreign = IdSet(), 0, 0, 0, 0, None
     good_end, newline_lost = 0, False
     with path.open("rb") as f:
@@ -763,7 +766,7 @@ def _scan(
                 )
             missing = [name for name in fields if name not in record]
             if missing:
-                raise _not_results(path, number, missing)
+                raise _not_results(shown or str(path), number, missing)
             good_end += len(raw)
             newline_lost = not complete  # whole JSON, only its newline was lost
             lines += 1
@@ -995,7 +998,7 @@ class Output:
         if has_lines and restart:
             self._move_aside()
         elif has_lines:
-            scanned = _scan(self.path, retry_failed, source.field, pairs, self.fields)
+            scanned = _scan(self.path, retry_failed, source.field, pairs, self.fields, self.name)
             if scanned.lines:
                 self._check_belongs(source, kept, scanned)
             _repair(self.path, scanned, retry_failed, self._lock.replace_with)

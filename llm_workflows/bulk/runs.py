@@ -148,6 +148,7 @@ class Summary:
     limiter: AdaptiveLimiter
     usage: Tally
     output_name: str = ""  # in the line: a file's name, or as given (/dev/null, not "null")
+    resumable: bool = True  # the output is a file: a rerun resumes it
 
     def line(self) -> str:
         """One summary line: totals, calls, tokens and estimated cost."""
@@ -363,6 +364,7 @@ async def _run(
         limiter,
         usage,
         sink.short,
+        sink.resumable,
     )
 
 
