@@ -25,6 +25,7 @@ Nothing paid for is lost or doubled:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -779,8 +780,7 @@ def _write(run: BatchRun, output: Path) -> int:
                 }
                 out.write(encode_line(line))
             out.flush()
-            with contextlib.suppress(OSError):
-                os.fsync(out.fileno())
+            _sync(out.fileno())
     except OSError as error:
         raise WorkflowError(
             "batch collect",
@@ -789,6 +789,15 @@ def _write(run: BatchRun, output: Path) -> int:
             "free some disk space, then run 'batch collect' again: it writes each id once",
         ) from None
     return failed
+
+
+def _sync(fd: int) -> None:
+    """fsync, where the file system has it (a full disk or a quota can show only here)."""
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS):
+            raise
 
 
 def _final(run: BatchRun, output: Path, failed: int) -> str:
