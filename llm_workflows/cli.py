@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import math
+import os
 import signal
 import sys
 import textwrap
@@ -24,7 +26,7 @@ import openai
 
 from . import lesson, runtime
 from .bulk import batch, runs
-from .bulk.files import FORMATS, STDIO
+from .bulk.files import FORMATS, STDIO, off_the_loop
 from .bulk.limiter import MAX_WAIT
 from .bulk.runs import BULK_CONCURRENCY
 from .documents import read_documents
@@ -49,9 +51,25 @@ from .orchestration import (
 from .routing import HANDLE, Routed, route_many
 from .runtime.concurrency import WORKFLOW_CONCURRENCY
 from .runtime.recordings import RecordingsWarning
-from .usage import calls_table, origin_lines
+from .usage import Call, calls_table, origin_lines
 
 PROG = "llm-workflows"
+
+
+QUOTED = 60  # characters of a query quoted in an error line
+
+
+def _clip(text: str, limit: int = QUOTED) -> str:
+    """``text``, cut to ``limit`` characters (with …) for quoting in a one-line message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _queries(quoted: list[str], shown: int = 5) -> str:
+    """``query 'a'``, or ``queries 'a', 'b' and 3 more``: a few queries for an error line."""
+    if len(quoted) == 1:
+        return f"query {quoted[0]}"
+    more = f" and {len(quoted) - shown} more" if len(quoted) > shown else ""
+    return f"queries {', '.join(quoted[:shown])}{more}"
 
 
 WIDTH = 88  # characters per line of the text output
@@ -159,24 +177,33 @@ async def run_faq(
     progress: Finished | None = None,
 ) -> Outcome:
     """The FAQ chain on text/markdown files (default: the lesson's webpages)."""
-    try:
-        documents = read_documents(sources) if sources else lesson.WEBPAGES
+    try:  # off the event loop: a named pipe waits for its writer, and Ctrl-C must still work
+        documents = (
+            await off_the_loop(
+                functools.partial(read_documents, sources),
+                f"something to write to {', '.join(sources)}",
+            )
+            if sources
+            else lesson.WEBPAGES
+        )
     except OSError as error:
         name = error.filename or "a source file"
         raise WorkflowError(
             "faq", f"cannot read {name} ({error.strerror or error})", "pass text or markdown files"
         ) from None
     finished: list[FAQItem | FAQFailure] = []
+    calls: list[Call] = []  # every call made so far, kept if the run is interrupted
 
     def so_far() -> Outcome:
         items = [r for r in finished if isinstance(r, FAQItem)]
-        partial = FAQResult(items, [r for r in finished if isinstance(r, FAQFailure)], [])
+        failures = [r for r in finished if isinstance(r, FAQFailure)]
+        partial = FAQResult(items, failures, list(calls))
         return Outcome(partial.to_dict(), faq_text(partial))
 
     if progress:
         progress.current = so_far
     result = await build_faq(
-        documents, concurrency=concurrency, on_result=lambda _, r: finished.append(r)
+        documents, concurrency=concurrency, on_result=lambda _, r: finished.append(r), calls=calls
     )
     errors = [
         f"{len(result.failures)} of {len(result.failures) + len(result.items)} questions failed"
@@ -202,11 +229,8 @@ async def run_route(queries: list[str], progress: Finished | None = None) -> Out
     failed: dict[str, list[str]] = {}  # one line per distinct error (a bad key fails them all)
     for query, outcome in zip(queries, outcomes, strict=True):
         if isinstance(outcome, WorkflowError):
-            failed.setdefault(str(outcome), []).append(repr(query))
-    errors = [
-        f"{'query' if len(qs) == 1 else 'queries'} {', '.join(qs)}: {message}"
-        for message, qs in failed.items()
-    ]
+            failed.setdefault(str(outcome), []).append(repr(_clip(query)))
+    errors = [f"{_queries(qs)}: {message}" for message, qs in failed.items()]
     calls = [c for r in routed for c in r.calls]
     text = "\n\n".join([*map(routed_text, routed), _calls(calls)]) if routed else ""
     data = {
@@ -285,19 +309,22 @@ def _show_warning(shown, message, category, filename, lineno, file=None, line=No
 
 
 def _bulk_outcome(summary, noun: str) -> Outcome:
-    """A bulk run's summary line (for stderr: stdout may carry the results), and an error
-    line if some items failed."""
-    errors = []
+    """A bulk run's summary line (for stderr: stdout may carry the results; --json: its
+    numbers), an error line if some items failed, and a warning if there were none."""
+    errors, warnings_ = [], []
+    if summary.total == 0:
+        plural = "queries" if noun == "query" else noun + "s"
+        warnings_.append(f"the input holds no {plural} (it is empty, or only blank lines)")
     if summary.failed:
         again = (
             "rerun with --retry-failed to run them again"
-            if summary.output != "stdout"
+            if summary.resumable
             else "run them again from a file of those lines"
         )
         errors.append(
             f"{summary.failed} {noun}(s) failed; their errors are in {summary.output}; {again}"
         )
-    return Outcome({"summary": summary.line()}, summary.line(), errors, stderr=True)
+    return Outcome(summary.to_dict(), summary.line(), errors, warnings_, stderr=True)
 
 
 @dataclass(frozen=True)
@@ -343,12 +370,18 @@ def _batch_call(action: str, work: Callable[[], str | batch.Report]) -> Outcome:
     try:
         done = work()
     except openai.OpenAIError as error:  # one line, as for the workflows' own calls
+        if getattr(error, "type", None) == "replay":  # replay's own answer: it has no batches
+            raise WorkflowError(
+                f"batch {action}",
+                "batches need a live key: replay (no API key was found) has no Batch API",
+                "set OPENAI_API_KEY to a key whose project may use the Batch API",
+            ) from None
         raise api_error(f"batch {action}", error, runtime.get_client()) from error
     report = done if isinstance(done, batch.Report) else batch.Report(done)
     return Outcome({"message": report.text, "errors": report.errors}, report.text, report.errors)
 
 
-async def run_batch_submit(
+def batch_submit(
     input: str | Path, state: str | Path = batch.DEFAULT_STATE, format: str = "auto"
 ) -> Outcome:
     """Upload one classify request per query and start the first batch(es) of a routing run."""
@@ -365,14 +398,36 @@ async def run_batch_submit(
     return _batch_call("submit", submit)
 
 
-async def run_batch_status(state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+def batch_status(state: str | Path = batch.DEFAULT_STATE) -> Outcome:
     """One line on where the batch run stands."""
     return _batch_call("status", lambda: batch.status(state))
 
 
-async def run_batch_collect(output: str | Path, state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+def batch_collect(output: str | Path, state: str | Path = batch.DEFAULT_STATE) -> Outcome:
     """Collect the finished step: submit the second batch, or write the results."""
     return _batch_call("collect", lambda: batch.collect(output, state))
+
+
+# The batch commands are synchronous (the sync client, one request at a time), so the CLI
+# runs them without an event loop: Ctrl-C then interrupts even a blocking call at once.
+# These async twins keep the run_* shape of the other commands.
+
+
+async def run_batch_submit(
+    input: str | Path, state: str | Path = batch.DEFAULT_STATE, format: str = "auto"
+) -> Outcome:
+    """:func:`batch_submit`, as the other commands' ``run_*`` are called."""
+    return batch_submit(input, state, format)
+
+
+async def run_batch_status(state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+    """:func:`batch_status`, as the other commands' ``run_*`` are called."""
+    return batch_status(state)
+
+
+async def run_batch_collect(output: str | Path, state: str | Path = batch.DEFAULT_STATE) -> Outcome:
+    """:func:`batch_collect`, as the other commands' ``run_*`` are called."""
+    return batch_collect(output, state)
 
 
 def _bulk_options(args: argparse.Namespace) -> BulkOptions:
@@ -394,8 +449,32 @@ def _orchestrate_command(args: argparse.Namespace) -> Awaitable[Outcome]:
         return run_orchestrate_file(
             args.input, args.output, args.signature, options=_bulk_options(args)
         )
-    query = sys.stdin.read().strip() if args.query == "-" else args.query
+    query = _stdin_message() if args.query == "-" else args.query
     return run_orchestrate(query, args.signature, args.progress)
+
+
+def _stdin_message() -> str:
+    """``orchestrate -``: the message on stdin, which must be UTF-8 text."""
+    if sys.stdin is None:
+        raise WorkflowError("orchestrate", "stdin is closed", "pass the message as an argument")
+    raw = getattr(sys.stdin, "buffer", None)  # a text stream of its own (a StringIO) has none
+    data = raw.read() if raw is not None else sys.stdin.read().encode("utf-8", "surrogatepass")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise WorkflowError(
+            "orchestrate",
+            f"the message on stdin is not UTF-8 text (byte {data[error.start]:#04x} at "
+            f"position {error.start + 1})",
+            "save it as UTF-8 text",
+        ) from None
+    if "\x00" in text:
+        raise WorkflowError(
+            "orchestrate",
+            "the message on stdin holds a NUL byte, so it is not text",
+            "pass a UTF-8 text message",
+        )
+    return text.strip()
 
 
 def _bulk_args(command: str, noun: str, given: bool, args: argparse.Namespace) -> bool:
@@ -466,13 +545,13 @@ def _add_batch_command(sub) -> None:
     submit.add_argument("workflow", choices=["route"])
     submit.add_argument("--input", required=True, metavar="FILE", help="a file, or - for stdin")
     submit.add_argument("--format", choices=FORMATS, default="auto", help="how to read --input")
-    submit.set_defaults(run=lambda a: run_batch_submit(a.input, a.state, a.format))
+    submit.set_defaults(run=lambda a: batch_submit(a.input, a.state, a.format))
     status = actions.add_parser("status", parents=[state], help="where the run stands")
-    status.set_defaults(run=lambda a: run_batch_status(a.state))
+    status.set_defaults(run=lambda a: batch_status(a.state))
     collect = actions.add_parser("collect", parents=[state], help="collect the finished step")
     collect.add_argument("--output", required=True, metavar="RESULTS.jsonl")
-    collect.set_defaults(run=lambda a: run_batch_collect(a.output, a.state))
-    parser.set_defaults(json=False)
+    collect.set_defaults(run=lambda a: batch_collect(a.output, a.state))
+    parser.set_defaults(json=False, sync=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -515,10 +594,14 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-async def _terminable(work: Awaitable[Outcome]) -> Outcome | None:
-    """Run ``work``; SIGTERM (``kill``, a CI timeout) cancels it as Ctrl-C does, so its files
-    are closed and its lock released; None then. Where the event loop cannot watch signals
-    (Windows), SIGTERM keeps its default."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a CI timeout): the command ends as Ctrl-C ends it."""
+
+
+async def _terminable(work: Awaitable[Outcome]) -> Outcome:
+    """Run ``work``; SIGTERM cancels it as Ctrl-C does, so its files are closed and its
+    lock released, then raises :class:`Terminated`. Where the event loop cannot watch
+    signals (Windows), SIGTERM keeps its default."""
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     terminated: list[int] = []
 
@@ -534,14 +617,90 @@ async def _terminable(work: Awaitable[Outcome]) -> Outcome | None:
         return await work
     except asyncio.CancelledError:
         if terminated:
-            return None
+            raise Terminated from None
         raise
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
+def _terminable_sync(work: Callable[[], Outcome]) -> Outcome:
+    """Run synchronous ``work`` (a batch command); SIGTERM interrupts it as Ctrl-C does."""
+
+    def terminate(signum, frame) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except (ValueError, OSError):  # not the main thread: SIGTERM keeps its default
+        return work()
+    try:
+        return work()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+BROKEN_PIPE = 141  # the status of a command killed by SIGPIPE (128 + 13), as Unix tools end
+
+
+def _emit(text: str, stream) -> int | None:
+    """Print ``text`` (flushed); if the stream fails, an exit status: a reader that went
+    away (``| head``) ends the command silently, any other failure (a full disk) in one
+    line. The stream is then pointed at /dev/null, so Python's exit prints nothing more."""
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        _to_devnull(stream)
+        return BROKEN_PIPE
+    except OSError as error:
+        _to_devnull(stream)
+        where = "stderr" if stream is sys.stderr else "stdout"
+        print(
+            f"{PROG}: error: cannot write to {where} ({error.strerror or error}): the output "
+            "is lost; free some space (or send it elsewhere), then run the command again",
+            file=sys.stderr,
+        )
+        return 1
+    return None
+
+
+def _to_devnull(stream) -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+
+
+def _run(args: argparse.Namespace) -> Outcome:
+    """The command, run to its outcome; SIGTERM and Ctrl-C raise KeyboardInterrupt."""
+    if getattr(args, "sync", False):
+        return _terminable_sync(lambda: args.run(args))
+    return asyncio.run(_terminable(args.run(args)))
+
+
+def _interrupted_line(args: argparse.Namespace, bulk: bool, how: str) -> tuple[str, str]:
+    """What an interrupted command printed (for stdout) and its one line (for stderr)."""
+    if bulk:  # a bulk run's finished lines are already in its output
+        kept = (
+            "results written so far went to stdout"
+            if args.output == STDIO
+            else f"results written so far stay in {args.output}, rerun to resume"
+            if os.path.exists(args.output)
+            else "before the run started: nothing was sent"
+        )
+        return "", f"{PROG}: interrupted; {kept}"
+    if args.command == "batch":
+        return "", f"{PROG}: interrupted ({how}); {batch.where(args.state)}"
+    output, count = _interrupted(args.progress, args.json)
+    where = "printed above" if output else "so far"
+    return output, (
+        f"{PROG}: interrupted ({how}); {count} finished item{'s' * (count != 1)} {where}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command's ``run_*`` function, print its outcome; the exit status."""
+    if sys.stderr is None:  # 2>&-: no line can be shown, but the exit status still tells
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the whole process)
     args = _parser().parse_args(argv)
     if getattr(args, "concurrency", 1) < 1:
         print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
@@ -552,39 +711,34 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.progress = Finished()
     bulk = bool(getattr(args, "input", None)) and args.command != "batch"
+    if sys.stdout is None and not bulk:  # >&-: refused before any (paid) call
+        print(
+            f"{PROG}: error: stdout is closed, so what {args.command} prints would be lost; "
+            "run it with stdout open",
+            file=sys.stderr,
+        )
+        return 1
     with warnings.catch_warnings():
         warnings.simplefilter("always", RecordingsWarning)
         warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
         try:
-            outcome = asyncio.run(_terminable(args.run(args)) if bulk else args.run(args))
-            if outcome is None:  # SIGTERM: ended as Ctrl-C ends it
-                raise KeyboardInterrupt
+            outcome = _run(args)
         except (WorkflowError, ValueError, OSError) as error:
             print(f"{PROG}: error: {redact(_one_line(error))}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:  # one line; keep what was finished (and paid for)
-            if bulk:  # a bulk run's finished lines are already in its output
-                kept = (
-                    "results written so far went to stdout"
-                    if args.output == STDIO
-                    else f"results written so far stay in {args.output}, rerun to resume"
-                )
-                print(f"{PROG}: interrupted; {kept}", file=sys.stderr)
-                return 130
-            output, count = _interrupted(args.progress, args.json)
-            if output:
-                print(output)
-            where = "printed above" if output else "so far"
-            print(
-                f"{PROG}: interrupted (Ctrl-C); {count} finished item{'s' * (count != 1)} {where}",
-                file=sys.stderr,
-            )
-            return 130
+        except KeyboardInterrupt as interrupt:  # one line; keep what was finished (and paid for)
+            how = "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
+            output, line = _interrupted_line(args, bulk, how)
+            failed = _emit(output, sys.stdout) if output else None
+            print(line, file=sys.stderr)
+            return failed or 130
         finally:
             runtime.reset()
     output = json.dumps(outcome.data, indent=2, ensure_ascii=False) if args.json else outcome.text
     if output:
-        print(output, file=sys.stderr if outcome.stderr else sys.stdout)
+        failed = _emit(output, sys.stderr if outcome.stderr else sys.stdout)
+        if failed:
+            return failed
     for warning in outcome.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     for error in outcome.errors:

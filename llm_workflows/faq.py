@@ -369,12 +369,14 @@ async def build_faq(
     model: str | None = None,
     on_progress: Progress | None = None,
     on_result: Callable[[int, FAQItem | FAQFailure], None] | None = None,
+    calls: list[Call] | None = None,
 ) -> FAQResult:
     """Generate questions, then answer each and find its sources, with
     at most ``concurrency`` questions at a time. A failed question does
-    not stop the others."""
+    not stop the others. Each call is appended to ``calls`` as it ends
+    (if given: so a caller keeps them when the run is interrupted)."""
     check_concurrency(concurrency)  # before the first (paid) call
-    calls: list[Call] = []
+    calls = [] if calls is None else calls
     opts = {"model": model, "calls": calls}
     questions = await agenerate_questions(documents, **opts)
 

@@ -233,7 +233,9 @@ def test_a_cut_off_last_line_is_repaired_and_its_query_run_again(tmp_path):
 def test_a_last_line_that_lost_only_its_newline_is_kept(tmp_path):
     fakes.script(router)
     queries, out = write_text_queries(tmp_path / "q.txt"), tmp_path / "r.jsonl"
-    whole = json.dumps({"id": 2, "query": QUERIES[1], "response": "kept", "error": None})
+    whole = json.dumps(
+        {"id": 2, "query": QUERIES[1], "intent": None, "response": "kept", "error": None}
+    )
     out.write_text(whole, encoding="utf-8")
     main(["route", "--input", str(queries), "--output", str(out)])
     lines = results(out)

@@ -1592,6 +1592,44 @@ def test_bad_recording_lines_are_skipped_with_a_warning_and_the_rest_replays(
     assert warnings_[1].startswith(f"llm-workflows: warning: {path}, line 4: skipped (cut off")
 
 
+@hostile("recordings", "an extra recordings file with 7 unusable lines, saved with a BOM (replay)")
+def test_many_bad_recording_lines_are_three_warnings_and_a_count(
+    monkeypatch, capsys, tmp_path, shows="4 more lines skipped (7 of its lines in all)"
+):
+    path = tmp_path / "extra.jsonl"
+    bad = [
+        '{"key": "abc"}',
+        "[1, 2]",
+        '{"key": 1, "request": {}, "response": {}, "provenance": {}}',
+    ]
+    lines = [*recordings_for(RECORDED_QUERY), *bad, *["not json"] * 4]
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(line + "\n" for line in lines).encode())
+    monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", str(path))
+    status, out, err = run_cli(capsys, "route", RECORDED_QUERY)
+    assert status == 0 and "Intent: Billing Inquiry" in out
+    warned = [line for line in err.splitlines() if "warning" in line]
+    assert [line.split(": skipped")[0].rsplit(", ", 1)[-1] for line in warned[:3]] == [
+        "line 3",
+        "line 4",
+        "line 5",
+    ]
+    assert "it has no request, response or provenance" in warned[0]
+    assert "an array, not an object" in warned[1] and "key is a number" in warned[2]
+    assert len(warned) == 4 and f"{path}: {shows}; every other line replays" in warned[3]
+
+
+@hostile("recordings", "`LLM_WORKFLOWS_RECORDINGS` names a folder, or /dev/null (replay)")
+def test_a_recordings_path_that_is_no_file_is_named_as_such(
+    monkeypatch, capsys, tmp_path, shows="is a folder, not a file"
+):
+    for path, said in ((tmp_path, shows), ("/dev/null", "is not a regular file")):
+        monkeypatch.setenv("LLM_WORKFLOWS_RECORDINGS", str(path))
+        clients.reset()
+        status, out, err = run_cli(capsys, "route", RECORDED_QUERY)
+        assert status == 1 and out == ""
+        assert f"error: settings: LLM_WORKFLOWS_RECORDINGS={str(path)!r}: {said}" in err
+
+
 @hostile("recordings", "`LLM_WORKFLOWS_RECORDINGS` names a file that does not exist (replay)")
 def test_a_missing_recordings_file_is_reported(
     monkeypatch, capsys, shows="settings: LLM_WORKFLOWS_RECORDINGS='missing.jsonl': no such file"

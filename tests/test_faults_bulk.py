@@ -835,7 +835,10 @@ def test_an_input_that_cannot_be_read_twice_is_copied_to_disk_first(
 
 
 def test_the_copy_of_stdin_is_streamed_not_held_in_memory(monkeypatch, tmp_path):
-    """shutil.copyfileobj in 1 MiB chunks: a 5 MiB stdin is read in several reads."""
+    """shutil.copyfileobj in 1 MiB chunks: a 5 MiB stdin is read in several reads, into an
+    unnamed temporary file (nothing in the temporary folder, even while it is open)."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     reads = []
 
     class Counted(io.BytesIO):
@@ -846,8 +849,9 @@ def test_the_copy_of_stdin_is_streamed_not_held_in_memory(monkeypatch, tmp_path)
     stream = Counted(b"a query\n" * (5 * 2**17))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stream))
     with files.Input("-", "query") as source:
-        assert source.copied and source.path.stat().st_size == 5 * 2**20
-    assert len(reads) > 5 and max(reads) <= 2**20 and not source.path.exists()
+        assert source.copied and source.bytes == 5 * 2**20
+        assert source.check() == 5 * 2**17 and list((tmp_path / "tmp").iterdir()) == []
+    assert len(reads) > 5 and max(reads) <= 2**20
 
 
 LAUNCH = [sys.executable, "-m", "llm_workflows", "route"]

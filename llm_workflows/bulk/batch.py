@@ -25,14 +25,18 @@ Nothing paid for is lost or doubled:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import openai
 
 from .. import runtime
 from ..errors import WorkflowError, redact
@@ -46,9 +50,11 @@ from ..routing import (
     classify_messages,
     normalize_intent,
 )
+from ..runtime.wire import NOTICE_AFTER_SECONDS, RETRY, notify, retry_after
 from ..usage import Tally, call_from_body
 from .files import (
     STDIO,
+    FileLock,
     Input,
     Lock,
     encode_line,
@@ -57,6 +63,7 @@ from .files import (
     unsendable,
     write_atomically,
 )
+from .runs import ROUTE_FIELDS
 
 DEFAULT_STATE = "llm-workflows-batch.json"
 ENDPOINT = "/v1/chat/completions"
@@ -69,7 +76,8 @@ VERSION = 2
 MAX_REQUESTS = 50_000
 MAX_BYTES = 200_000_000
 TOKEN = "llm_workflows_token"  # the metadata key that finds a batch again after a crash
-FIND_AMONG = 1000  # the most recent batches looked through for that token
+FIND_AMONG = 1000  # the most recent batches (or files) looked through for that token
+T = TypeVar("T")
 
 
 def custom_id(step: str, item_id: Any) -> str:
@@ -139,7 +147,7 @@ class BatchRun:
             why = getattr(error, "strerror", None) or error
             raise _not_state(path, f"cannot read it: {why}") from None
         try:
-            data = json.loads(text)
+            data = json.loads(text.removeprefix("\ufeff"))  # a BOM an editor added
         except ValueError:
             raise _not_state(path, "not JSON: cut short, or another file") from None
         return cls._from(data, path)
@@ -257,25 +265,115 @@ def _plan(run: BatchRun, step: str) -> None:
     run.parts[step] = parts
 
 
+def _upload_name(step: str, part: Part) -> str:
+    """The uploaded file's name: it carries the part's token, so a lost reply is found."""
+    return f"{step.replace(' ', '-')}-{part.first + 1}-{part.token}.jsonl"
+
+
 def _upload(run: BatchRun, step: str, part: Part) -> str:
     """Upload one part's requests (written to a temporary file first: memory stays flat)."""
     keys = run.requests[step][part.first : part.first + part.count]
+    name = _upload_name(step, part)
     with tempfile.TemporaryFile("w+b", suffix=".jsonl") as f:
         for key in keys:
             f.write(_request(run, step, key))
-        f.seek(0)
-        name = f"{step.replace(' ', '-')}-{part.first + 1}.jsonl"
-        return runtime.get_client().files.create(file=(name, f), purpose="batch").id
+
+        def send(client: openai.OpenAI) -> Any:
+            f.seek(0)
+            return client.files.create(file=(name, f), purpose="batch")
+
+        uploaded, _ = _once(f"upload {name}", send, lambda: _uploaded(name))
+        return uploaded.id
 
 
-def _find(token: str) -> Any | None:
-    """The batch whose metadata holds ``token``, among the most recent ones, if any."""
-    for seen, batch in enumerate(runtime.get_client().batches.list(limit=100)):
-        if (batch.metadata or {}).get(TOKEN) == token:
-            return batch
+def _uploaded(name: str) -> Any | None:
+    """The uploaded file of that name, among the most recent ones, if any."""
+    for seen, file in enumerate(runtime.get_client().files.list(purpose="batch")):
+        if file.filename == name:
+            return file
         if seen >= FIND_AMONG:
             break
     return None
+
+
+def _retry_wait(error: openai.OpenAIError, retry: int) -> float | None:
+    """Seconds to wait before retrying after ``error`` (as the openai client would), or
+    None if it is not worth a retry (a refusal, or a wait past the client's own cap)."""
+    if isinstance(error, openai.APIStatusError):
+        if not RETRY.retries(error.status_code) or error.code == "insufficient_quota":
+            return None
+        asked = retry_after(error.response.headers)
+        if asked is not None:
+            return asked if asked <= RETRY.max_retry_after else None
+    elif not isinstance(error, openai.APIConnectionError):  # a timeout is one too
+        return None
+    return RETRY.backoff(retry)
+
+
+def _once(what: str, send: Callable[[openai.OpenAI], T], find: Callable[[], T | None]):
+    """``send`` through a client that does not retry on its own: a reply lost on its way
+    back (a 5xx after the server acted, a timeout, a dropped connection) would make its
+    retry a second file or a second paid batch. So each retry (as many as the client's
+    ``max_retries``) first looks for what the lost reply made (``find``). Returns what was
+    made, and whether it took more than one request."""
+    client = runtime.get_client()
+    once = client.with_options(max_retries=0)
+    for retry in range(client.max_retries + 1):
+        found = find() if retry else None
+        if found is not None:
+            return found, True
+        try:
+            return send(once), retry > 0
+        except openai.OpenAIError as error:
+            wait = _retry_wait(error, retry)
+            if wait is None or retry == client.max_retries:
+                raise
+            if wait > NOTICE_AFTER_SECONDS:
+                notify(f"batch: {what} failed; looking for it, then retrying in {wait:g} s")
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _with_token(token: str) -> list[Any]:
+    """The batches whose metadata holds ``token``, newest first, among the most recent."""
+    found = []
+    for seen, batch in enumerate(runtime.get_client().batches.list(limit=100)):
+        if (batch.metadata or {}).get(TOKEN) == token:
+            found.append(batch)
+        if seen >= FIND_AMONG:
+            break
+    return found
+
+
+def _find(step: str, part: Part) -> Any | None:
+    """The batch of ``part``, found by its token: if a lost reply made more than one, the
+    oldest is kept and the others are cancelled (or, if that fails, named in one line)."""
+    found = _with_token(part.token)
+    if not found:
+        return None
+    keep, extra = found[-1], found[:-1]
+    if extra:
+        _cancel(step, keep, extra)
+    return keep
+
+
+def _cancel(step: str, keep: Any, extra: list[Any]) -> None:
+    ids = ", ".join(b.id for b in extra)
+    failed = []
+    for batch in extra:
+        try:
+            runtime.get_client().batches.cancel(batch.id)
+        except openai.OpenAIError as error:
+            failed.append(f"{batch.id} ({redact(' '.join(str(error).split()))[:120]})")
+    said = (
+        f"cancelled {ids}"
+        if not failed
+        else f"could not cancel {', '.join(failed)}: cancel them on the API's batches page"
+    )
+    notify(
+        f"batch: a lost reply made {len(extra) + 1} batches for one {step} step; {said}; "
+        f"{keep.id} is the one this run tracks"
+    )
 
 
 def _create(run: BatchRun, step: str) -> None:
@@ -284,19 +382,14 @@ def _create(run: BatchRun, step: str) -> None:
     for part in run.parts[step]:
         if part.batch_id:
             continue
-        found = _find(part.token) if part.creating else None
+        found = _find(step, part) if part.creating else None
         if found is None:
             if part.file_id is None:
                 part.file_id = _upload(run, step, part)
                 run.save()
             part.creating = True
             run.save()  # the intended state, before the paid step
-            found = runtime.get_client().batches.create(
-                input_file_id=part.file_id,
-                endpoint=ENDPOINT,
-                completion_window="24h",
-                metadata={"workflow": run.workflow, "step": step, TOKEN: part.token},
-            )
+            found = _create_part(run, step, part)
         part.batch_id, part.status, part.creating = found.id, found.status, False
         try:
             run.save()
@@ -307,6 +400,29 @@ def _create(run: BatchRun, step: str) -> None:
                 "it is not lost: once the state can be written, 'batch collect' finds it "
                 f"again by its metadata ({TOKEN} {part.token})",
             ) from None
+
+
+def _create_part(run: BatchRun, step: str, part: Part) -> Any:
+    """Create the part's batch (the paid step), once: see :func:`_once`."""
+
+    def send(client: openai.OpenAI) -> Any:
+        return client.batches.create(
+            input_file_id=part.file_id,
+            endpoint=ENDPOINT,
+            completion_window="24h",
+            metadata={"workflow": run.workflow, "step": step, TOKEN: part.token},
+        )
+
+    try:
+        made, retried = _once(f"creating the {step} batch", send, lambda: _find(step, part))
+    except openai.APIStatusError as error:
+        if not RETRY.retries(error.status_code) or error.code == "insufficient_quota":
+            part.creating = False  # refused outright (a 4xx): no batch was made
+            with contextlib.suppress(WorkflowError):
+                run.save()
+        raise
+    # After a lost reply, a batch it made may show in the list only now: one is kept.
+    return (_find(step, part) or made) if retried else made
 
 
 # --- submit and status ---------------------------------------------------------------------
@@ -354,6 +470,39 @@ def _nothing_created(run: BatchRun) -> bool:
     return not any(p.batch_id or p.creating for parts in run.parts.values() for p in parts)
 
 
+def where(state: str | Path = DEFAULT_STATE) -> str:
+    """Where a batch run stands, from its state file alone (no request): the line a batch
+    command prints when it is interrupted."""
+    if not Path(state).exists():
+        return "no batch was created"
+    try:
+        run = BatchRun.load(state)
+    except WorkflowError as error:
+        return error.problem
+    if run.step == DONE:
+        return f"the run is done; its results are in {run.output}"
+    parts = run.parts.get(run.step, [])
+    made = [p.batch_id for p in parts if p.batch_id]
+    maybe = sum(1 for p in parts if p.creating and not p.batch_id)
+    said = []
+    if made:
+        said.append(
+            f"batch {', '.join(made)} ({run.step}) was created and is kept in {state}: "
+            "'batch status' shows it, 'batch collect --output RESULTS.jsonl' goes on"
+        )
+    if maybe:
+        said.append(
+            f"{maybe} {run.step} batch(es) may have been created: {state} keeps the token "
+            "that 'batch collect' finds them by (or it creates them)"
+        )
+    if not said:
+        said.append(
+            f"no {run.step} batch was created yet; {state} keeps the run: 'batch collect' "
+            "creates it"
+        )
+    return "; ".join(said)
+
+
 def _counts(batch: Any) -> str:
     c = batch.request_counts
     return f" ({c.completed} of {c.total} done, {c.failed} failed)" if c else ""
@@ -368,7 +517,12 @@ def status(state: str | Path = DEFAULT_STATE) -> str:
     shown = []
     for part in run.parts[run.step]:
         if not part.batch_id:
-            shown.append("(a batch not created yet: run 'batch collect' to create it)")
+            shown.append(
+                "(a batch that may have been created: 'batch collect' finds it by its token, "
+                "or creates it)"
+                if part.creating
+                else "(a batch not created yet: run 'batch collect' to create it)"
+            )
             continue
         batch = client.batches.retrieve(part.batch_id)
         reason = f": {_reason(batch)}" if batch.status in ENDED_BADLY else ""
@@ -444,34 +598,39 @@ def collect(output: str | Path, state: str | Path = DEFAULT_STATE) -> Report:
         if run.step == DONE:
             return Report(f"batch {run.workflow}: already collected into {run.output}")
         path = _claim(run, output)
-        with Lock(path, f"{output} (a batch collect writes to it)"):
-            _create(run, run.step)
-            client = runtime.get_client()
-            batches = [client.batches.retrieve(p.batch_id) for p in run.parts[run.step]]
-            running = [b for b in batches if b.status not in ENDED]
-            if running:
-                which = (
-                    running[0].status
-                    if len(batches) == 1
-                    else (f"{len(running)} of {len(batches)} batches are still running")
-                )
-                return Report(
-                    f"batch {run.workflow}, step {run.step}: still {which}; collect again later"
-                )
-            problems = [
-                f"batch {b.id} ({run.step}) {b.status}{_counts(b)}: {_reason(b)}"
-                for b in batches
-                if b.status in ENDED_BADLY
-            ]
-            found = _found(run, batches, problems)
-            step = run.step
-            if step == CLASSIFY:
-                text = _after_classify(run, found, batches, path)
-            else:
-                text = _after_handle(run, found, batches, path)
-            if step == CLASSIFY and problems:
-                problems.append("the queries without a classification are written as failed")
-            return Report(text, problems)
+        lock = FileLock(path, f"{output} (a batch collect writes to it)").acquire()
+        try:
+            return _collect(run, path)
+        finally:
+            lock.release(discard=True)  # a results file this collect made and left empty
+
+
+def _collect(run: BatchRun, path: Path) -> Report:
+    _create(run, run.step)
+    client = runtime.get_client()
+    batches = [client.batches.retrieve(p.batch_id) for p in run.parts[run.step]]
+    running = [b for b in batches if b.status not in ENDED]
+    if running:
+        which = (
+            running[0].status
+            if len(batches) == 1
+            else (f"{len(running)} of {len(batches)} batches are still running")
+        )
+        return Report(f"batch {run.workflow}, step {run.step}: still {which}; collect again later")
+    problems = [
+        f"batch {b.id} ({run.step}) {b.status}{_counts(b)}: {_reason(b)}"
+        for b in batches
+        if b.status in ENDED_BADLY
+    ]
+    found = _found(run, batches, problems)
+    step = run.step
+    if step == CLASSIFY:
+        text = _after_classify(run, found, batches, path)
+    else:
+        text = _after_handle(run, found, batches, path)
+    if step == CLASSIFY and problems:
+        problems.append("the queries without a classification are written as failed")
+    return Report(text, problems)
 
 
 def _found(run: BatchRun, batches: list, problems: list[str]) -> dict[str, tuple]:
@@ -601,28 +760,44 @@ def _ended(batches: list) -> str:
 def _write(run: BatchRun, output: Path) -> int:
     """Append the line of every query that has one and is not in the output yet (so a
     collect run again writes nothing twice); flushed and synced. Returns the failed count."""
-    done, _ = scan_output(output)
+    done, _ = scan_output(output, fields=ROUTE_FIELDS)
     failed = 0
-    with output.open("ab") as out:
-        for key, entry in run.routes.items():
-            query, intent, route, error = entry[:4]
-            failed += error is not None
-            response = entry[4] if len(entry) > 4 else None
-            if (error is None and response is None) or id_key(json.loads(key)) in done:
-                continue
-            line = {
-                "id": json.loads(key),
-                "query": query,
-                "intent": intent,
-                "used_fallback": None if route is None else route == FALLBACK,
-                "response": response,
-                "error": error,
-            }
-            out.write(encode_line(line))
-        out.flush()
-        with contextlib.suppress(OSError):
-            os.fsync(out.fileno())
+    try:
+        with output.open("ab") as out:
+            for key, entry in run.routes.items():
+                query, intent, route, error = entry[:4]
+                failed += error is not None
+                response = entry[4] if len(entry) > 4 else None
+                if (error is None and response is None) or id_key(json.loads(key)) in done:
+                    continue
+                line = {
+                    "id": json.loads(key),
+                    "query": query,
+                    "intent": intent,
+                    "used_fallback": None if route is None else route == FALLBACK,
+                    "response": response,
+                    "error": error,
+                }
+                out.write(encode_line(line))
+            out.flush()
+            _sync(out.fileno())
+    except OSError as error:
+        raise WorkflowError(
+            "batch collect",
+            f"cannot write the results to {output} ({error.strerror or error}); the lines "
+            "already there are kept, and the batch's results stay on the server",
+            "free some disk space, then run 'batch collect' again: it writes each id once",
+        ) from None
     return failed
+
+
+def _sync(fd: int) -> None:
+    """fsync, where the file system has it (a full disk or a quota can show only here)."""
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS):
+            raise
 
 
 def _final(run: BatchRun, output: Path, failed: int) -> str:

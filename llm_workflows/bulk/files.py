@@ -1,15 +1,19 @@
 """The files of a bulk run: its input (JSONL or plain text, a file, a pipe or stdin, read in a
 stream), its output (a file, locked and resumable; stdout; or another stream), the ids
-already done (8 bytes each), and the small safety pieces a paid run needs: an input's
-fingerprint kept beside its output, a lock the OS releases if the run is killed, and
-atomic writes (a temporary file in the same folder, fsync, rename).
+already done (8 bytes each), and the small safety pieces a paid run needs: a snapshot of
+the input (what was checked is what is sent, even if the file changes meanwhile), an
+input's fingerprint kept beside its output, a lock the OS releases if the run is killed
+(on the output file itself, so two names of one file share it), and atomic writes (a
+temporary file in the same folder, fsync, rename).
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import codecs
 import contextlib
+import errno
 import hashlib
 import heapq
 import json
@@ -18,13 +22,15 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, TypeVar
 
 from ..errors import WorkflowError
+from ..runtime import wire
 from ..runtime.wire import notify
 
 try:
@@ -142,10 +148,45 @@ def _sync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+def _take(fd: int) -> bool:
+    """Take an exclusive lock on an open file without waiting: False if another holds it."""
+    if fcntl is None:  # pragma: no cover (Windows: a byte-range lock, also released on exit)
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _busy(what: str, holder: str | None) -> WorkflowError:
+    by = f" (process {holder})" if holder and holder.isdigit() else ""
+    return WorkflowError(
+        "lock",
+        f"another llm-workflows command{by} is using {what}",
+        "wait for it to finish, or choose another file",
+    )
+
+
+def _still_there(fd: int, path: Path) -> bool:
+    """The file ``fd`` is open on is still the one at ``path`` (not replaced meanwhile)."""
+    with contextlib.suppress(OSError):
+        held, now = os.fstat(fd), os.stat(path)
+        return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+    return False
+
+
 class Lock:
     """An exclusive lock on ``PATH.lock`` for one process at a time (``flock``: the OS
     releases it when the process ends, even by SIGKILL, so a stale lock file never blocks).
-    The file holds the holder's process id, for the error line."""
+    The file holds the holder's process id, for the error line. For a file that is replaced
+    whole on every write (a batch state file); an output is locked itself (:class:`FileLock`)."""
 
     def __init__(self, path: str | Path, what: str):
         self.path = Path(str(path) + ".lock")
@@ -162,41 +203,19 @@ class Lock:
                     f"cannot create the lock file {self.path} ({error.strerror or error})",
                     "check that its folder exists and can be written",
                 ) from None
-            if not self._take(fd):
+            if not _take(fd):
                 os.lseek(fd, 0, os.SEEK_SET)
                 holder = os.read(fd, 32).decode(errors="replace").strip()
                 os.close(fd)
-                by = f" (process {holder})" if holder.isdigit() else ""
-                raise WorkflowError(
-                    "lock",
-                    f"another llm-workflows command{by} is using {self.what}",
-                    "wait for it to finish, or choose another file",
-                )
-            with contextlib.suppress(OSError):
-                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
-                    break  # the file we locked is still the lock file (not removed meanwhile)
+                raise _busy(self.what, holder)
+            if _still_there(fd, self.path):
+                break  # the file we locked is still the lock file (not removed meanwhile)
             os.close(fd)
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
         return self
-
-    @staticmethod
-    def _take(fd: int) -> bool:
-        if fcntl is None:  # pragma: no cover (Windows: a byte-range lock, also released on exit)
-            import msvcrt
-
-            try:
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            except OSError:
-                return False
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
 
     def release(self) -> None:
         if self._fd is not None:
@@ -212,11 +231,95 @@ class Lock:
         self.release()
 
 
+def _holder(fd: int) -> str | None:
+    """The process id holding a flock on the file ``fd`` is open on, where the system says
+    (Linux: /proc/locks), else None."""
+    try:
+        info = os.fstat(fd)
+        wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == wanted:
+                    return fields[4]
+    except (OSError, AttributeError, ValueError):
+        pass
+    return None
+
+
+class FileLock:
+    """An exclusive lock on a file itself (``flock`` on its descriptor), made if missing:
+    every name of the file (a hard link, a symbolic link) shares it, and the OS releases it
+    when the process ends, even by SIGKILL. A file put in its place (:meth:`replace_with`)
+    is locked before it can be seen, so a waiting command never finds it free."""
+
+    def __init__(self, path: str | Path, what: str):
+        self.path, self.what = Path(path), what
+        self.created = False  # this lock made the file (empty): removed if the run never starts
+        self._fd: int | None = None
+
+    def acquire(self) -> FileLock:
+        while True:
+            created = False
+            try:
+                try:
+                    fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    created = True
+                except FileExistsError:
+                    fd = os.open(self.path, os.O_RDONLY)
+            except OSError as error:
+                raise WorkflowError(
+                    "output",
+                    f"cannot create {self.path} ({error.strerror or error})",
+                    "check that its folder exists and can be written",
+                ) from None
+            if not _take(fd):
+                holder = _holder(fd)
+                os.close(fd)
+                raise _busy(self.what, holder)
+            if _still_there(fd, self.path):
+                break  # not replaced between opening and locking it
+            os.close(fd)
+        self._fd, self.created = fd, created
+        return self
+
+    def replace_with(self, temporary: Path) -> None:
+        """Put ``temporary`` in the file's place, locked first; the old file is let go."""
+        fd = os.open(temporary, os.O_RDONLY)
+        _take(fd)  # a file nobody else has opened: taken at once
+        try:
+            os.replace(temporary, self.path)
+        except OSError:
+            os.close(fd)
+            raise
+        _sync_folder(self.path.parent)
+        old, self._fd, self.created = self._fd, fd, False
+        if old is not None:
+            os.close(old)
+
+    def release(self, discard: bool = False) -> None:
+        """Let the file go; with ``discard``, remove it first if this lock made it and it is
+        still empty (the run never started: no empty output is left behind)."""
+        if self._fd is None:
+            return
+        if discard and self.created and _still_there(self._fd, self.path):
+            with contextlib.suppress(OSError):
+                if os.fstat(self._fd).st_size == 0:
+                    self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
 # --- the input ------------------------------------------------------------------------------
 
 
 def _input_error(name: str, number: int, problem: str, hint: str) -> WorkflowError:
     return WorkflowError("input", f"{name} line {number}: {problem}", hint)
+
+
+def _shown_value(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _parse(name: str, number: int, line: str, field: str, jsonl: bool) -> Item | None:
@@ -232,8 +335,15 @@ def _parse(name: str, number: int, line: str, field: str, jsonl: bool) -> Item |
         raise _input_error(name, number, f"not JSON ({error.msg})", hint) from None
     if not isinstance(data, dict):
         raise _input_error(name, number, "not a JSON object", hint)
-    if "id" not in data or not isinstance(data["id"], (str, int)) or isinstance(data["id"], bool):
+    if "id" not in data:
         raise _input_error(name, number, 'no "id" (a string or an integer)', hint)
+    if not isinstance(data["id"], (str, int)) or isinstance(data["id"], bool):
+        raise _input_error(
+            name,
+            number,
+            f'its "id" must be a string or an integer, and it is {_shown_value(data["id"])}',
+            hint,
+        )
     if not isinstance(data.get(field), str):
         raise _input_error(name, number, f'no "{field}" text', hint)
     return Item(data["id"], data[field])
@@ -265,19 +375,68 @@ def _json_container(line: str) -> str | None:
     return {dict: "a JSON object", list: "a JSON array"}.get(type(data))
 
 
-class Input:
-    """A bulk run's input, readable as often as the run needs: the file itself, or for
-    stdin (``-``), a pipe or ``<(command)`` a copy on disk (memory stays flat), removed
-    on :meth:`close`. ``format`` is "jsonl" or "text" once opened ("auto" decides by the
-    first non-blank line: a JSON object means JSONL)."""
+CHUNK = 1 << 20  # bytes read at a time: memory stays flat whatever the input's size
 
-    def __init__(self, name: str | Path, field: str, format: str = "auto"):
+
+def _read_at(fd: int, offset: int, size: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover (Windows: no pread)
+    return os.read(fd, size)  # pragma: no cover
+
+
+def _lines_of(fd: int) -> Iterator[bytes]:
+    """The lines of an open file, each with its newline, read at explicit offsets: two passes
+    over one snapshot never share (or move) a file position."""
+    offset, pending = 0, []
+    while chunk := _read_at(fd, offset, CHUNK):
+        offset += len(chunk)
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            pending.append(chunk[start : end + 1])
+            yield b"".join(pending)
+            pending, start = [], end + 1
+        if start < len(chunk):
+            pending.append(chunk[start:])
+    if pending:
+        yield b"".join(pending)
+
+
+def _is_fifo(path: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return stat.S_ISFIFO(path.stat().st_mode)
+    return False
+
+
+class Input:
+    """A bulk run's input, read once into a snapshot: a temporary file that no other program
+    can see or change (in ``folder``, the output's, if given; else the temporary folder), so
+    memory stays flat, and the bytes checked and fingerprinted are the bytes sent even if
+    the file is edited or grows during the run. The input may be a file, stdin (``-``), a
+    pipe or ``<(command)``. ``format`` is "jsonl" or "text" once opened ("auto" decides by
+    the first non-blank line: a JSON object means JSONL).
+
+    Opening waits for a named pipe's writer: see :func:`off_the_loop` to keep Ctrl-C and
+    SIGTERM working meanwhile."""
+
+    def __init__(
+        self,
+        name: str | Path,
+        field: str,
+        format: str = "auto",
+        *,
+        folder: str | Path | None = None,
+    ):
         if format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {format!r})")
         self.name = str(name)
+        if not self.name:
+            raise WorkflowError("input", "the input path is empty", READ_HINT + ", or - for stdin")
         self.shown = "stdin" if self.name == STDIO else self.name
         self.field = field
-        self.path, self.copied = self._readable()
+        self.file: Path | None = None  # the input itself, if it is a regular file
+        self._snapshot = self._take_snapshot(folder)
+        self.copied = self.file is None  # stdin or a pipe: read once, never again
         self.format = self._detect() if format == "auto" else format
         self.chosen = format != "auto"
         self.sha256, self.size = "", 0
@@ -285,41 +444,62 @@ class Input:
 
     # -- opening --
 
-    def _readable(self) -> tuple[Path, bool]:
-        if self.name == STDIO:
-            return self._copy(sys.stdin.buffer), True
-        path = Path(self.name)
+    def _take_snapshot(self, folder: str | Path | None) -> IO[bytes]:
+        """Copy the input into an unnamed temporary file (removed when closed, or by the OS
+        if the process is killed)."""
         try:
+            if self.name == STDIO:
+                if sys.stdin is None:
+                    raise OSError(errno.EBADF, "stdin is closed")
+                return self._copy(sys.stdin.buffer, folder)
+            path = Path(self.name)
             mode = path.stat().st_mode
             if stat.S_ISDIR(mode):
-                raise IsADirectoryError(21, "it is a folder")
+                raise IsADirectoryError(errno.EISDIR, "it is a folder")
             if stat.S_ISREG(mode):
-                return path, False
+                self.file = path
             with path.open("rb") as stream:  # a pipe, /dev/stdin, <(command): read once
-                return self._copy(stream), True
+                return self._copy(stream, folder)
         except OSError as error:
             raise WorkflowError(
-                "input", f"cannot read {self.name} ({error.strerror or error})", READ_HINT
+                "input", f"cannot read {self.shown} ({error.strerror or error})", READ_HINT
             ) from None
 
-    def _copy(self, stream: BinaryIO) -> Path:
-        fd, name = tempfile.mkstemp(prefix="llm-workflows-input-", suffix=".part")
+    def _copy(self, stream: BinaryIO, folder: str | Path | None) -> IO[bytes]:
+        where = folder if folder is not None and Path(folder).is_dir() else None
         try:
-            with os.fdopen(fd, "wb") as copy:
-                shutil.copyfileobj(stream, copy, 1 << 20)
+            # Closed by close(); unnamed, or removed at once: nothing is left if killed.
+            snapshot = tempfile.TemporaryFile(prefix="llm-workflows-input-", dir=where)  # noqa: SIM115
         except OSError as error:
-            os.unlink(name)
             raise WorkflowError(
                 "input",
-                f"cannot copy {self.shown} to a temporary file ({error.strerror or error})",
-                "free some space in the temporary folder (TMPDIR), or pass a file",
+                f"cannot make a temporary copy of {self.shown} ({error.strerror or error})",
+                "check that the output's folder (or TMPDIR) can be written",
             ) from None
-        return Path(name)
+        try:
+            shutil.copyfileobj(stream, snapshot, CHUNK)
+            snapshot.flush()
+        except OSError as error:
+            snapshot.close()
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            shown = where or tempfile.gettempdir()
+            raise WorkflowError(
+                "input",
+                f"cannot copy {self.shown} to a temporary file in {shown} "
+                f"({error.strerror or error})",
+                "free some space there (a run reads from that copy), then run it again",
+            ) from None
+        return snapshot
+
+    @property
+    def bytes(self) -> int:
+        """The size of the snapshot (every byte that was read)."""
+        return os.fstat(self._snapshot.fileno()).st_size
 
     def close(self) -> None:
-        if self.copied:
-            with contextlib.suppress(OSError):
-                self.path.unlink()
+        with contextlib.suppress(OSError):
+            self._snapshot.close()
 
     def __enter__(self) -> Input:
         return self
@@ -330,13 +510,7 @@ class Input:
     # -- reading --
 
     def _raw(self) -> Iterator[tuple[int, bytes]]:
-        try:
-            with self.path.open("rb") as f:
-                yield from enumerate(f, 1)
-        except OSError as error:
-            raise WorkflowError(
-                "input", f"cannot read {self.shown} ({error.strerror or error})", READ_HINT
-            ) from None
+        return enumerate(_lines_of(self._snapshot.fileno()), 1)
 
     def _text(self, number: int, raw: bytes) -> str:
         if number == 1:
@@ -345,8 +519,16 @@ class Input:
                     "input", f"{self.shown} is UTF-16 text, not UTF-8", "save it as UTF-8"
                 )
             raw = raw.removeprefix(codecs.BOM_UTF8)  # a BOM is not part of the first line
+        if b"\x00" in raw:
+            raise _input_error(
+                self.shown,
+                number,
+                f"holds a NUL byte (position {raw.index(0) + 1}), so it is not text "
+                "(UTF-16 with no byte order mark, or a binary file?)",
+                "save it as UTF-8 text",
+            )
         try:
-            return raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             raise WorkflowError(
                 "input",
@@ -354,6 +536,15 @@ class Input:
                 f"{raw[error.start]:#04x} at position {error.start + 1})",
                 "save it as UTF-8",
             ) from None
+        if "\r" in text.removesuffix("\n").removesuffix("\r"):
+            raise _input_error(
+                self.shown,
+                number,
+                "holds a carriage return (CR) inside the line: its lines seem to end in CR "
+                "alone (an old Mac file), so they would run as one",
+                "convert its line endings to LF or CRLF (for example: tr '\\r' '\\n' < FILE)",
+            )
+        return text
 
     def lines(self) -> Iterator[tuple[int, str]]:
         """(line number, text) of every line, a BOM taken off the first."""
@@ -471,7 +662,50 @@ def check_input(
         return total, source.count_done(done) if done is not None else 0
 
 
+T = TypeVar("T")
+
+
+async def off_the_loop(
+    work: Callable[[], T], waiting: str, discard: Callable[[T], None] | None = None
+) -> T:
+    """``work()`` in a thread of its own, awaited: opening a named pipe waits for its other
+    end, and meanwhile Ctrl-C and SIGTERM must still end the command at once (a thread left
+    waiting ends with the process; what it opens too late is ``discard``-ed). After a few
+    seconds, ``waiting`` (what it waits for) is said once on stderr."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.cancelled():
+            if error is None and discard is not None:
+                discard(result)
+        elif error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def run() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (work(), None)
+        except BaseException as error:  # handed to the awaiting task
+            outcome = (None, error)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop is closed: the command has ended
+            if outcome[1] is None and discard is not None:
+                discard(outcome[0])
+
+    threading.Thread(target=run, name="llm-workflows-open", daemon=True).start()
+    try:
+        return await asyncio.wait_for(asyncio.shield(done), wire.NOTICE_AFTER_SECONDS)
+    except asyncio.TimeoutError:
+        notify(f"waiting for {waiting} (Ctrl-C to stop)")
+    return await done
+
+
 # --- the output -----------------------------------------------------------------------------
+
+RESULT_FIELDS = ("error",)  # every result line has these, besides its id
 
 
 @dataclass
@@ -489,7 +723,27 @@ class Scanned:
     newline_lost: bool
 
 
-def _scan(path: Path, retry_failed: bool, text_field: str | None, pairs: IdSet | None) -> Scanned:
+def _not_results(shown: str, number: int, missing: list[str]) -> WorkflowError:
+    names = [f'"{name}"' for name in missing]
+    names = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+    return WorkflowError(
+        "output",
+        f"{shown} line {number} is not a result line (it has no {names}): is the file an "
+        "input, or the output of another command?",
+        "choose another --output for the results",
+    )
+
+
+def _scan(
+    path: Path,
+    retry_failed: bool,
+    text_field: str | None,
+    pairs: IdSet | None,
+    fields: tuple[str, ...] = RESULT_FIELDS,
+    shown: str | None = None,
+) -> Scanned:
+    """Read an output file: a line counts as a result only if it has an id and ``fields``
+    (``shown``: its name in messages)."""
     done, failed, errors, lines, foreign, first_foreign = IdSet(), 0, 0, 0, 0, None
     good_end, newline_lost = 0, False
     with path.open("rb") as f:
@@ -510,6 +764,9 @@ def _scan(path: Path, retry_failed: bool, text_field: str | None, pairs: IdSet |
                     f"{path} line {number}: not a result line",
                     "remove that line, or choose another --output",
                 )
+            missing = [name for name in fields if name not in record]
+            if missing:
+                raise _not_results(shown or str(path), number, missing)
             good_end += len(raw)
             newline_lost = not complete  # whole JSON, only its newline was lost
             lines += 1
@@ -526,44 +783,71 @@ def _scan(path: Path, retry_failed: bool, text_field: str | None, pairs: IdSet |
     )
 
 
-def _repair(path: Path, scanned: Scanned, retry_failed: bool) -> None:
+def _cannot_rewrite(path: Path, doing: str, error: OSError) -> WorkflowError:
+    return WorkflowError(
+        "output",
+        f"cannot {doing} {path} ({error.strerror or error}); its results are kept",
+        "free some disk space (or fix the file's permissions), then run the same command "
+        "again to resume",
+    )
+
+
+def _repair(
+    path: Path, scanned: Scanned, retry_failed: bool, put: Callable[[Path], None] | None = None
+) -> None:
     """Cut a cut-off last line away, give a whole last line its lost newline, and with
-    ``retry_failed`` drop the failed lines (so they run again)."""
-    if path.stat().st_size > scanned.good_end:
-        with path.open("r+b") as f:
-            f.truncate(scanned.good_end)
-    if scanned.newline_lost:
-        with path.open("ab") as f:
-            f.write(b"\n")
+    ``retry_failed`` drop the failed lines (so they run again; ``put`` puts the rewritten
+    file in place, as :meth:`FileLock.replace_with` does)."""
+    try:
+        if path.stat().st_size > scanned.good_end:
+            with path.open("r+b") as f:
+                f.truncate(scanned.good_end)
+        if scanned.newline_lost:
+            with path.open("ab") as f:
+                f.write(b"\n")
+    except OSError as error:
+        raise _cannot_rewrite(path, "repair the last line of", error) from None
     if retry_failed and scanned.errors:
-        _drop_failed(path)
+        _drop_failed(path, put)
 
 
-def scan_output(path: str | Path, retry_failed: bool = False) -> tuple[IdSet, int]:
+def scan_output(
+    path: str | Path, retry_failed: bool = False, fields: tuple[str, ...] = RESULT_FIELDS
+) -> tuple[IdSet, int]:
     """The ids already finished in an output file, and how many of those failed.
 
     A cut-off last line (a crash mid-write) is cut away. With ``retry_failed`` the failed
-    lines are removed from the file (rewritten in a stream), so they run again.
+    lines are removed from the file (rewritten in a stream), so they run again. A line
+    without ``fields`` is not a result: the file is refused in one line.
     """
     path = Path(path)
     if not path.exists():
         return IdSet().freeze(), 0
-    scanned = _scan(path, retry_failed, None, None)
+    scanned = _scan(path, retry_failed, None, None, fields)
     _repair(path, scanned, retry_failed)
     return scanned.done, scanned.failed
 
 
-def _drop_failed(path: Path) -> None:
-    """Rewrite the output without its failed lines (a temporary file, fsync, rename)."""
+def _drop_failed(path: Path, put: Callable[[Path], None] | None = None) -> None:
+    """Rewrite the output without its failed lines (a temporary file, fsync, rename). A full
+    disk leaves the output as it was."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with path.open("rb") as source, temporary.open("wb") as target:
-        for line in source:
-            if line.strip() and json.loads(line).get("error") is None:
-                target.write(line)
-        target.flush()
-        os.fsync(target.fileno())
-    os.replace(temporary, path)
-    _sync_folder(path.parent)
+    try:
+        with path.open("rb") as source, temporary.open("wb") as target:
+            for line in source:
+                if line.strip() and json.loads(line).get("error") is None:
+                    target.write(line)
+            target.flush()
+            os.fsync(target.fileno())
+        if put is None:
+            os.replace(temporary, path)
+            _sync_folder(path.parent)
+        else:
+            put(temporary)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise _cannot_rewrite(path, "rewrite (without its failed lines)", error) from None
 
 
 def encode_line(result: dict[str, Any]) -> bytes:
@@ -575,22 +859,52 @@ def encode_line(result: dict[str, Any]) -> bytes:
         return (json.dumps(result) + "\n").encode("ascii")
 
 
+def _aside(path: Path) -> Path:
+    """Where --restart keeps old results: the first free name of .bak, .bak2..."""
+    return next(
+        aside
+        for aside in (
+            path.with_name(path.name + suffix)
+            for suffix in (".bak", *(f".bak{n}" for n in range(2, 10_000)))
+        )
+        if not aside.exists()
+    )
+
+
 class Output:
     """Where a bulk run's results go, one JSONL line each, flushed as it is written.
 
     ``-`` is stdout. A path that is a pipe or a device (``/dev/stdout | ...``, /dev/null)
     is only written to: it cannot be resumed. Any other path is a file: locked for the
-    run (:class:`Lock`), resumed (the ids already in it are skipped) only if it belongs to
-    this input, which the fingerprint kept beside it (``RESULTS.jsonl.llm-workflows.json``)
-    or, without one, its lines' own ids and texts prove.
+    run (:class:`FileLock`, on the file itself), resumed (the ids already in it are
+    skipped) only if it belongs to this input, which the fingerprint kept beside it
+    (``RESULTS.jsonl.llm-workflows.json``) or, without one, its lines' own ids and texts
+    prove. Nothing is made on disk before :meth:`lock`; a file the lock made is removed
+    again if the run does not start (:meth:`open`). ``fields``: what every result line
+    of the command has, besides its id.
     """
 
     SIDECAR = ".llm-workflows.json"
 
-    def __init__(self, name: str | Path, command: str, field: str):
+    def __init__(
+        self, name: str | Path, command: str, field: str, fields: tuple[str, ...] = RESULT_FIELDS
+    ):
         self.name, self.command, self.field = str(name), command, field
+        self.fields = fields
+        if not self.name:
+            raise WorkflowError(
+                "output",
+                "the output path is empty",
+                "pass a file name for the results, or - for stdout",
+            )
         self.kind = "stdout" if self.name == STDIO else "file"
         self.path = Path(self.name)
+        if self.kind == "stdout" and sys.stdout is None:
+            raise WorkflowError(
+                "output",
+                "stdout is closed, so the results would have nowhere to go",
+                "pass --output RESULTS.jsonl, or run the command with stdout open",
+            )
         if self.kind == "file":
             real = Path(os.path.realpath(self.name))
             if self.path.exists() and not stat.S_ISREG(self.path.stat().st_mode):
@@ -602,29 +916,55 @@ class Output:
             else:
                 self.path = real  # /dev/stdout > file: the file itself
         self.shown = "stdout" if self.kind == "stdout" else self.name
+        # In a summary: a file by its name, anything else as given (/dev/null, not "null").
+        self.short = self.path.name if self.kind == "file" else self.shown
         self.sidecar = Path(str(self.path) + self.SIDECAR)
-        self._lock = Lock(self.path, f"{self.name} (a bulk run writes to it)")
+        self._lock = FileLock(self.path, f"{self.name} (a bulk run writes to it)")
         self._stream: BinaryIO | None = None
+        self._record: dict[str, Any] | None = None  # the fingerprint, written by open()
+        self.started = False
         self.written = 0
 
     @property
     def resumable(self) -> bool:
         return self.kind == "file"
 
+    @property
+    def folder(self) -> Path | None:
+        """The output's folder (where the input's snapshot is kept), if it is a file."""
+        return self.path.parent if self.resumable else None
+
     def refuse_same_file(self, source: Input) -> None:
         """The input and the output may not be one file (the run would read its results)."""
-        if self.kind == "stdout" or source.copied or not self.path.exists():
+        if self.kind == "stdout" or source.file is None or not self.path.exists():
             return
-        if os.path.samefile(source.path, self.path):
+        if os.path.samefile(source.file, self.path):
             raise WorkflowError(
                 "output",
                 f"{self.name} is the input file itself",
                 "write the results to another file (--output RESULTS.jsonl)",
             )
 
+    def refuse_options(self, *, retry_failed: bool, restart: bool) -> None:
+        """--retry-failed and --restart act on an output file: refused for anything else."""
+        option = "--retry-failed" if retry_failed else "--restart" if restart else None
+        if option and not self.resumable:
+            raise WorkflowError(
+                "output",
+                f"{option} needs an output file to resume, and {self.shown} is only written to",
+                f"pass --output RESULTS.jsonl, or leave out {option}",
+            )
+
     def lock(self) -> None:
         if self.resumable:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise WorkflowError(
+                    "output",
+                    f"cannot make the folder {self.path.parent} ({error.strerror or error})",
+                    "choose an --output in a folder that can be written",
+                ) from None
             self._lock.acquire()
 
     # -- resuming --
@@ -648,6 +988,7 @@ class Output:
         input's item count and leaves :attr:`done` (the ids to skip). An output of another
         input, or of an edited one, is refused: resuming it would skip or repeat items."""
         self.done, self.failed = IdSet().freeze(), 0
+        self.refuse_options(retry_failed=retry_failed, restart=restart)
         if not self.resumable:
             return source.check()
         has_lines = self.path.exists() and self.path.stat().st_size > 0
@@ -657,18 +998,25 @@ class Output:
         if has_lines and restart:
             self._move_aside()
         elif has_lines:
-            scanned = _scan(self.path, retry_failed, source.field, pairs)
+            scanned = _scan(self.path, retry_failed, source.field, pairs, self.fields, self.name)
             if scanned.lines:
                 self._check_belongs(source, kept, scanned)
-            _repair(self.path, scanned, retry_failed)
+            _repair(self.path, scanned, retry_failed, self._lock.replace_with)
             self.done, self.failed = scanned.done, scanned.failed
-        self._keep_fingerprint(source)
+        self._record = {
+            "llm_workflows": 1,
+            "command": self.command,
+            "input": source.shown if source.file is None else str(source.file.resolve()),
+            "format": source.format,
+            "bytes": source.size,
+            "sha256": source.sha256,
+        }
         return total
 
     def _check_belongs(self, source: Input, kept: dict | None, scanned: Scanned) -> None:
         restart = (
             "pass --restart to start afresh (the old results are moved to "
-            f"{self.path.name}.bak), or choose another --output"
+            f"{_aside(self.path).name}), or choose another --output"
         )
         if kept is None:  # no fingerprint (an older run, or it was deleted): the lines tell
             if scanned.foreign:
@@ -707,39 +1055,64 @@ class Output:
         )
 
     def _move_aside(self) -> None:
-        """Keep the old results (they were paid for) under the first free name: .bak, .bak2..."""
-        suffix = next(
-            s
-            for s in (".bak", *(f".bak{n}" for n in range(2, 10_000)))
-            if not self.path.with_name(self.path.name + s).exists()
-        )
-        os.replace(self.path, self.path.with_name(self.path.name + suffix))
-        notify(f"--restart: the old results of {self.name} were moved to {self.name}{suffix}")
-
-    def _keep_fingerprint(self, source: Input) -> None:
-        record = {
-            "llm_workflows": 1,
-            "command": self.command,
-            "input": source.shown if source.copied else str(Path(source.name).resolve()),
-            "format": source.format,
-            "bytes": source.size,
-            "sha256": source.sha256,
-        }
-        data = (json.dumps(record, indent=1) + "\n").encode()
-        write_atomically(self.sidecar, data, "fingerprint of the input")
+        """Keep the old results (they were paid for) under the first free name: .bak, .bak2...
+        The output's name is never missing meanwhile (a new empty file, locked, takes it)."""
+        aside = _aside(self.path)
+        fresh = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            fresh.touch()
+            try:
+                os.link(self.path, aside)  # the old results keep their inode under .bak
+            except OSError:  # no hard links here: moved, then the empty file put in place
+                os.replace(self.path, aside)
+            self._lock.replace_with(fresh)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                fresh.unlink()
+            doing = f"move to {aside.name} the old results of"
+            raise _cannot_rewrite(self.path, doing, error) from None
+        notify(f"--restart: the old results of {self.name} were moved to {aside.name}")
 
     # -- writing --
 
     def open(self) -> None:
+        """Start the run's output: the fingerprint beside a file, then the file (or stream)
+        opened for appending. A named pipe that nothing reads is refused, not waited on."""
         if self.kind == "stdout":
             self._stream = sys.stdout.buffer
+            self.started = True
             return
+        if self._record is not None:
+            data = (json.dumps(self._record, indent=1) + "\n").encode()
+            write_atomically(self.sidecar, data, "fingerprint of the input")
         try:
-            self._stream = open(self.path, "ab")  # noqa: SIM115 (closed by close())
+            if self.kind == "stream":
+                self._stream = self._open_stream()
+            else:
+                self._stream = open(self.path, "ab")  # noqa: SIM115 (closed by close())
         except OSError as error:
             raise WorkflowError(
                 "output", f"cannot write {self.name} ({error.strerror or error})"
             ) from None
+        self.started = True
+
+    def _open_stream(self) -> BinaryIO:
+        if not _is_fifo(self.path):
+            return open(self.path, "ab")  # a device: /dev/null, /dev/stdout
+        try:  # opening a pipe's writing end waits for a reader: not forever
+            fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError as error:
+            if error.errno != errno.ENXIO:
+                raise
+            raise WorkflowError(
+                "output",
+                f"{self.name} is a named pipe that nothing reads yet",
+                "start the command that reads it first, or write to stdout (--output - | "
+                "that command)",
+            ) from None
+        if fcntl is not None:  # written as any pipe is: a write waits while the pipe is full
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "ab")
 
     def write(self, result: dict[str, Any]) -> None:
         """Append one result line and flush it (one write per line)."""
@@ -768,7 +1141,7 @@ class Output:
         if stream is not None and self.kind != "stdout":
             with contextlib.suppress(OSError):
                 stream.close()
-        self._lock.release()
+        self._lock.release(discard=not self.started)
 
     def __enter__(self) -> Output:
         return self

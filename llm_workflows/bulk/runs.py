@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import openai
 
+from .. import runtime
 from ..errors import ConfigurationError, WorkflowError, redact
 from ..llm import gated
 from ..orchestration import DEFAULT_SIGNATURE, process_customer_message
@@ -29,10 +30,11 @@ from ..routing import route
 from ..runtime.concurrency import check_concurrency, each
 from ..runtime.wire import MISS_CODE
 from ..usage import Call, Tally
-from .files import Input, Item, Output, id_key, unsendable
+from .files import RESULT_FIELDS, Input, Item, Output, id_key, off_the_loop, unsendable
 from .limiter import MAX_WAIT, AdaptiveLimiter, RateLimitStorm
 
 BULK_CONCURRENCY = 64  # most items in flight in a bulk run (the limiter may use fewer)
+ROUTE_FIELDS = ("intent", "response", "error")  # a routing result line has these (and an id)
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,15 @@ class Kind:
     """What a bulk command reads and writes: ``route`` (queries) or ``orchestrate`` (messages).
 
     ``work`` makes one item's result line (a WorkflowError: that item failed); ``failed``
-    makes the line of an item that failed with the given one-line error."""
+    makes the line of an item that failed with the given one-line error; ``fields`` are
+    what every result line has besides its id (a line without them is not a result)."""
 
     command: str
     field: str  # the input's JSONL field, and the result's
     noun: str  # for messages: "query", "message"
     work: Callable[[Item, list[Call]], Awaitable[dict[str, Any]]]
     failed: Callable[[Item, str], dict[str, Any]]
+    fields: tuple[str, ...] = RESULT_FIELDS
 
 
 # --- the two kinds of bulk run --------------------------------------------------------------
@@ -101,8 +105,15 @@ def _orchestrate_failed(item: Item, error: str) -> dict[str, Any]:
     }
 
 
-ROUTE = Kind("route", "query", "query", _route_one, _route_failed)
-ORCHESTRATE = Kind("orchestrate", "message", "message", _orchestrate_one, _orchestrate_failed)
+ROUTE = Kind("route", "query", "query", _route_one, _route_failed, ROUTE_FIELDS)
+ORCHESTRATE = Kind(
+    "orchestrate",
+    "message",
+    "message",
+    _orchestrate_one,
+    _orchestrate_failed,
+    ("tasks", "email", "error"),
+)
 
 
 class _Stop(Exception):
@@ -128,7 +139,7 @@ class Summary:
     """What a bulk run did: counts of this run, its calls' usage and the limiter's 429s."""
 
     kind: Kind
-    output: str  # its name ("stdout" for -)
+    output: str  # as given ("stdout" for -)
     total: int  # items in the input
     skipped: int  # already in the output
     done: int  # finished now without an error
@@ -136,6 +147,8 @@ class Summary:
     seconds: float
     limiter: AdaptiveLimiter
     usage: Tally
+    output_name: str = ""  # in the line: a file's name, or as given (/dev/null, not "null")
+    resumable: bool = True  # the output is a file: a rerun resumes it
 
     def line(self) -> str:
         """One summary line: totals, calls, tokens and estimated cost."""
@@ -144,12 +157,34 @@ class Summary:
         plural = self.kind.noun if self.total == 1 else plural
         return (
             f"{self.kind.command}: {self.total} {plural}: {self.done} done, {self.failed} failed, "
-            f"{self.skipped} already in {Path(self.output).name}; {u.calls} calls "
+            f"{self.skipped} already in {self.output_name or self.output}; {u.calls} calls "
             f"({self.limiter.stats.rate_limited} answered 429), "
             f"{u.prompt_tokens + u.completion_tokens:,} tokens "
             f"({u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion), "
             f"estimated cost {u.cost_text()}; {self.seconds:.1f} s"
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary's numbers (``cost_usd``: None when no call's cost is known; with
+        ``cost_unknown_calls`` the calls it leaves out), and its line."""
+        u = self.usage
+        return {
+            "command": self.kind.command,
+            "output": self.output,
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "calls": u.calls,
+            "rate_limited": self.limiter.stats.rate_limited,
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "tokens": u.prompt_tokens + u.completion_tokens,
+            "cost_usd": None if u.calls and u.unknown == u.calls else round(u.cost_usd, 6),
+            "cost_unknown_calls": u.unknown,
+            "seconds": round(self.seconds, 3),
+            "summary": self.line(),
+        }
 
 
 PROGRESS_EVERY = 30.0  # seconds between plain progress lines when stderr is not a terminal
@@ -170,6 +205,7 @@ class ProgressBar:
         stream: TextIO | None = None,
     ):
         self.stream = stream or sys.stderr
+        enabled = enabled and self.stream is not None  # stderr closed (2>&-): no progress
         self.total, self.done, self.failed, self.noun = total, initial, 0, noun
         self.every, self.start = every, time.monotonic()
         self.last, self.initial = self.start, initial
@@ -227,18 +263,26 @@ async def run_file(
 
     ``input_path`` and ``output_path`` may be ``-`` (stdin, stdout). ``format`` is "auto",
     "jsonl" or "text"; ``restart`` moves an output of another input aside and starts
-    afresh; ``max_wait`` caps a single rate-limit wait (seconds)."""
+    afresh; ``max_wait`` caps a single rate-limit wait (seconds). What is sent is a snapshot
+    of the input taken at the start (see :class:`~.files.Input`); the output file is made
+    only once the settings, the input and the output have been checked."""
     check_concurrency(concurrency)
     limiter = limiter or AdaptiveLimiter(max_concurrency=concurrency, max_wait=max_wait)
-    with (
-        Input(input_path, kind.field, format) as source,
-        Output(output_path, kind.command, kind.field) as sink,
-    ):
-        sink.refuse_same_file(source)
-        sink.lock()
-        total = sink.resume(source, retry_failed=retry_failed, restart=restart)
-        already = source.count_done(sink.done) if len(sink.done) else 0
-        return await _run(kind, source, sink, total, already, concurrency, progress, limiter)
+    with Output(output_path, kind.command, kind.field, kind.fields) as sink:
+        sink.refuse_options(retry_failed=retry_failed, restart=restart)
+        source = await off_the_loop(
+            partial(Input, input_path, kind.field, format, folder=sink.folder),
+            f"something to write to {input_path}",
+            Input.close,
+        )
+        with source:
+            sink.refuse_same_file(source)
+            runtime.settings()  # a bad setting (no key...) is one line, before any file is made
+            sink.lock()
+            total = sink.resume(source, retry_failed=retry_failed, restart=restart)
+            already = source.count_done(sink.done) if len(sink.done) else 0
+            sink.open()
+            return await _run(kind, source, sink, total, already, concurrency, progress, limiter)
 
 
 async def _run(
@@ -292,7 +336,6 @@ async def _run(
         counts["failed" if result["error"] is not None else "done"] += 1
         bar.update(failed=result["error"] is not None)
 
-    sink.open()
     try:
         with gated(limiter):
             await each(todo(), work, concurrency=concurrency, on_result=write, keep=False)
@@ -320,6 +363,8 @@ async def _run(
         time.monotonic() - start,
         limiter,
         usage,
+        sink.short,
+        sink.resumable,
     )
 
 

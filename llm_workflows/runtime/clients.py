@@ -6,7 +6,6 @@ until ``reset()`` or a changed ``setup()``. Nothing here runs at import time.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from dataclasses import replace
 from types import MappingProxyType
@@ -197,10 +196,11 @@ class Runtime:
         # A deadline per attempt and a notice on long retry waits (wire.py), every mode.
         hooks = wire.event_hooks(http, asynchronous=asynchronous, max_retries=current.max_retries)
         if current.mode == "replay":
-            if current.recordings and not os.path.isfile(current.recordings):
+            problem = recordings.problem_with(current.recordings) if current.recordings else None
+            if problem:
                 raise ConfigurationError(
                     "settings",
-                    f"LLM_WORKFLOWS_RECORDINGS={current.recordings!r}: no such file",
+                    f"LLM_WORKFLOWS_RECORDINGS={current.recordings!r}: {problem}",
                     "check the path, or unset it to replay the shipped recordings",
                 )
             clock = self.clock()

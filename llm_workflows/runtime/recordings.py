@@ -144,6 +144,53 @@ class RecordingsWarning(UserWarning):
     """A recordings line that cannot be used: skipped, so every other line still replays."""
 
 
+WARNED_LINES = 3  # a file with more bad lines gets these warnings, then one count
+FIELDS = {"key": str, "request": dict, "response": dict, "provenance": dict}
+KINDS = {dict: "an object", list: "an array", str: "a string", bool: "true or false"}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return KINDS.get(type(value), "a number")
+
+
+def _recording(line: str) -> tuple[Recording | None, str]:
+    """One recordings line as a Recording, or None and why not, in plain words."""
+    cut = "" if line.endswith("\n") else "cut off: "
+    try:
+        item = json.loads(line)
+    except ValueError:
+        return None, f"{cut or 'not a recording: '}not JSON"
+    if not isinstance(item, dict):
+        return None, f"not a recording: {_kind(item)}, not an object"
+    missing = [name for name in FIELDS if name not in item]
+    if missing:
+        named = ", ".join(missing[:-1]) + " or " + missing[-1] if len(missing) > 1 else missing[0]
+        return None, f"not a recording: it has no {named}"
+    wrong = [
+        f"{name} is {_kind(item[name])}"
+        for name, kind in FIELDS.items()
+        if not isinstance(item[name], kind)
+    ]
+    if wrong:
+        return None, f"not a recording: {', '.join(wrong)}"
+    return Recording(*(item[name] for name in FIELDS)), ""
+
+
+def problem_with(path: str) -> str | None:
+    """Why ``path`` cannot be a recordings file to replay (missing, a folder, not a regular
+    file such as /dev/null), or None."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a folder, not a file"
+    if not target.exists():
+        return "no such file"
+    if not target.is_file():
+        return "is not a regular file (a device or a pipe)"
+    return None
+
+
 @dataclass
 class Recording:
     key: str
@@ -181,30 +228,35 @@ class Store:
             ):
                 self._load(f, PACKAGED)
         if self.extra and self.extra.exists():
-            with self.extra.open(encoding="utf-8", errors="replace") as f:
+            with self.extra.open(encoding="utf-8-sig", errors="replace") as f:  # a BOM is fine
                 self._load(f, str(self.extra))
 
     def _load(self, lines, name: str) -> None:
-        """Keep every usable line; skip a cut-off or wrong-shape one with a warning."""
+        """Keep every usable line; skip a cut-off or wrong-shape one, with a warning for each
+        of the first few and one count for the rest."""
+        skipped: list[tuple[int, str]] = []
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            try:
-                item = json.loads(line)
-                recording = Recording(**item)
-                if not (
-                    isinstance(recording.request, dict) and isinstance(recording.response, dict)
-                ):
-                    raise TypeError("request and response must be objects")
-            except (ValueError, TypeError) as error:
-                why = "cut off" if not line.endswith("\n") else "not a recording"
-                warnings.warn(
-                    f"{name}, line {number}: skipped ({why}: {error}); every other line replays",
-                    RecordingsWarning,
-                    stacklevel=2,
-                )
-                continue
-            self._by_key[recording.key] = recording
+            recording, why = _recording(line)
+            if recording is None:
+                skipped.append((number, why))
+            else:
+                self._by_key[recording.key] = recording
+        for number, why in skipped[:WARNED_LINES]:
+            warnings.warn(
+                f"{name}, line {number}: skipped ({why}); every other line replays",
+                RecordingsWarning,
+                stacklevel=3,
+            )
+        if len(skipped) > WARNED_LINES:
+            more = len(skipped) - WARNED_LINES
+            warnings.warn(
+                f"{name}: {more} more line{'s' * (more != 1)} skipped ({len(skipped)} of its "
+                "lines in all); every other line replays",
+                RecordingsWarning,
+                stacklevel=3,
+            )
 
     def prepare_append(self) -> None:
         """Before any call of record mode: the file must be writable, and a cut-off last line

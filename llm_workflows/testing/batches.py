@@ -1,11 +1,12 @@
 """OpenAI's Files and Batches endpoints on the one fake model (:mod:`llm_workflows.testing.model`).
 
 :class:`FakeBatchAPI` adds routes to a :class:`~llm_workflows.testing.FakeModel`
-(``FakeBatchAPI(fake)``): ``POST /files`` (multipart upload), ``GET /files/{id}``,
-``GET /files/{id}/content``, ``POST /batches`` and ``GET /batches/{id}``, in-process or
-behind :class:`~llm_workflows.testing.server.FakeServer`, and ``GET /batches`` (the list,
-newest first, on one page). A batch moves one status per retrieve: validating ->
-in_progress -> completed. ``end`` plays the other ends: "expired" or "cancelled" (only the
+(``FakeBatchAPI(fake)``): ``POST /files`` (multipart upload), ``GET /files`` (the list,
+newest first, on one page), ``GET /files/{id}``, ``GET /files/{id}/content``, ``POST
+/batches``, ``GET /batches/{id}`` and ``POST /batches/{id}/cancel``, in-process or behind
+:class:`~llm_workflows.testing.server.FakeServer`, and ``GET /batches`` (the list, newest
+first, on one page). A batch moves one status per retrieve: validating -> in_progress ->
+completed; a cancelled one: cancelling -> cancelled, with no request answered. ``end`` plays the other ends: "expired" or "cancelled" (only the
 first half of its requests answered, the rest in the error file as ``batch_expired`` or
 ``batch_cancelled``), or "failed" (validation failed: no output, ``errors`` holds
 ``reason``). On completion each request line is answered by the fake model itself, with
@@ -106,11 +107,13 @@ class FakeBatchAPI:
         self.answered: list[str] = []  # custom ids answered, across batches
         self._ids = itertools.count(1)
         model.route("POST", r".*/files", self._upload)
+        model.route("GET", r".*/files", self._list_files)
         model.route("GET", r".*/files/[^/]+", self._file)
         model.route("GET", r".*/files/[^/]+/content", self._content)
         model.route("POST", r".*/batches", self._create)
         model.route("GET", r".*/batches", self._list)
         model.route("GET", r".*/batches/[^/]+", self._retrieve)
+        model.route("POST", r".*/batches/[^/]+/cancel", self._cancel)
 
     @property
     def expire(self) -> bool:
@@ -163,23 +166,29 @@ class FakeBatchAPI:
 
     def _list(self, request: Request) -> Answer:
         """GET /batches: every batch, newest first, on one page (``limit`` is not played)."""
-        batches = [b.to_dict() for b in reversed(self.batches.values())]
-        return Answer(
-            200,
-            {
-                "object": "list",
-                "data": batches,
-                "first_id": batches[0]["id"] if batches else None,
-                "last_id": batches[-1]["id"] if batches else None,
-                "has_more": False,
-            },
-        )
+        return _page([b.to_dict() for b in reversed(self.batches.values())])
+
+    def _list_files(self, request: Request) -> Answer:
+        """GET /files: every file, newest first, on one page (no filter is played)."""
+        return _page([f.to_dict() for f in reversed(self.files.values())])
+
+    def _cancel(self, request: Request) -> Answer:
+        """POST /batches/{id}/cancel: a batch not ended yet is cancelled before it runs."""
+        batch = self._found(self.batches, request, -2)
+        if batch is None:
+            return error(404, "no such batch")
+        if batch.status in ENDS:
+            return error(409, f"Cannot cancel a batch with status '{batch.status}'.")
+        batch.status = "cancelling"
+        return Answer(200, batch.to_dict())
 
     def _retrieve(self, request: Request) -> Answer:
         batch = self._found(self.batches, request)
         if batch is None:
             return error(404, "no such batch")
-        if batch.status == "validating" and self.end == "failed":
+        if batch.status == "cancelling":
+            batch.status = "cancelled"
+        elif batch.status == "validating" and self.end == "failed":
             batch.status = "failed"
             batch.errors = [{"code": "invalid_request", "message": self.reason, "line": 1}]
         elif batch.status in FLOW:
@@ -250,3 +259,17 @@ class FakeBatchAPI:
                 )
                 self.files[file.id] = file
                 setattr(batch, f"{kind}_file_id", file.id)
+
+
+def _page(data: list[dict[str, Any]]) -> Answer:
+    """One page of a list endpoint, holding everything."""
+    return Answer(
+        200,
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": False,
+        },
+    )
