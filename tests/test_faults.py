@@ -1908,7 +1908,8 @@ def render_doc() -> str:
     lines += [
         "## Bulk runs and batches: never lose, double or stall paid work",
         "",
-        "Each row is one test of tests/test_faults_bulk.py, through the real `openai` client: "
+        "Each row is one test of tests/test_faults_bulk.py or tests/test_faults_hostile.py, "
+        "through the real `openai` client: "
         "the one fake model in-process, or on its loopback server where a real pipe, signal or "
         "second process is needed (the CLI then runs as a subprocess). The last column is the "
         "paid-work ledger the test asserts, counted by id over every run of the case (the "
@@ -1918,6 +1919,8 @@ def render_doc() -> str:
         "paid (the case is refused before any call, or only a message is checked).",
         "",
     ]
+    import test_faults_hostile  # noqa: F401 - its rows join reliability_iii.ROWS, whoever runs first
+
     for family, title in reliability_iii.FAMILIES.items():
         lines += [
             f"### {title}",
