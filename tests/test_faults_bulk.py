@@ -455,6 +455,42 @@ def test_a_storm_of_short_429s_gives_up_after_more_pauses_than_a_call_retries(
     assert paid_work(list(range(1, 21)), out, ledger) == NONE_LOST
 
 
+NO_WAIT = {
+    "zero": "0",
+    "negative": "-3",
+    "past-date": format_datetime(datetime.now(timezone.utc) - timedelta(minutes=5), usegmt=True),
+}
+for _id, _value in NO_WAIT.items():
+    ROWS.append(
+        Row(
+            f"test_a_429_that_asks_for_no_wait_is_backed_off_not_a_storm[{_id}]",
+            "waits",
+            f"429 with `retry-after: {_value}` (a server clock behind ours) on every request "
+            "for its first 0.5 s (3 queries, one at a time)",
+            "route: 3 queries: 3 done, 0 failed",
+            NONE_LOST,
+        )
+    )
+
+
+@pytest.mark.parametrize("value", NO_WAIT.values(), ids=NO_WAIT)
+def test_a_429_that_asks_for_no_wait_is_backed_off_not_a_storm(tmp_path, capsys, value):
+    # The openai client takes a retry-after of 0 (or one passed) as none given and backs
+    # off; re-sending at once would spend the 429 retries in milliseconds and stop the run.
+    first: list[float] = []
+
+    def handle(request):
+        first[:] = first or [time.monotonic()]
+        return rate_limited(value) if time.monotonic() - first[0] < 0.5 else router(request)
+
+    _, ledger = model(handle)
+    source, out = queries(tmp_path / "q.txt", TWENTY[:3]), tmp_path / "r.jsonl"
+    status, _, err = bulk(capsys, source, out, "--concurrency", "1")
+    assert status == 0 and "route: 3 queries: 3 done, 0 failed" in err, err
+    assert ledger.sent <= 6 + 2  # the 6 calls, and a 429 or two while the server says so
+    assert paid_work([1, 2, 3], out, ledger) == NONE_LOST
+
+
 # 4. Batch state and collect ---------------------------------------------------------------------
 
 

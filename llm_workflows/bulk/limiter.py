@@ -18,9 +18,10 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
    law with room), capped by the caller's maximum. Before the first headers it is 4
    (discovery); a server that sends none gets the maximum.
 4. A 429 pauses every call for its ``retry-after-ms``/``retry-after`` (else the reset time,
-   else 1 s, doubling), empties the mirror and doubles the reserve (up to 10 % of the
-   bucket); each success with room shrinks the reserve back by 1 % towards 1 % of it. The
-   bucket's size is the most the server ever said remained (at most a minute's limit).
+   else 1 s, doubling; a wait of 0 or a date passed is none given), empties the mirror and
+   doubles the reserve (up to 10 % of the bucket); each success with room shrinks the reserve
+   back by 1 % towards 1 % of it. The bucket's size is the most the server ever said remained
+   (at most a minute's limit).
 5. No wait is silent or endless: a wait longer than a few seconds is said on stderr (how
    long, and why), once per pause; a call the server asks to wait longer than ``max_wait``
    (``--max-wait``, default 300 s) ends at once with one line, as do the calls after it
@@ -390,18 +391,21 @@ class AdaptiveLimiter:
     # --- long waits: said, capped, and a storm of 429s gives up -----------------------------
 
     def _asked_wait(self, headers, attempt: int) -> tuple[float, str]:
-        """How long a 429 asks every call to wait, and which header said so."""
+        """How long a 429 asks every call to wait, and which header said so. A wait of 0 (or
+        less, or a date already passed: the server's clock is behind ours) is none given, as
+        the openai client takes it: re-sent at once, the calls would spend their retries in
+        milliseconds and stop the run as a storm."""
         wait = retry_after(headers)
-        if wait is not None:
+        if wait:
             return wait, "retry-after-ms" if "retry-after-ms" in headers else "retry-after"
         dated = http_date_wait(headers.get("retry-after"))
-        if dated is not None:
+        if dated:
             return dated, "retry-after, an HTTP date"
         resets = [
             parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
             for kind in ("requests", "tokens")
         ]
-        known = [r for r in resets if r is not None]
+        known = [r for r in resets if r]
         if known:
             return min(known), "x-ratelimit-reset"
         return min(60.0, 2.0**attempt), "no wait was given: doubling the pause"
