@@ -395,6 +395,19 @@ def test_a_wait_past_the_cap_ends_the_item_in_one_line(
     assert paid_work([1, 2, 3], out, ledger) == NONE_LOST and ledger.sent == 3
 
 
+@row("waits", "429 with `retry-after: 1e308` on the one query", paid="0 / 0 / 0")
+def test_an_absurd_wait_is_said_in_a_few_characters(
+    tmp_path,
+    capsys,
+    shows="classify intent: rate limited (429): the server asked to wait 1e+308 s (retry-after), longer than the longest wait of a bulk run (--max-wait 300 s); run it again later, or raise --max-wait",
+):
+    _, ledger = model(lambda request: rate_limited("1e308"))
+    source, out = queries(tmp_path / "q.txt", TWENTY[:1]), tmp_path / "r.jsonl"
+    status, _, err = bulk(capsys, source, out)
+    assert status == 1 and [r["error"] for r in results(out)] == [shows]
+    assert max(len(line) for line in err.splitlines()) < 400 and ledger.sent == 1
+
+
 def test_the_cap_is_an_option_and_must_be_a_positive_number(tmp_path, capsys):
     model(lambda request: rate_limited(1.0))
     source, out = queries(tmp_path / "q.txt", TWENTY[:1]), tmp_path / "r.jsonl"
