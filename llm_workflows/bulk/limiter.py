@@ -8,12 +8,13 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
    is as old as its call: the server counted it when the call arrived. So the mirror adopts
    that ``remaining`` plus the refill since the call left, minus what the calls sent since
    then took (all of the way down, halfway up).
-2. A call is sent only when both buckets keep a small reserve after it, fewer than
-   ``concurrency`` calls are in flight, and no 429 pause is on; otherwise it waits for the
-   refill. So the steady rate is the account's own limit, whatever it is. With less than a
-   second's refill left, calls leave one by one at most at twice the refill rate: after a
-   stall (a busy process, a slow event loop) the refill that piled up goes out spread, not
-   in a clump; a fuller bucket (the API's holds a minute) is used at full speed.
+2. A call is sent only when both buckets keep a small reserve after it (kept as time
+   past full where it does not fit in the bucket), fewer than ``concurrency`` calls are in
+   flight, and no 429 pause is on; otherwise it waits for the refill. So the steady rate is
+   the account's own limit, whatever it is. With less than a second's refill left, calls
+   leave one by one at most at twice the refill rate: after a stall (a busy process, a slow
+   event loop) the refill that piled up goes out spread, not in a clump; a fuller bucket
+   (the API's holds a minute) is used at full speed.
 3. ``concurrency`` is what keeps that rate busy: rate x mean latency x 1.5 + 2 (Little's
    law with room), capped by the caller's maximum. Before the first headers it is 4
    (discovery); a server that sends none gets the maximum.
@@ -119,6 +120,7 @@ class Bucket:
     at: float = 0.0  # clock time of ``level``
     peak: float = 0.0  # the most the server ever said remained: what its bucket holds
     taken: float = 0.0  # all that our calls ever took: the calls sent since one left
+    over: float = 0.0  # the refill past full since the bucket filled: how long it has been full
 
     @property
     def rate(self) -> float:
@@ -131,7 +133,11 @@ class Bucket:
 
     def refill(self, now: float) -> None:
         if self.limit is not None:
-            self.level = min(self.capacity, self.level + self.rate * (now - self.at))
+            if self.level < self.capacity:  # a call took from it, or the server said less
+                self.over = 0.0
+            grown = self.level + self.over + self.rate * (now - self.at)
+            self.level = min(self.capacity, grown)
+            self.over = grown - self.level
         self.at = now
 
     def take(self, amount: float) -> None:
@@ -146,12 +152,13 @@ class Bucket:
         return amount / (SMOOTHING * self.rate)
 
     def wait_for(self, amount: float, reserve: float) -> float:
-        """Seconds until ``amount`` can be taken with ``reserve`` left (0: now)."""
+        """Seconds until ``amount`` can be taken with ``reserve`` left (0: now). Where the
+        reserve does not fit in the bucket (it holds one request, or a request bigger than
+        it: the server takes that when full), it is kept as time: the refill of the reserve
+        past the moment the bucket is full."""
         if self.limit is None:
             return 0.0
-        # A request bigger than the bucket must not wait forever: the server takes it when full.
-        amount = min(amount, self.capacity * (1 - reserve))
-        missing = amount + reserve * self.capacity - self.level
+        missing = min(amount, self.capacity) + reserve * self.capacity - self.level - self.over
         return 0.0 if missing <= 0 else missing / self.rate
 
     def sync(
