@@ -372,6 +372,40 @@ def test_a_bucket_of_one_request_is_kept_with_the_reserve(
     assert budget.allowed == 40 and budget.refused <= 3 + 1, budget.refused
 
 
+@row(
+    "headers",
+    "a bucket of one second (600 a minute: 10) and replies that take 2 s, so twice the bucket "
+    "is in flight (24 queries)",
+)
+def test_more_calls_in_flight_than_the_bucket_holds_are_not_counted_twice(
+    tmp_path, capsys, shows="route: 24 queries: 24 done, 0 failed"
+):
+    # A response's ``remaining`` is 2 s old: the refill since and the calls sent since have
+    # come in turns, so the bucket was never full; taking them all off a full bucket put the
+    # mirror 10 requests below empty, and the run at about half the budget.
+    from llm_workflows.bulk.limiter import AdaptiveLimiter
+    from llm_workflows.testing.limits import FakeRateLimit
+
+    fake, ledger = model(latency=2.0)
+    budget = FakeRateLimit(rpm=600, tpm=10_000_000, burst_seconds=1)
+    fake.use(budget)
+    limiter, lowest = AdaptiveLimiter(max_concurrency=64), []
+    observe = limiter.observe
+
+    def watched(headers, seconds=None, sent=None):
+        observe(headers, seconds, sent)
+        if sent is not None:
+            lowest.append(limiter.requests.level)
+
+    limiter.observe = watched
+    texts = [f"Question number {n}, about my charge?" for n in range(1, 25)]
+    source, out = queries(tmp_path / "q.txt", texts), tmp_path / "r.jsonl"
+    summary = asyncio.run(runs.route_file(source, out, progress=False, limiter=limiter))
+    assert shows in summary.line() and budget.refused <= 3 + 1
+    assert min(lowest) > -3, min(lowest)  # a request or two below empty, not a bucketful
+    assert paid_work(list(range(1, 25)), out, ledger) == NONE_LOST
+
+
 # 3. Long waits ----------------------------------------------------------------------------------
 
 

@@ -5,9 +5,10 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
 
 1. It mirrors the server's two buckets (requests, tokens). Each refills at its limit per
    minute; each call takes 1 request and its estimated tokens. A response's ``remaining``
-   is as old as its call: the server counted it when the call arrived. So the mirror adopts
-   that ``remaining`` plus the refill since the call left, minus what the calls sent since
-   then took (all of the way down, halfway up).
+   is as old as its call: the server counted it when the call arrived. So the mirror moves
+   by how far it was off then: that ``remaining`` less what the mirror held just after the
+   call took its share (its own refills and takes since came in turns, as the server's did;
+   all of the way down, halfway up).
 2. A call is sent only when both buckets keep a small reserve after it (kept as time
    past full where it does not fit in the bucket), fewer than ``concurrency`` calls are in
    flight, and no 429 pause is on; otherwise it waits for the refill. So the steady rate is
@@ -121,6 +122,7 @@ class Bucket:
     peak: float = 0.0  # the most the server ever said remained: what its bucket holds
     taken: float = 0.0  # all that our calls ever took: the calls sent since one left
     over: float = 0.0  # the refill past full since the bucket filled: how long it has been full
+    shifted: float = 0.0  # all that the server's numbers (and 429s) ever moved ``level`` by
 
     @property
     def rate(self) -> float:
@@ -140,9 +142,16 @@ class Bucket:
             self.over = grown - self.level
         self.at = now
 
-    def take(self, amount: float) -> None:
+    def take(self, amount: float) -> tuple[float, float | None, float]:
+        """Take ``amount``; what a :class:`Sent` keeps of this bucket (see :meth:`sync`)."""
         self.level -= amount
         self.taken += amount
+        return self.taken, None if self.limit is None else self.level, self.shifted
+
+    def move(self, level: float) -> None:
+        """Set ``level`` from the server's numbers (or a 429), not by our own calls."""
+        self.shifted += level - self.level
+        self.level = level
 
     def gap(self, amount: float) -> float:
         """Seconds between two calls taking ``amount`` each: SMOOTHING times the refill rate
@@ -166,11 +175,12 @@ class Bucket:
         limit: str | None,
         remaining: str | None,
         now: float,
-        sent: tuple[float, float] | None = None,
+        sent: tuple[float, float, float | None, float] | None = None,
     ) -> None:
         """Adopt the server's numbers from one response's headers (if both are sane).
-        ``sent``: what our calls had taken (``taken``) and the clock time when this
-        response's call left."""
+        ``sent``: the clock time when this response's call left, what our calls had taken
+        by then (``taken``), the mirror's level just after (None: no limit was known) and
+        its ``shifted``."""
         new_limit, server = header_number(limit), header_number(remaining, zero=True)
         if new_limit is None or server is None:
             return
@@ -180,19 +190,26 @@ class Bucket:
         self.refill(now)
         self.limit = new_limit
         if sent is not None:  # ``remaining`` is as old as the call: bring it up to now
-            taken, then = sent
-            refilled = server + self.rate * max(0.0, now - then)
-            server = min(self.capacity, refilled) - (self.taken - taken)
-        self.level = server if server < self.level else (self.level + server) / 2
+            then, taken, level, shifted = sent
+            if level is None:  # the refill since, less what the calls sent since took
+                refilled = server + self.rate * max(0.0, now - then)
+                server = min(self.capacity, refilled) - (self.taken - taken)
+            else:  # the mirror was off by ``server - level`` when the call left: so is its
+                # own course since (its refills and takes in the order they came; a bucket
+                # smaller than the calls in flight is not emptied twice)
+                server = min(self.capacity, self.level - (self.shifted - shifted) + server - level)
+        self.move(server if server < self.level else (self.level + server) / 2)
 
 
 @dataclass(frozen=True)
 class Sent:
-    """When one call left and what our calls had taken by then (its own share included)."""
+    """When one call left and, for each bucket, what :meth:`Bucket.take` returned: what our
+    calls had taken by then (its own share included), the mirror's level just after (None:
+    no limit was known yet) and how far the server's numbers had moved it."""
 
     at: float
-    requests: float
-    tokens: float
+    requests: tuple[float, float | None, float]
+    tokens: tuple[float, float | None, float]
 
 
 @dataclass
@@ -297,12 +314,11 @@ class AdaptiveLimiter:
                 self._tell_admission(delay)
                 await asyncio.sleep(min(delay, 0.25))  # then look again: headers may have come
             self.in_flight += 1
-            self.requests.take(1)
-            self.tokens.take(tokens)
+            requests, tokens_taken = self.requests.take(1), self.tokens.take(tokens)
             now = self.clock()
             self.next_at = now + max(self.requests.gap(1), self.tokens.gap(tokens))
         self.stats.waited_seconds += now - start
-        return Sent(now, self.requests.taken, self.tokens.taken)
+        return Sent(now, requests, tokens_taken)
 
     def _release(self) -> None:
         self.in_flight -= 1
@@ -315,12 +331,11 @@ class AdaptiveLimiter:
         seen = headers.get("x-ratelimit-limit-requests") is not None
         self.headers_seen = bool(self.headers_seen) or seen
         for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens")):
-            taken = None if sent is None else getattr(sent, kind)
             bucket.sync(
                 headers.get(f"x-ratelimit-limit-{kind}"),
                 headers.get(f"x-ratelimit-remaining-{kind}"),
                 now,
-                None if sent is None else (taken, sent.at),
+                None if sent is None else (sent.at, *getattr(sent, kind)),
             )
         if seconds is not None:
             self.latency = seconds if self.latency == 0 else 0.9 * self.latency + 0.1 * seconds
@@ -335,7 +350,7 @@ class AdaptiveLimiter:
         self.paused_until = max(self.paused_until, now + min(wait, self.max_wait))
         for bucket in (self.requests, self.tokens):
             bucket.refill(now)
-            bucket.level = min(bucket.level, 0.0)
+            bucket.move(min(bucket.level, 0.0))
         self.reserve = min(MAX_RESERVE, self.reserve * 2)
         return wait
 
