@@ -406,6 +406,35 @@ def test_more_calls_in_flight_than_the_bucket_holds_are_not_counted_twice(
     assert paid_work(list(range(1, 25)), out, ledger) == NONE_LOST
 
 
+@row(
+    "waits",
+    "every reply says `x-ratelimit-limit-*: 1` and `remaining: 0` (1 request and 1 token a "
+    "minute; a call needs about 100 tokens), 3 queries, `--max-wait 30`",
+    paid="3 / 0 / 0",
+)
+def test_a_wait_for_the_budget_past_the_cap_stops_the_run_in_one_line(
+    tmp_path,
+    capsys,
+    shows="llm-workflows: error: route: the run stopped: rate limiter: the account's rate limit (1 requests and 1 tokens a minute) would hold the next call ",
+):
+    def tiny_budget(request, next):
+        answer = next(request)
+        for kind in ("requests", "tokens"):
+            answer.headers[f"x-ratelimit-limit-{kind}"] = "1"
+            answer.headers[f"x-ratelimit-remaining-{kind}"] = "0"
+        return answer
+
+    fake, ledger = model()
+    fake.use(tiny_budget)
+    source, out = queries(tmp_path / "q.txt", TWENTY[:3]), tmp_path / "r.jsonl"
+    start = time.monotonic()
+    status, _, err = bulk(capsys, source, out, "--concurrency", "1", "--max-wait", "30")
+    assert time.monotonic() - start < 10 and status == 1  # not a minute, nor hours, of waiting
+    assert err.splitlines()[-1].startswith(shows), err
+    assert "s, longer than the longest wait of a bulk run (--max-wait 30 s)" in err
+    assert paid_work([1, 2, 3], out, ledger) == "3 / 0 / 0" and ledger.sent == 1
+
+
 # 3. Long waits ----------------------------------------------------------------------------------
 
 

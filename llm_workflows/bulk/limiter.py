@@ -29,7 +29,9 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
    (``--max-wait``, default 300 s) ends at once with one line, as do the calls after it
    until that time. A storm of 429s gives up: when ``storm`` calls in a row give up on
    429s, or more pauses in a row than ``max_429_retries`` pass with no call answered, every
-   call raises :class:`RateLimitStorm`, which stops a bulk run.
+   call raises :class:`RateLimitStorm`, which stops a bulk run; so does a wait for the
+   account's budget longer than ``max_wait`` (headers that say a budget too small for the
+   run's calls: 1 token a minute).
 """
 
 from __future__ import annotations
@@ -311,6 +313,8 @@ class AdaptiveLimiter:
                 delay = self._delay(tokens)
                 if delay <= 0:
                     break
+                if delay > self.max_wait:  # no call could leave: the budget is too small
+                    raise self._budget_too_small(delay)
                 self._tell_admission(delay)
                 await asyncio.sleep(min(delay, 0.25))  # then look again: headers may have come
             self.in_flight += 1
@@ -445,16 +449,30 @@ class AdaptiveLimiter:
             return  # the common case, every call near the budget: nothing to say
         if self.paused_until > self.clock():
             return  # a 429's pause is on
-        limits = [
-            f"{bucket.limit:,.0f} {kind}"
-            for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens"))
-            if bucket.limit is not None
-        ]
         self._tell(
             delay,
             f"{self.name} waits {seconds_text(delay)} before the next call, to stay within "
-            f"the account's rate limit ({' and '.join(limits) or 'unknown'} a minute)",
+            f"the account's rate limit ({self._limits()} a minute)",
         )
+
+    def _budget_too_small(self, delay: float) -> RateLimitStorm:
+        """The account's budget (what the headers say) would hold the next call longer than
+        ``max_wait``: the run stops, as every call after it would wait as long."""
+        self._storm = RateLimitStorm(
+            f"rate limiter: the account's rate limit ({self._limits()} a minute) would hold "
+            f"the next call {seconds_text(delay)}, longer than the longest wait of a bulk "
+            f"run (--max-wait {seconds_text(self.max_wait)})"
+        )
+        return self._storm
+
+    def _limits(self) -> str:
+        """``6,000 requests and 1,000,000 tokens``: the limits the headers gave."""
+        limits = [
+            f"{bucket.limit:,.10g} {kind}"
+            for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens"))
+            if bucket.limit is not None
+        ]
+        return " and ".join(limits) or "unknown"
 
     def _close(self, error: openai.RateLimitError, wait: float) -> None:
         """The server asked every call to wait longer than ``max_wait``: until then, calls
