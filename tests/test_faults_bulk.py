@@ -407,6 +407,42 @@ def test_more_calls_in_flight_than_the_bucket_holds_are_not_counted_twice(
 
 
 @row(
+    "headers",
+    "the limit drops mid-run from 6,000 to 600 a minute, its bucket from 100 requests to 10 "
+    "(after 40 calls; 40 queries)",
+)
+def test_a_limit_that_drops_mid_run_brings_its_own_bucket_size(
+    tmp_path, capsys, shows="route: 40 queries: 40 done, 0 failed"
+):
+    # The size of the bucket is learnt from the most the server ever said remained; kept
+    # across the drop, a reserve of 10 % of the old bucket was all of the new one, and the
+    # run went at half the new budget.
+    from llm_workflows.bulk.limiter import AdaptiveLimiter
+    from llm_workflows.testing.limits import FakeRateLimit
+
+    fake, ledger = model(latency=0.02)
+    budget = FakeRateLimit(rpm=6000, tpm=10_000_000, burst_seconds=1)
+
+    def drop(request, next):
+        with budget._lock:
+            if budget.allowed == 40 and budget.rpm == 6000:
+                budget._refill(budget.clock())
+                budget.rpm, budget.capacity = 600, (10.0, budget.capacity[1])
+                budget.level[0] = min(budget.level[0], 10.0)
+        return next(request)
+
+    fake.use(drop)
+    fake.use(budget)
+    limiter = AdaptiveLimiter(max_concurrency=64)
+    texts = [f"Question number {n}, about my charge?" for n in range(1, 41)]
+    source, out = queries(tmp_path / "q.txt", texts), tmp_path / "r.jsonl"
+    summary = asyncio.run(runs.route_file(source, out, progress=False, limiter=limiter))
+    assert shows in summary.line() and budget.rpm == 600
+    assert limiter.requests.capacity <= 10 + 1, limiter.requests.capacity
+    assert paid_work(list(range(1, 41)), out, ledger) == NONE_LOST
+
+
+@row(
     "waits",
     "every reply says `x-ratelimit-limit-*: 1` and `remaining: 0` (1 request and 1 token a "
     "minute; a call needs about 100 tokens), 3 queries, `--max-wait 30`",

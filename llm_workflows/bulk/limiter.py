@@ -22,8 +22,8 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
 4. A 429 pauses every call for its ``retry-after-ms``/``retry-after`` (else the reset time,
    else 1 s, doubling; a wait of 0 or a date passed is none given), empties the mirror and
    doubles the reserve (up to 10 % of the bucket); each success with room shrinks the reserve
-   back by 1 % towards 1 % of it. The bucket's size is the most the server ever said remained
-   (at most a minute's limit).
+   back by 1 % towards 1 % of it. The bucket's size is the most the server said remained
+   since its limit last changed (at most a minute's limit).
 5. No wait is silent or endless: a wait longer than a few seconds is said on stderr (how
    long, and why), once per pause; a call the server asks to wait longer than ``max_wait``
    (``--max-wait``, default 300 s) ends at once with one line, as do the calls after it
@@ -121,7 +121,7 @@ class Bucket:
     limit: float | None = None  # per minute; None until the server says
     level: float = 0.0
     at: float = 0.0  # clock time of ``level``
-    peak: float = 0.0  # the most the server ever said remained: what its bucket holds
+    peak: float = 0.0  # the most the server said remained (this limit): what its bucket holds
     taken: float = 0.0  # all that our calls ever took: the calls sent since one left
     over: float = 0.0  # the refill past full since the bucket filled: how long it has been full
     shifted: float = 0.0  # all that the server's numbers (and 429s) ever moved ``level`` by
@@ -188,6 +188,8 @@ class Bucket:
             return
         if self.limit is None:
             self.level = server
+        if new_limit != self.limit:  # a new limit may come with a new bucket: learn its size
+            self.peak = 0.0
         self.peak = max(self.peak, server + 1)  # + the request this response answers
         self.refill(now)
         self.limit = new_limit
