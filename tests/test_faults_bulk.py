@@ -38,11 +38,13 @@ import pytest
 
 from llm_workflows import cli, llm
 from llm_workflows.bulk import batch, files, runs
+from llm_workflows.bulk.limiter import AdaptiveLimiter
 from llm_workflows.errors import WorkflowError
 from llm_workflows.routing import CLASSIFY, HANDLE, route
 from llm_workflows.runtime import clients, wire
 from llm_workflows.testing import Answer, FakeModel
 from llm_workflows.testing.batches import FakeBatchAPI
+from llm_workflows.testing.limits import FakeRateLimit
 from llm_workflows.testing.server import FakeServer
 
 KEY = "sk-bulk-faults-fake"
@@ -348,8 +350,6 @@ def test_a_bucket_of_one_request_is_kept_with_the_reserve(
 ):
     # The reserve is kept as time once the bucket is full: else each call leaves the instant
     # the mirror refills the one request, and arrives a little early about half the time.
-    from llm_workflows.testing.limits import FakeRateLimit
-
     rng = random.Random(18)
 
     def network(request, next):  # how long a request takes to arrive varies
@@ -372,6 +372,19 @@ def test_a_bucket_of_one_request_is_kept_with_the_reserve(
     assert budget.allowed == 40 and budget.refused <= 3 + 1, budget.refused
 
 
+def budget_run(tmp_path, budget, count: int, latency: float, limiter, *middleware):
+    """``count`` queries through ``runs.route_file`` with ``limiter``, on the in-process fake
+    behind ``middleware`` and then ``budget`` (a FakeRateLimit): the summary, and the paid
+    work counted by id (``paid_work``)."""
+    fake, ledger = model(latency=latency)
+    for wrap in (*middleware, budget):
+        fake.use(wrap)
+    texts = [f"Question number {n}, about my charge?" for n in range(1, count + 1)]
+    source, out = queries(tmp_path / "q.txt", texts), tmp_path / "r.jsonl"
+    summary = asyncio.run(runs.route_file(source, out, progress=False, limiter=limiter))
+    return summary, paid_work(list(range(1, count + 1)), out, ledger)
+
+
 @row(
     "headers",
     "a bucket of one second (600 a minute: 10) and replies that take 2 s, so twice the bucket "
@@ -383,12 +396,7 @@ def test_more_calls_in_flight_than_the_bucket_holds_are_not_counted_twice(
     # A response's ``remaining`` is 2 s old: the refill since and the calls sent since have
     # come in turns, so the bucket was never full; taking them all off a full bucket put the
     # mirror 10 requests below empty, and the run at about half the budget.
-    from llm_workflows.bulk.limiter import AdaptiveLimiter
-    from llm_workflows.testing.limits import FakeRateLimit
-
-    fake, ledger = model(latency=2.0)
     budget = FakeRateLimit(rpm=600, tpm=10_000_000, burst_seconds=1)
-    fake.use(budget)
     limiter, lowest = AdaptiveLimiter(max_concurrency=64), []
     observe = limiter.observe
 
@@ -398,12 +406,9 @@ def test_more_calls_in_flight_than_the_bucket_holds_are_not_counted_twice(
             lowest.append(limiter.requests.level)
 
     limiter.observe = watched
-    texts = [f"Question number {n}, about my charge?" for n in range(1, 25)]
-    source, out = queries(tmp_path / "q.txt", texts), tmp_path / "r.jsonl"
-    summary = asyncio.run(runs.route_file(source, out, progress=False, limiter=limiter))
-    assert shows in summary.line() and budget.refused <= 3 + 1
+    summary, paid = budget_run(tmp_path, budget, 24, 2.0, limiter)
+    assert shows in summary.line() and budget.refused <= 3 + 1 and paid == NONE_LOST
     assert min(lowest) > -3, min(lowest)  # a request or two below empty, not a bucketful
-    assert paid_work(list(range(1, 25)), out, ledger) == NONE_LOST
 
 
 @row(
@@ -417,10 +422,6 @@ def test_a_limit_that_drops_mid_run_brings_its_own_bucket_size(
     # The size of the bucket is learnt from the most the server ever said remained; kept
     # across the drop, a reserve of 10 % of the old bucket was all of the new one, and the
     # run went at half the new budget.
-    from llm_workflows.bulk.limiter import AdaptiveLimiter
-    from llm_workflows.testing.limits import FakeRateLimit
-
-    fake, ledger = model(latency=0.02)
     budget = FakeRateLimit(rpm=6000, tpm=10_000_000, burst_seconds=1)
 
     def drop(request, next):
@@ -431,15 +432,10 @@ def test_a_limit_that_drops_mid_run_brings_its_own_bucket_size(
                 budget.level[0] = min(budget.level[0], 10.0)
         return next(request)
 
-    fake.use(drop)
-    fake.use(budget)
     limiter = AdaptiveLimiter(max_concurrency=64)
-    texts = [f"Question number {n}, about my charge?" for n in range(1, 41)]
-    source, out = queries(tmp_path / "q.txt", texts), tmp_path / "r.jsonl"
-    summary = asyncio.run(runs.route_file(source, out, progress=False, limiter=limiter))
-    assert shows in summary.line() and budget.rpm == 600
+    summary, paid = budget_run(tmp_path, budget, 40, 0.02, limiter, drop)
+    assert shows in summary.line() and budget.rpm == 600 and paid == NONE_LOST
     assert limiter.requests.capacity <= 10 + 1, limiter.requests.capacity
-    assert paid_work(list(range(1, 41)), out, ledger) == NONE_LOST
 
 
 @row(
