@@ -38,8 +38,8 @@ URL = "https://github.com/Owner/llm-workflows"
 INSTALLED = "llm_workflows is installed.\n"
 # The stop of a notebook built with no repository URL: what to do, in plain words.
 NO_URL = (
-    "llm_workflows is missing: open this lesson from its GitHub page, or run %pip install "
-    "git+https://github.com/OWNER/REPO (OWNER/REPO as in its address)"
+    "llm_workflows is missing: run %pip install git+https://github.com/OWNER/REPO "
+    "(OWNER/REPO as in this page's address), then Run All again"
 )
 SKIPPED = "Skipped: llm_workflows is not installed.\n"
 # A `python -m pip` that only leaves a trace: put first on the path, it shows whether pip ran.

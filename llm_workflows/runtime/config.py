@@ -89,14 +89,16 @@ class Settings:
         return self.substitutes.get(chosen, chosen)
 
     def models_line(self) -> str:
-        """Which models live calls use, and how a reasoning model among them is called."""
+        """Which models the calls use, and how a reasoning model among them is called;
+        replayed, the models the recordings were made with."""
         small, large = self.model_for(SMALL), self.model_for(LARGE)
+        label = "Recorded with" if self.mode == "replay" else "Models"
         if small == large:
             kind = reasoning_text(small)
-            return f"Models: {small} for every step" + (f", {kind}." if kind else ".")
+            return f"{label}: {small} for every step" + (f", {kind}." if kind else ".")
         kinds = "; ".join(f"{m}: {k}" for m in (small, large) if (k := reasoning_text(m)))
         used = f"{small} for the FAQ chain, {large} for routing and orchestrator-worker"
-        return f"Models: {used}" + (f" ({kinds})." if kinds else ".")
+        return f"{label}: {used}" + (f" ({kinds})." if kinds else ".")
 
     def __repr__(self) -> str:
         """The settings, safe to print: the key is never shown, nor a URL's secrets."""
