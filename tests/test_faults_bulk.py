@@ -979,6 +979,44 @@ def test_the_input_as_the_output_is_refused_untouched(
 
 @row(
     "files",
+    "`--output` (route, orchestrate, batch collect) or `--state` (batch submit) in a folder "
+    "that does not exist: a typo in the path",
+    paid="",
+)
+def test_a_missing_folder_is_refused_before_any_call_and_never_made(
+    tmp_path,
+    capsys,
+    shows="llm-workflows: error: output: the folder missing/dir does not exist; create it "
+    "first, or check the path",
+):
+    api, ledger = batch_api()
+    queries(tmp_path / "q.txt", THREE)
+    for command in ("route", "orchestrate"):
+        status, out, err = run_cli(
+            capsys, command, "--input", "q.txt", "--output", "missing/dir/r.jsonl"
+        )
+        assert (status, out, err) == (1, "", shows + "\n")
+    status, _, err = run_cli(
+        capsys, "batch", "submit", "route", "--input", "q.txt", "--state", "missing/dir/s.json"
+    )
+    assert (status, err) == (1, shows.replace("output:", "state:") + "\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.txt"] and ledger.sent == 0
+    api.model.install()  # each CLI run forgets the fake
+    assert (
+        run_cli(capsys, "batch", "submit", "route", "--input", "q.txt", "--state", "s.json")[0] == 0
+    )
+    api.model.install()
+    status, _, err = run_cli(
+        capsys, "batch", "collect", "--output", "missing/dir/r.jsonl", "--state", "s.json"
+    )
+    assert (status, err) == (1, shows + "\n") and not Path("missing").exists()
+    api.model.install()
+    collect_until_done(Path("r.jsonl"), Path("s.json"))  # the run is not tied to the typo
+    assert batch_work([1, 2, 3], Path("r.jsonl"), api) == NONE_LOST
+
+
+@row(
+    "files",
     "two runs at once on one output (real processes, 32 queries); then a lock file left by a "
     "SIGKILLed run",
 )

@@ -59,6 +59,7 @@ from .files import (
     Lock,
     encode_line,
     id_key,
+    refuse_missing_folder,
     scan_output,
     unsendable,
     write_atomically,
@@ -433,6 +434,7 @@ def submit_route(
 ) -> BatchRun:
     """Start a batch routing run: one classify request per query of the input (a file, or
     ``-`` for stdin: the queries are kept in the state file)."""
+    refuse_missing_folder(state, "state")
     with Lock(state, f"the batch state file {state}"):
         if Path(state).exists():
             earlier = BatchRun.load(state)
@@ -569,6 +571,7 @@ def _claim(run: BatchRun, output: str | Path) -> Path:
             "collect writes to a file, not stdout (a run may take several collects)",
             "pass --output RESULTS.jsonl",
         )
+    refuse_missing_folder(output, "output")
     path = Path(output).resolve()
     if path.exists() and Path(run.input).exists() and path.samefile(run.input):
         raise WorkflowError(
