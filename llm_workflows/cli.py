@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import openai
 
@@ -554,15 +554,55 @@ def _add_batch_command(sub) -> None:
     parser.set_defaults(json=False, sync=True)
 
 
+class UsageError(Exception):
+    """A command line argparse or :func:`main` refuses: ``main`` prints it as one line."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+    def line(self) -> str:
+        """``llm-workflows: error: route: <what>; see llm-workflows route --help``."""
+        command = self.prog.removeprefix(PROG).strip()
+        return f"{PROG}: error: {command + ': ' if command else ''}{self}; see {self.prog} --help"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its --help as it is), whose errors are our one line, not usage."""
+
+    commands: tuple[str, ...] = ()  # the top-level parser's commands
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line; a :class:`UsageError` names the command it was for."""
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    prog = " ".join([PROG, *filter(None, [args.command, getattr(args, "action", None)])])
+    if unknown:
+        raise UsageError(prog, f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        *others, last = parser.commands
+        raise UsageError(PROG, f"give a command ({', '.join(others)} or {last})")
+    if getattr(args, "concurrency", 1) < 1:
+        raise UsageError(prog, "--concurrency must be at least 1")
+    max_wait = getattr(args, "max_wait", MAX_WAIT)
+    if not (math.isfinite(max_wait) and max_wait > 0):
+        raise UsageError(prog, "--max-wait must be a number of seconds above 0")
+    return args
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Prompt chaining, routing and orchestrator-worker workflows. "
         "With no OPENAI_API_KEY, recorded responses are replayed.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     faq = sub.add_parser("faq", parents=[common], help="build an FAQ from documents")
     faq.add_argument(
         "--source", nargs="+", metavar="FILE", help="text/markdown files (default: the lesson's)"
@@ -584,6 +624,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
     demo.set_defaults(run=lambda a: run_demo(a.signature, a.progress))
     _add_batch_command(sub)
+    parser.commands = tuple(sub.choices)
     return parser
 
 
@@ -701,14 +742,11 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command's ``run_*`` function, print its outcome; the exit status."""
     if sys.stderr is None:  # 2>&-: no line can be shown, but the exit status still tells
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the whole process)
-    args = _parser().parse_args(argv)
-    if getattr(args, "concurrency", 1) < 1:
-        print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
-        return 2
-    max_wait = getattr(args, "max_wait", MAX_WAIT)
-    if not (math.isfinite(max_wait) and max_wait > 0):
-        print(f"{PROG}: error: --max-wait must be a number of seconds above 0", file=sys.stderr)
-        return 2
+    try:
+        args = _parse(argv)
+    except UsageError as error:
+        print(redact(error.line()), file=sys.stderr)
+        return 2  # argparse's status for a usage error
     args.progress = Finished()
     bulk = bool(getattr(args, "input", None)) and args.command != "batch"
     if sys.stdout is None and not bulk:  # >&-: refused before any (paid) call

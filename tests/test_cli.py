@@ -117,6 +117,45 @@ def test_concurrency_below_one_is_refused_with_a_clear_message(capsys, value):
     assert "--concurrency must be at least 1" in line
 
 
+ARGUMENT_ERRORS = {
+    "--bogus": "unrecognized arguments: --bogus; see llm-workflows --help",
+    "": "give a command (faq, route, orchestrate, demo or batch); see llm-workflows --help",
+    "route --bogus x": "route: unrecognized arguments: --bogus; see llm-workflows route --help",
+    "faq --concurrency abc": "faq: argument --concurrency: invalid int value: 'abc'; "
+    "see llm-workflows faq --help",
+    "faq --concurrency 0": "faq: --concurrency must be at least 1; see llm-workflows faq --help",
+    "route --input q.txt --output r.jsonl --max-wait 0": "route: --max-wait must be a number "
+    "of seconds above 0; see llm-workflows route --help",
+    "orchestrate --input": "orchestrate: argument --input: expected one argument; "
+    "see llm-workflows orchestrate --help",
+    "batch": "batch: the following arguments are required: action; see llm-workflows batch --help",
+    "batch submit route --input q.txt --bogus": "batch submit: unrecognized arguments: "
+    "--bogus; see llm-workflows batch submit --help",
+}
+
+
+@pytest.mark.parametrize("argv", ARGUMENT_ERRORS)
+def test_an_argument_error_is_one_line_naming_the_command_and_its_help(capsys, argv):
+    assert main(argv.split()) == 2  # argparse's status for a usage error
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"llm-workflows: error: {ARGUMENT_ERRORS[argv]}\n"
+
+
+def test_an_unknown_command_is_one_line_naming_the_choices(capsys):
+    assert main(["bogus"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith("llm-workflows: error: argument command: invalid choice: 'bogus'")
+    assert "'demo'" in err and err.endswith("; see llm-workflows --help\n")
+
+
+def test_help_is_argparses_own(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["route", "--help"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: llm-workflows route [-h] [--json]")
+
+
 def test_missing_source_file_exits_1_with_one_line(capsys, chosen_replay):
     assert main(["faq", "--source", "missing.txt"]) == 1
     err = capsys.readouterr().err

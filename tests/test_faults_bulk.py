@@ -404,7 +404,9 @@ def test_the_cap_is_an_option_and_must_be_a_positive_number(tmp_path, capsys):
     status, _, err = bulk(capsys, source, out, "--max-wait", "0")
     assert (
         status == 2
-        and err == "llm-workflows: error: --max-wait must be a number of seconds above 0\n"
+        and err
+        == "llm-workflows: error: route: --max-wait must be a number of seconds above 0; "
+        "see llm-workflows route --help\n"
     )
 
 
