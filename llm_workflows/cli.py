@@ -191,6 +191,8 @@ async def run_faq(
         raise WorkflowError(
             "faq", f"cannot read {name} ({error.strerror or error})", "pass text or markdown files"
         ) from None
+    except ValueError as error:  # not UTF-8, or no text: the file names it and what to do
+        raise WorkflowError("faq", str(error)) from None
     finished: list[FAQItem | FAQFailure] = []
     calls: list[Call] = []  # every call made so far, kept if the run is interrupted
 
@@ -308,13 +310,16 @@ def _show_warning(shown, message, category, filename, lineno, file=None, line=No
         shown(message, category, filename, lineno, file, line)
 
 
+def _plural(noun: str) -> str:
+    return "queries" if noun == "query" else noun + "s"
+
+
 def _bulk_outcome(summary, noun: str) -> Outcome:
     """A bulk run's summary line (for stderr: stdout may carry the results; --json: its
     numbers), an error line if some items failed, and a warning if there were none."""
     errors, warnings_ = [], []
     if summary.total == 0:
-        plural = "queries" if noun == "query" else noun + "s"
-        warnings_.append(f"the input holds no {plural} (it is empty, or only blank lines)")
+        warnings_.append(f"the input holds no {_plural(noun)} (it is empty, or only blank lines)")
     if summary.failed:
         again = (
             "rerun with --retry-failed to run them again"
@@ -322,7 +327,8 @@ def _bulk_outcome(summary, noun: str) -> Outcome:
             else "run them again from a file of those lines"
         )
         errors.append(
-            f"{summary.failed} {noun}(s) failed; their errors are in {summary.output}; {again}"
+            f"{summary.failed} {noun if summary.failed == 1 else _plural(noun)} failed; their "
+            f"errors are in {summary.output}; {again}"
         )
     return Outcome(summary.to_dict(), summary.line(), errors, warnings_, stderr=True)
 
@@ -486,7 +492,7 @@ def _bulk_args(command: str, noun: str, given: bool, args: argparse.Namespace) -
             raise WorkflowError(command, f"give a {noun}, or --input FILE")
         return False
     if given:
-        raise WorkflowError(command, f"give either {noun}s or --input, not both")
+        raise WorkflowError(command, f"give either {_plural(noun)} or --input, not both")
     if args.output is None:
         raise WorkflowError(command, "--input needs --output RESULTS.jsonl")
     return True

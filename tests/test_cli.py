@@ -156,6 +156,24 @@ def test_help_is_argparses_own(capsys):
     assert capsys.readouterr().out.startswith("usage: llm-workflows route [-h] [--json]")
 
 
+def test_an_empty_source_file_is_one_line_naming_the_step_and_what_to_pass(capsys, tmp_path):
+    (tmp_path / "empty.txt").write_text("  \n")
+    assert main(["faq", "--source", str(tmp_path / "empty.txt")]) == 1
+    assert capsys.readouterr().err == (
+        f"llm-workflows: error: faq: {tmp_path / 'empty.txt'} has no text; "
+        "pass a text or markdown file with the page's text\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["route", "orchestrate"])
+def test_an_argument_beside_input_is_refused_in_plain_words(capsys, command):
+    assert main([command, "hello", "--input", "q.txt", "--output", "r.jsonl"]) == 1
+    plural = {"route": "queries", "orchestrate": "messages"}[command]
+    assert capsys.readouterr().err == (
+        f"llm-workflows: error: {command}: give either {plural} or --input, not both\n"
+    )
+
+
 def test_missing_source_file_exits_1_with_one_line(capsys, chosen_replay):
     assert main(["faq", "--source", "missing.txt"]) == 1
     err = capsys.readouterr().err

@@ -749,7 +749,7 @@ def test_a_malformed_state_file_is_one_line(tmp_path, capsys, text):
 )
 def test_a_malformed_output_file_is_one_line_and_its_queries_fail(
     tmp_path,
-    shows="holds 2 line(s) that are not results of this run (line 1 first); their queries are written as failed",
+    shows="holds 2 lines that are not results of this run (line 1 first); their queries are written as failed",
 ):
     def garble(kind: str, content: bytes) -> bytes:
         lines = content.splitlines()
@@ -1134,7 +1134,7 @@ def test_an_output_without_a_fingerprint_is_resumed_only_if_its_lines_match(tmp_
     Path("r.jsonl.llm-workflows.json").unlink()
     queries(source, ["A new first line", *THREE])
     status, _, err = bulk(capsys, source, out)
-    assert status == 1 and "holds 3 result line(s) whose id and query are not in q.txt" in err
+    assert status == 1 and "holds 3 result lines whose id and query are not in q.txt" in err
 
 
 # 6. Settings and reports ------------------------------------------------------------------------

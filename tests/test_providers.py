@@ -331,6 +331,13 @@ def test_a_blank_number_counts_as_unset_and_a_negative_one_gets_an_example(monke
     )
 
 
+def test_every_bad_number_gets_the_same_example(monkeypatch):
+    for bad in ("abc", "-1", "inf"):
+        assert settings_error(monkeypatch, LLM_WORKFLOWS_TIMEOUT=bad).endswith(
+            "; set it to e.g. 60"
+        )
+
+
 def test_replay_for_gemini_names_the_gemini_key(monkeypatch):
     monkeypatch.setenv("LLM_WORKFLOWS_PROVIDER", "gemini")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # not the provider's key

@@ -493,9 +493,10 @@ def where(state: str | Path = DEFAULT_STATE) -> str:
             "'batch status' shows it, 'batch collect --output RESULTS.jsonl' goes on"
         )
     if maybe:
+        them = "it" if maybe == 1 else "them"
         said.append(
-            f"{maybe} {run.step} batch(es) may have been created: {state} keeps the token "
-            "that 'batch collect' finds them by (or it creates them)"
+            f"{maybe} {run.step} batch{'es' * (maybe != 1)} may have been created: {state} "
+            f"keeps the token that 'batch collect' finds {them} by (or it creates {them})"
         )
     if not said:
         said.append(
@@ -656,9 +657,9 @@ def _found(run: BatchRun, batches: list, problems: list[str]) -> dict[str, tuple
                 found[key] = (text, error)
             if bad:
                 problems.append(
-                    f"batch {batch.id}'s {kind} file holds {len(bad)} line(s) that are not "
-                    f"results of this run (line {bad[0]} first); their queries are written "
-                    "as failed"
+                    f"batch {batch.id}'s {kind} file holds {len(bad)} "
+                    f"line{'s' * (len(bad) != 1)} that are not results of this run (line "
+                    f"{bad[0]} first); their queries are written as failed"
                 )
     return found
 

@@ -1028,10 +1028,10 @@ class Output:
             if scanned.foreign:
                 raise WorkflowError(
                     "output",
-                    f"{self.name} holds {scanned.foreign} result line(s) whose id and "
-                    f"{self.field} are not in {source.shown} (the first: line "
-                    f"{scanned.first_foreign}), so it is the output of another input or of "
-                    "an edited one",
+                    f"{self.name} holds {scanned.foreign} result "
+                    f"line{'s' * (scanned.foreign != 1)} whose id and {self.field} are not in "
+                    f"{source.shown} (the first: line {scanned.first_foreign}), so it is the "
+                    "output of another input or of an edited one",
                     restart,
                 )
             return
