@@ -50,7 +50,7 @@ from .orchestration import (
 )
 from .routing import HANDLE, Routed, route_many
 from .runtime.concurrency import WORKFLOW_CONCURRENCY
-from .runtime.recordings import RecordingsWarning
+from .runtime.recordings import RecordingsWarning, explain
 from .usage import Call, calls_table, origin_lines
 
 PROG = "llm-workflows"
@@ -96,7 +96,8 @@ def faq_text(result: FAQResult) -> str:
     lines += _origins(result.calls, ANSWER, "Answers: ")
     lines += _origins(result.calls, FIND_SOURCES, "Sources: ")
     for number, item in enumerate(result.items, 1):
-        lines += ["", _wrap(f"{number}. {item.question}", "", "   "), _wrap(item.answer, "   ")]
+        hang = " " * len(f"{number}. ")  # a wrapped question goes on under its own text
+        lines += ["", _wrap(f"{number}. {item.question}", "", hang), _wrap(item.answer, "   ")]
         lines.append(_wrap(f"Sources: {', '.join(item.sources) or '(none)'}", "   ", "     "))
         if item.unknown_sources:
             lines.append(f"   Dropped (not a document title): {', '.join(item.unknown_sources)}")
@@ -127,8 +128,7 @@ def customer_reply_text(reply: CustomerReply) -> str:
 
 REPLAY_NOTE = (
     "Replayed calls: tokens are the recordings' usage (counted offline for every reply not "
-    "recorded live; the reply column says where each came from, see each recording's "
-    "provenance); seconds are replay time, not model time."
+    "recorded live); seconds are replay time, not model time."
 )
 
 
@@ -136,8 +136,9 @@ def _calls(calls) -> str:
     if not calls:
         return "Calls: none completed"
     text = "Calls:\n" + calls_table(calls)
-    if any(c.source != "live" for c in calls):
-        text += "\n" + textwrap.fill(REPLAY_NOTE, WIDTH)
+    if any(c.source != "live" for c in calls):  # and what the reply column's labels mean
+        labels = explain((c.source for c in calls), short=True)
+        text += "\n" + textwrap.fill(" ".join([REPLAY_NOTE, *labels]), WIDTH)
     return text
 
 

@@ -12,9 +12,10 @@ import sys
 import pytest
 
 from llm_workflows import lesson
-from llm_workflows.cli import main, run_demo, run_route
-from llm_workflows.faq import ANSWER, FIND_SOURCES, GENERATE_QUESTIONS
+from llm_workflows.cli import faq_text, main, run_demo, run_route
+from llm_workflows.faq import ANSWER, FIND_SOURCES, GENERATE_QUESTIONS, FAQItem, FAQResult
 from llm_workflows.orchestration import ORCHESTRATOR, SYNTHESIZER, handle_status_worker
+from llm_workflows.runtime.recordings import ORIGINS
 from llm_workflows.testing import FakeModel
 
 
@@ -76,6 +77,36 @@ def test_demo_text_is_wrapped_to_88_columns_email_and_tasks_included(capsys):
     assert '  - {"query_type": "ProductReturn", "product_name": "SuperWidget 5000",\n    "' in out
     email = out.split("Email to the customer:\n", 1)[1]
     assert "Ship it to: Returns Department, 123 Automation Lane" in " ".join(email.split())
+
+
+def test_each_calls_table_says_what_its_reply_labels_mean(capsys):
+    main(["demo"])
+    blocks = capsys.readouterr().out.split("Calls:\n")[1:]
+    assert len(blocks) == 3
+    seen: set[str] = set()
+    for block in blocks:
+        table, _, rest = block.partition("\nReplayed calls:")
+        header, rule, *rows = table.splitlines()
+        start = header.index("reply")  # the column under its header, to the rule's next gap
+        cells = [row[start : rule.index(" ", start)].strip() for row in rows[:-2]]  # no total
+        labels = {label for cell in cells if cell for label in cell.split("+")}
+        footer = " ".join(rest.split("\n\n")[0].split())
+        assert re.findall(r"Replies marked '(\w+)'", footer) == sorted(labels)
+        for label in labels:  # ORIGINS' own wording, up to its first ; or :
+            meaning = re.split(r"[;:] ", ORIGINS[label].meaning)[0].rstrip(".")
+            assert f"Replies marked '{label}' {meaning}." in footer
+        seen |= labels
+    assert seen == {"brief", "rebuilt", "reused", "authored"}
+
+
+def test_faq_text_hangs_a_wrapped_question_under_its_own_text():
+    question = "What is the question that is long enough to wrap onto a second line " * 2
+    items = [FAQItem(f"{question}{n}?", "An answer.", ["Doc"]) for n in range(1, 11)]
+    lines = faq_text(FAQResult(items, [], [])).splitlines()
+    for number in (9, 10):
+        first = lines.index(next(line for line in lines if line.startswith(f"{number}. ")))
+        hang = len(f"{number}. ")
+        assert lines[first + 1].startswith(" " * hang) and lines[first + 1][hang] != " "
 
 
 def test_demo_shows_the_three_routed_intents(capsys):
