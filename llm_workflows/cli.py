@@ -259,8 +259,18 @@ async def run_orchestrate(
             f"{reply.unhandled} of the customer's requests could not be handled "
             "(see Problems above); the email says so"
         )
-    return Outcome(
-        reply.to_dict(), customer_reply_text(reply) + "\n\n" + _calls(reply.calls), errors
+    text = customer_reply_text(reply) + "\n\n" + _calls(reply.calls) + _no_llm(reply)
+    return Outcome(reply.to_dict(), text, errors)
+
+
+def _no_llm(reply: CustomerReply) -> str:
+    """A line under the calls table on the workers that made no LLM call (plain Python)."""
+    plain = [r.task for r in reply.results if reply.worker_calls.get(r.task) == 0]
+    if not plain:
+        return ""
+    return (
+        f"\n{len(plain)} of {len(reply.results)} workers ran without an LLM call "
+        f"({', '.join(dict.fromkeys(plain))}: plain Python)"
     )
 
 

@@ -109,6 +109,14 @@ def test_faq_text_hangs_a_wrapped_question_under_its_own_text():
         assert lines[first + 1].startswith(" " * hang) and lines[first + 1][hang] != " "
 
 
+def test_orchestrate_says_which_workers_made_no_llm_call(capsys):
+    assert main(["orchestrate", lesson.CUSTOMER_MESSAGE]) == 0
+    footer = capsys.readouterr().out.rsplit("Calls:\n", 1)[1].splitlines()[-1]
+    assert footer == (
+        "2 of 3 workers ran without an LLM call (ProductReturn, StatusUpdate: plain Python)"
+    )
+
+
 def test_demo_shows_the_three_routed_intents(capsys):
     main(["demo"])
     out = capsys.readouterr().out
