@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import fakes
 import pytest
 
 from llm_workflows import lesson
@@ -223,6 +224,14 @@ def test_the_replay_mode_line_is_unchanged():
 
 
 # --- Colab secrets (the simulation in ../shared/colab-sim) -------------------------------------
+
+
+def test_a_missing_colab_simulation_is_said_in_one_way(tmp_path):
+    assert fakes.colab_sim_missing(tmp_path) == (
+        f"the Colab simulation is not at {tmp_path} (it lives in the workplace's shared "
+        "folder, beside the repository); these tests need it"
+    )
+    assert fakes.colab_sim_missing(tmp_path) == fakes.colab_sim_missing(tmp_path / "x" / "..")
 
 
 def test_colab_secret_gemini_api_key_goes_live_with_gemini(colab_sim, monkeypatch):
