@@ -287,25 +287,19 @@ def _number(
     """A numeric setting: not negative, and with ``positive`` above 0 (and finite)."""
     if raw is None or not raw.strip():
         return default  # blank means unset, as for the other settings
+    example = f"set it to e.g. {default if default is not None else 10:g}"
     try:
         value = kind(raw)
     except ValueError:
-        example = default if default is not None else 10
-        raise ConfigurationError(
-            "settings", f"{name}={raw!r} is not a number", f"set it to e.g. {example}"
-        ) from None
+        raise ConfigurationError("settings", f"{name}={raw!r} is not a number", example) from None
     if value < 0:
-        raise ConfigurationError(
-            "settings",
-            f"{name} must not be negative (got {raw})",
-            f"set it to e.g. {default if default is not None else 10:g}",
-        )
+        raise ConfigurationError("settings", f"{name} must not be negative (got {raw})", example)
     if not math.isfinite(value) or (positive and value <= 0):
         need = "above 0 and finite" if positive else "finite"
         raise ConfigurationError(
             "settings",
             f"{name}={raw!r} is not a usable number (it must be {need})",
-            f"set it to e.g. {default if default is not None else 10:g}",
+            example,
         )
     return value
 
