@@ -375,7 +375,7 @@ def _json_container(line: str) -> str | None:
     return {dict: "a JSON object", list: "a JSON array"}.get(type(data))
 
 
-CHUNK = 1 << 20  # bytes read at a time: memory stays flat whatever the input's size
+CHUNK = 1 << 16  # bytes read at a time (64 KiB): memory stays flat whatever the input's size
 
 
 def _read_at(fd: int, offset: int, size: int) -> bytes:
