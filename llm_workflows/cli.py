@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import openai
 
@@ -50,7 +50,7 @@ from .orchestration import (
 )
 from .routing import HANDLE, Routed, route_many
 from .runtime.concurrency import WORKFLOW_CONCURRENCY
-from .runtime.recordings import RecordingsWarning
+from .runtime.recordings import RecordingsWarning, explain
 from .usage import Call, calls_table, origin_lines
 
 PROG = "llm-workflows"
@@ -96,7 +96,8 @@ def faq_text(result: FAQResult) -> str:
     lines += _origins(result.calls, ANSWER, "Answers: ")
     lines += _origins(result.calls, FIND_SOURCES, "Sources: ")
     for number, item in enumerate(result.items, 1):
-        lines += ["", _wrap(f"{number}. {item.question}", "", "   "), _wrap(item.answer, "   ")]
+        hang = " " * len(f"{number}. ")  # a wrapped question goes on under its own text
+        lines += ["", _wrap(f"{number}. {item.question}", "", hang), _wrap(item.answer, "   ")]
         lines.append(_wrap(f"Sources: {', '.join(item.sources) or '(none)'}", "   ", "     "))
         if item.unknown_sources:
             lines.append(f"   Dropped (not a document title): {', '.join(item.unknown_sources)}")
@@ -127,8 +128,7 @@ def customer_reply_text(reply: CustomerReply) -> str:
 
 REPLAY_NOTE = (
     "Replayed calls: tokens are the recordings' usage (counted offline for every reply not "
-    "recorded live; the reply column says where each came from, see each recording's "
-    "provenance); seconds are replay time, not model time."
+    "recorded live); seconds are replay time, not model time."
 )
 
 
@@ -136,8 +136,9 @@ def _calls(calls) -> str:
     if not calls:
         return "Calls: none completed"
     text = "Calls:\n" + calls_table(calls)
-    if any(c.source != "live" for c in calls):
-        text += "\n" + textwrap.fill(REPLAY_NOTE, WIDTH)
+    if any(c.source != "live" for c in calls):  # and what the reply column's labels mean
+        labels = explain((c.source for c in calls), short=True)
+        text += "\n" + textwrap.fill(" ".join([REPLAY_NOTE, *labels]), WIDTH)
     return text
 
 
@@ -191,6 +192,8 @@ async def run_faq(
         raise WorkflowError(
             "faq", f"cannot read {name} ({error.strerror or error})", "pass text or markdown files"
         ) from None
+    except ValueError as error:  # not UTF-8, or no text: the file names it and what to do
+        raise WorkflowError("faq", str(error)) from None
     finished: list[FAQItem | FAQFailure] = []
     calls: list[Call] = []  # every call made so far, kept if the run is interrupted
 
@@ -256,8 +259,18 @@ async def run_orchestrate(
             f"{reply.unhandled} of the customer's requests could not be handled "
             "(see Problems above); the email says so"
         )
-    return Outcome(
-        reply.to_dict(), customer_reply_text(reply) + "\n\n" + _calls(reply.calls), errors
+    text = customer_reply_text(reply) + "\n\n" + _calls(reply.calls) + _no_llm(reply)
+    return Outcome(reply.to_dict(), text, errors)
+
+
+def _no_llm(reply: CustomerReply) -> str:
+    """A line under the calls table on the workers that made no LLM call (plain Python)."""
+    plain = [r.task for r in reply.results if reply.worker_calls.get(r.task) == 0]
+    if not plain:
+        return ""
+    return (
+        f"\n{len(plain)} of {len(reply.results)} workers ran without an LLM call "
+        f"({', '.join(dict.fromkeys(plain))}: plain Python)"
     )
 
 
@@ -308,13 +321,16 @@ def _show_warning(shown, message, category, filename, lineno, file=None, line=No
         shown(message, category, filename, lineno, file, line)
 
 
+def _plural(noun: str) -> str:
+    return "queries" if noun == "query" else noun + "s"
+
+
 def _bulk_outcome(summary, noun: str) -> Outcome:
     """A bulk run's summary line (for stderr: stdout may carry the results; --json: its
     numbers), an error line if some items failed, and a warning if there were none."""
     errors, warnings_ = [], []
     if summary.total == 0:
-        plural = "queries" if noun == "query" else noun + "s"
-        warnings_.append(f"the input holds no {plural} (it is empty, or only blank lines)")
+        warnings_.append(f"the input holds no {_plural(noun)} (it is empty, or only blank lines)")
     if summary.failed:
         again = (
             "rerun with --retry-failed to run them again"
@@ -322,7 +338,8 @@ def _bulk_outcome(summary, noun: str) -> Outcome:
             else "run them again from a file of those lines"
         )
         errors.append(
-            f"{summary.failed} {noun}(s) failed; their errors are in {summary.output}; {again}"
+            f"{summary.failed} {noun if summary.failed == 1 else _plural(noun)} failed; their "
+            f"errors are in {summary.output}; {again}"
         )
     return Outcome(summary.to_dict(), summary.line(), errors, warnings_, stderr=True)
 
@@ -486,7 +503,7 @@ def _bulk_args(command: str, noun: str, given: bool, args: argparse.Namespace) -
             raise WorkflowError(command, f"give a {noun}, or --input FILE")
         return False
     if given:
-        raise WorkflowError(command, f"give either {noun}s or --input, not both")
+        raise WorkflowError(command, f"give either {_plural(noun)} or --input, not both")
     if args.output is None:
         raise WorkflowError(command, "--input needs --output RESULTS.jsonl")
     return True
@@ -554,15 +571,55 @@ def _add_batch_command(sub) -> None:
     parser.set_defaults(json=False, sync=True)
 
 
+class UsageError(Exception):
+    """A command line argparse or :func:`main` refuses: ``main`` prints it as one line."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+    def line(self) -> str:
+        """``llm-workflows: error: route: <what>; see llm-workflows route --help``."""
+        command = self.prog.removeprefix(PROG).strip()
+        return f"{PROG}: error: {command + ': ' if command else ''}{self}; see {self.prog} --help"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its --help as it is), whose errors are our one line, not usage."""
+
+    commands: tuple[str, ...] = ()  # the top-level parser's commands
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line; a :class:`UsageError` names the command it was for."""
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    prog = " ".join([PROG, *filter(None, [args.command, getattr(args, "action", None)])])
+    if unknown:
+        raise UsageError(prog, f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        *others, last = parser.commands
+        raise UsageError(PROG, f"give a command ({', '.join(others)} or {last})")
+    if getattr(args, "concurrency", 1) < 1:
+        raise UsageError(prog, "--concurrency must be at least 1")
+    max_wait = getattr(args, "max_wait", MAX_WAIT)
+    if not (math.isfinite(max_wait) and max_wait > 0):
+        raise UsageError(prog, "--max-wait must be a number of seconds above 0")
+    return args
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Prompt chaining, routing and orchestrator-worker workflows. "
         "With no OPENAI_API_KEY, recorded responses are replayed.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     faq = sub.add_parser("faq", parents=[common], help="build an FAQ from documents")
     faq.add_argument(
         "--source", nargs="+", metavar="FILE", help="text/markdown files (default: the lesson's)"
@@ -584,6 +641,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--signature", default=DEFAULT_SIGNATURE)
     demo.set_defaults(run=lambda a: run_demo(a.signature, a.progress))
     _add_batch_command(sub)
+    parser.commands = tuple(sub.choices)
     return parser
 
 
@@ -701,14 +759,11 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command's ``run_*`` function, print its outcome; the exit status."""
     if sys.stderr is None:  # 2>&-: no line can be shown, but the exit status still tells
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the whole process)
-    args = _parser().parse_args(argv)
-    if getattr(args, "concurrency", 1) < 1:
-        print(f"{PROG}: error: --concurrency must be at least 1", file=sys.stderr)
-        return 2
-    max_wait = getattr(args, "max_wait", MAX_WAIT)
-    if not (math.isfinite(max_wait) and max_wait > 0):
-        print(f"{PROG}: error: --max-wait must be a number of seconds above 0", file=sys.stderr)
-        return 2
+    try:
+        args = _parse(argv)
+    except UsageError as error:
+        print(redact(error.line()), file=sys.stderr)
+        return 2  # argparse's status for a usage error
     args.progress = Finished()
     bulk = bool(getattr(args, "input", None)) and args.command != "batch"
     if sys.stdout is None and not bulk:  # >&-: refused before any (paid) call

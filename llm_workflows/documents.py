@@ -25,7 +25,7 @@ def read_documents(paths: list[str | Path]) -> list[Document]:
             text = path.read_text(encoding="utf-8").strip()
         except UnicodeDecodeError as error:
             raise ValueError(
-                f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at position "
+                f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at position "
                 f"{error.start}); save it as UTF-8"
             ) from None
         first, _, rest = text.partition("\n")
@@ -34,6 +34,8 @@ def read_documents(paths: list[str | Path]) -> list[Document]:
         else:
             title, content = path.stem.replace("_", " ").replace("-", " "), text
         if not content:
-            raise ValueError(f"{path}: the file has no text")
+            raise ValueError(
+                f"{path} has no text; pass a text or markdown file with the page's text"
+            )
         documents.append(Document(title, content))
     return documents

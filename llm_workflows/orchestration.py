@@ -411,6 +411,7 @@ class CustomerReply:
     # finished, on runtime.clock(): simulated in replay with a simulated latency.
     timeline: list[Span] = field(default_factory=list)
     unhandled: int = 0  # requests skipped as invalid or whose worker failed
+    worker_calls: dict[str, int] = field(default_factory=dict)  # task type -> its LLM calls
 
     @property
     def actions(self) -> list[str]:
@@ -452,12 +453,16 @@ async def process_customer_message(
     timeline = Timeline(runtime.clock(), reply.timeline)
     plan = orchestrator(reply.query, model=model, calls=reply.calls)
     reply.planned(await timeline.time(ORCHESTRATOR, plan))
-    job = Job(reply.query, model, reply.calls)
 
     async def serve(task: Task) -> WorkerResult:
-        worker = WORKERS[task.query_type]
-        work = worker.handler(task, job)
-        return await timeline.time(f"{worker.label} worker", work)
+        worker, calls = WORKERS[task.query_type], []  # its own calls, counted, then kept
+        work = worker.handler(task, Job(reply.query, model, calls))
+        try:
+            return await timeline.time(f"{worker.label} worker", work)
+        finally:
+            reply.calls.extend(calls)
+            count = reply.worker_calls.get(task.query_type, 0)
+            reply.worker_calls[task.query_type] = count + len(calls)
 
     outcomes = await each(reply.tasks, serve, max(1, len(reply.tasks)))
     for task, outcome in zip(reply.tasks, outcomes, strict=True):

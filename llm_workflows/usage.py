@@ -13,11 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .runtime.providers import OPENAI, PROVIDERS, price_of, provider_of_model
+from .runtime.providers import PROVIDERS, model_info, price_of, provider_of_model
 from .runtime.recordings import origin_line
 from .runtime.wire import PROVENANCE_HEADER, SERVED_MODEL_HEADER
 
-PRICES_AS_OF = OPENAI.prices_as_of
 BATCH_PRICE_FACTOR = 0.5  # the Batch API bills half the price of the same call made live
 
 
@@ -119,6 +118,13 @@ class Usage:
 
 def _sum(values: list) -> int | float | None:
     return None if any(v is None for v in values) else sum(values)
+
+
+def prices_as_of(calls: Iterable[Call]) -> str | None:
+    """The date of the list prices the calls' costs are computed with: the latest date among
+    their models' prices (``MODELS``), or None if no call's model has a known price."""
+    dates = {info.price_as_of for call in calls if (info := model_info(call.model))}
+    return max(dates, default=None)
 
 
 def totals(calls: Iterable[Call]) -> Usage:

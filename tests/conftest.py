@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import COLAB_SIM, colab_sim_missing
 
 from llm_workflows.runtime import clients
 from llm_workflows.testing.server import FakeServer
@@ -64,14 +65,12 @@ def stub_server():
         yield server
 
 
-COLAB_SIM = Path(__file__).resolve().parents[1].parent / "shared" / "colab-sim"
-
-
 @pytest.fixture
 def colab_sim(monkeypatch):
     """The repository's ../shared/colab-sim as google.colab (a fake userdata, see its README)."""
-    if not (COLAB_SIM / "google" / "colab").is_dir():
-        pytest.skip(f"the Colab simulation is not at {COLAB_SIM} (it lives beside the repository)")
+    missing = colab_sim_missing()
+    if missing:
+        pytest.skip(missing)
     for name in [m for m in sys.modules if m == "google" or m.startswith("google.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.syspath_prepend(str(COLAB_SIM))

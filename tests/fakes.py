@@ -20,11 +20,16 @@ from llm_workflows.runtime import clients
 from llm_workflows.testing import Answer, FakeModel, Request, completion, error
 
 ROOT = Path(__file__).resolve().parents[1]
+# The Colab simulation (a fake google.colab): in the workplace's shared folder, beside the
+# repository, not in it.
+COLAB_SIM = ROOT.parent / "shared" / "colab-sim"
 __all__ = [
+    "COLAB_SIM",
     "ROOT",
     "Answer",
     "FaultRow",
     "Request",
+    "colab_sim_missing",
     "completion",
     "error",
     "load_script",
@@ -32,6 +37,17 @@ __all__ = [
     "script",
     "use_stub",
 ]
+
+
+def colab_sim_missing(where: Path = COLAB_SIM) -> str | None:
+    """Why the tests that need the Colab simulation are skipped, or None if it is there."""
+    where = where.resolve()
+    if (where / "google" / "colab").is_dir():
+        return None
+    return (
+        f"the Colab simulation is not at {where} (it lives in the workplace's shared folder, "
+        "beside the repository); these tests need it"
+    )
 
 
 @dataclass(frozen=True)

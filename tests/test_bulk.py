@@ -259,7 +259,7 @@ def test_failed_queries_are_retried_only_with_retry_failed(tmp_path, capsys):
     fakes.script(flaky)
     queries, out = write_text_queries(tmp_path / "q.txt"), tmp_path / "r.jsonl"
     assert main(["route", "--input", str(queries), "--output", str(out)]) == 1
-    assert "1 query(s) failed" in capsys.readouterr().err
+    assert "llm-workflows: error: 1 query failed; their errors" in capsys.readouterr().err
     assert main(["route", "--input", str(queries), "--output", str(out)]) == 0  # skipped
     assert [r["id"] for r in results(out) if r["error"]] == [5]
     fakes.script(router)
@@ -267,6 +267,13 @@ def test_failed_queries_are_retried_only_with_retry_failed(tmp_path, capsys):
     lines = results(out)
     assert Counter(r["id"] for r in lines) == Counter([1, 2, 3, 4, 5])
     assert all(r["error"] is None for r in lines)
+
+
+def test_failed_items_are_counted_in_words_singular_or_plural(tmp_path, capsys):
+    fakes.script(lambda request: "" if "?" in request.text else router(request))
+    queries, out = write_text_queries(tmp_path / "q.txt"), tmp_path / "r.jsonl"
+    assert main(["route", "--input", str(queries), "--output", str(out)]) == 1
+    assert "llm-workflows: error: 3 queries failed; their errors are in " in capsys.readouterr().err
 
 
 def test_summary_line_counts_calls_tokens_and_cost(tmp_path, capsys):
@@ -473,5 +480,5 @@ def test_run_route_file_is_a_typed_handler_returning_an_outcome(tmp_path):
     assert outcome.text == outcome.data["summary"]
     assert "4 done, 1 failed" in outcome.text
     assert outcome.errors == [
-        f"1 query(s) failed; their errors are in {out}; rerun with --retry-failed to run them again"
+        f"1 query failed; their errors are in {out}; rerun with --retry-failed to run them again"
     ]

@@ -12,9 +12,10 @@ import sys
 import pytest
 
 from llm_workflows import lesson
-from llm_workflows.cli import main, run_demo, run_route
-from llm_workflows.faq import ANSWER, FIND_SOURCES, GENERATE_QUESTIONS
+from llm_workflows.cli import faq_text, main, run_demo, run_route
+from llm_workflows.faq import ANSWER, FIND_SOURCES, GENERATE_QUESTIONS, FAQItem, FAQResult
 from llm_workflows.orchestration import ORCHESTRATOR, SYNTHESIZER, handle_status_worker
+from llm_workflows.runtime.recordings import ORIGINS
 from llm_workflows.testing import FakeModel
 
 
@@ -78,6 +79,44 @@ def test_demo_text_is_wrapped_to_88_columns_email_and_tasks_included(capsys):
     assert "Ship it to: Returns Department, 123 Automation Lane" in " ".join(email.split())
 
 
+def test_each_calls_table_says_what_its_reply_labels_mean(capsys):
+    main(["demo"])
+    blocks = capsys.readouterr().out.split("Calls:\n")[1:]
+    assert len(blocks) == 3
+    seen: set[str] = set()
+    for block in blocks:
+        table, _, rest = block.partition("\nReplayed calls:")
+        header, rule, *rows = table.splitlines()
+        start = header.index("reply")  # the column under its header, to the rule's next gap
+        cells = [row[start : rule.index(" ", start)].strip() for row in rows[:-2]]  # no total
+        labels = {label for cell in cells if cell for label in cell.split("+")}
+        footer = " ".join(rest.split("\n\n")[0].split())
+        assert re.findall(r"Replies marked '(\w+)'", footer) == sorted(labels)
+        for label in labels:  # ORIGINS' own wording, up to its first ; or :
+            meaning = re.split(r"[;:] ", ORIGINS[label].meaning)[0].rstrip(".")
+            assert f"Replies marked '{label}' {meaning}." in footer
+        seen |= labels
+    assert seen == {"brief", "rebuilt", "reused", "authored"}
+
+
+def test_faq_text_hangs_a_wrapped_question_under_its_own_text():
+    question = "What is the question that is long enough to wrap onto a second line " * 2
+    items = [FAQItem(f"{question}{n}?", "An answer.", ["Doc"]) for n in range(1, 11)]
+    lines = faq_text(FAQResult(items, [], [])).splitlines()
+    for number in (9, 10):
+        first = lines.index(next(line for line in lines if line.startswith(f"{number}. ")))
+        hang = len(f"{number}. ")
+        assert lines[first + 1].startswith(" " * hang) and lines[first + 1][hang] != " "
+
+
+def test_orchestrate_says_which_workers_made_no_llm_call(capsys):
+    assert main(["orchestrate", lesson.CUSTOMER_MESSAGE]) == 0
+    footer = capsys.readouterr().out.rsplit("Calls:\n", 1)[1].splitlines()[-1]
+    assert footer == (
+        "2 of 3 workers ran without an LLM call (ProductReturn, StatusUpdate: plain Python)"
+    )
+
+
 def test_demo_shows_the_three_routed_intents(capsys):
     main(["demo"])
     out = capsys.readouterr().out
@@ -115,6 +154,63 @@ def test_concurrency_below_one_is_refused_with_a_clear_message(capsys, value):
     assert main(["faq", "--concurrency", value]) != 0
     (line,) = error_lines(capsys.readouterr().err)
     assert "--concurrency must be at least 1" in line
+
+
+ARGUMENT_ERRORS = {
+    "--bogus": "unrecognized arguments: --bogus; see llm-workflows --help",
+    "": "give a command (faq, route, orchestrate, demo or batch); see llm-workflows --help",
+    "route --bogus x": "route: unrecognized arguments: --bogus; see llm-workflows route --help",
+    "faq --concurrency abc": "faq: argument --concurrency: invalid int value: 'abc'; "
+    "see llm-workflows faq --help",
+    "faq --concurrency 0": "faq: --concurrency must be at least 1; see llm-workflows faq --help",
+    "route --input q.txt --output r.jsonl --max-wait 0": "route: --max-wait must be a number "
+    "of seconds above 0; see llm-workflows route --help",
+    "orchestrate --input": "orchestrate: argument --input: expected one argument; "
+    "see llm-workflows orchestrate --help",
+    "batch": "batch: the following arguments are required: action; see llm-workflows batch --help",
+    "batch submit route --input q.txt --bogus": "batch submit: unrecognized arguments: "
+    "--bogus; see llm-workflows batch submit --help",
+}
+
+
+@pytest.mark.parametrize("argv", ARGUMENT_ERRORS)
+def test_an_argument_error_is_one_line_naming_the_command_and_its_help(capsys, argv):
+    assert main(argv.split()) == 2  # argparse's status for a usage error
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"llm-workflows: error: {ARGUMENT_ERRORS[argv]}\n"
+
+
+def test_an_unknown_command_is_one_line_naming_the_choices(capsys):
+    assert main(["bogus"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith("llm-workflows: error: argument command: invalid choice: 'bogus'")
+    assert "'demo'" in err and err.endswith("; see llm-workflows --help\n")
+
+
+def test_help_is_argparses_own(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["route", "--help"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: llm-workflows route [-h] [--json]")
+
+
+def test_an_empty_source_file_is_one_line_naming_the_step_and_what_to_pass(capsys, tmp_path):
+    (tmp_path / "empty.txt").write_text("  \n")
+    assert main(["faq", "--source", str(tmp_path / "empty.txt")]) == 1
+    assert capsys.readouterr().err == (
+        f"llm-workflows: error: faq: {tmp_path / 'empty.txt'} has no text; "
+        "pass a text or markdown file with the page's text\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["route", "orchestrate"])
+def test_an_argument_beside_input_is_refused_in_plain_words(capsys, command):
+    assert main([command, "hello", "--input", "q.txt", "--output", "r.jsonl"]) == 1
+    plural = {"route": "queries", "orchestrate": "messages"}[command]
+    assert capsys.readouterr().err == (
+        f"llm-workflows: error: {command}: give either {plural} or --input, not both\n"
+    )
 
 
 def test_missing_source_file_exits_1_with_one_line(capsys, chosen_replay):

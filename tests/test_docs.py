@@ -35,3 +35,21 @@ def test_every_link_into_the_repository_resolves(page):
         ):
             broken.append(target)
     assert not broken
+
+
+def empty_headings(text: str) -> list[str]:
+    """Headings followed by nothing but a heading of the same or a higher level (outside
+    code blocks): a link to one lands on nothing."""
+    text = re.sub(r"^```.*?^```", "(code)", text, flags=re.M | re.S)
+    lines = [line for line in text.splitlines() if line.strip()]
+    level = [len(line) - len(line.lstrip("#")) if re.match(r"#+ ", line) else 0 for line in lines]
+    return [
+        lines[i]
+        for i in range(len(lines))
+        if level[i] and (i + 1 == len(lines) or 0 < level[i + 1] <= level[i])
+    ]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_heading_is_empty(page):
+    assert empty_headings(page.read_text(encoding="utf-8")) == []

@@ -1543,7 +1543,9 @@ def test_a_dotenv_file_that_is_not_utf8_is_named(
 
 @hostile("named", "`faq --source` a file that is not UTF-8")
 def test_a_source_file_that_is_not_utf8_is_named(
-    capsys, tmp_path, shows="notes.md: not UTF-8 text (byte 0xe9 at position 11); save it as UTF-8"
+    capsys,
+    tmp_path,
+    shows="faq: notes.md is not UTF-8 text (byte 0xe9 at position 11); save it as UTF-8",
 ):
     (tmp_path / "notes.md").write_bytes("# Notes\ncaf\u00e9".encode("latin-1"))
     status, out, err = run_cli(capsys, "faq", "--source", "notes.md")

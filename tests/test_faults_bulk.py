@@ -547,7 +547,9 @@ def test_the_cap_is_an_option_and_must_be_a_positive_number(tmp_path, capsys):
     status, _, err = bulk(capsys, source, out, "--max-wait", "0")
     assert (
         status == 2
-        and err == "llm-workflows: error: --max-wait must be a number of seconds above 0\n"
+        and err
+        == "llm-workflows: error: route: --max-wait must be a number of seconds above 0; "
+        "see llm-workflows route --help\n"
     )
 
 
@@ -927,7 +929,7 @@ def test_a_malformed_state_file_is_one_line(tmp_path, capsys, text):
 )
 def test_a_malformed_output_file_is_one_line_and_its_queries_fail(
     tmp_path,
-    shows="holds 2 line(s) that are not results of this run (line 1 first); their queries are written as failed",
+    shows="holds 2 lines that are not results of this run (line 1 first); their queries are written as failed",
 ):
     def garble(kind: str, content: bytes) -> bytes:
         lines = content.splitlines()
@@ -1159,6 +1161,44 @@ def test_the_input_as_the_output_is_refused_untouched(
 
 @row(
     "files",
+    "`--output` (route, orchestrate, batch collect) or `--state` (batch submit) in a folder "
+    "that does not exist: a typo in the path",
+    paid="",
+)
+def test_a_missing_folder_is_refused_before_any_call_and_never_made(
+    tmp_path,
+    capsys,
+    shows="llm-workflows: error: output: the folder missing/dir does not exist; create it "
+    "first, or check the path",
+):
+    api, ledger = batch_api()
+    queries(tmp_path / "q.txt", THREE)
+    for command in ("route", "orchestrate"):
+        status, out, err = run_cli(
+            capsys, command, "--input", "q.txt", "--output", "missing/dir/r.jsonl"
+        )
+        assert (status, out, err) == (1, "", shows + "\n")
+    status, _, err = run_cli(
+        capsys, "batch", "submit", "route", "--input", "q.txt", "--state", "missing/dir/s.json"
+    )
+    assert (status, err) == (1, shows.replace("output:", "state:") + "\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.txt"] and ledger.sent == 0
+    api.model.install()  # each CLI run forgets the fake
+    assert (
+        run_cli(capsys, "batch", "submit", "route", "--input", "q.txt", "--state", "s.json")[0] == 0
+    )
+    api.model.install()
+    status, _, err = run_cli(
+        capsys, "batch", "collect", "--output", "missing/dir/r.jsonl", "--state", "s.json"
+    )
+    assert (status, err) == (1, shows + "\n") and not Path("missing").exists()
+    api.model.install()
+    collect_until_done(Path("r.jsonl"), Path("s.json"))  # the run is not tied to the typo
+    assert batch_work([1, 2, 3], Path("r.jsonl"), api) == NONE_LOST
+
+
+@row(
+    "files",
     "two runs at once on one output (real processes, 32 queries); then a lock file left by a "
     "SIGKILLed run",
 )
@@ -1274,7 +1314,7 @@ def test_an_output_without_a_fingerprint_is_resumed_only_if_its_lines_match(tmp_
     Path("r.jsonl.llm-workflows.json").unlink()
     queries(source, ["A new first line", *THREE])
     status, _, err = bulk(capsys, source, out)
-    assert status == 1 and "holds 3 result line(s) whose id and query are not in q.txt" in err
+    assert status == 1 and "holds 3 result lines whose id and query are not in q.txt" in err
 
 
 # 6. Settings and reports ------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def live_in_process(monkeypatch, env: dict) -> None:
 def test_an_interrupted_submit_says_where_the_run_stands(
     tmp_path,
     monkeypatch,
-    shows="llm-workflows: interrupted (Ctrl-C); 1 classify intent batch(es) may have been created: state.json keeps the token that 'batch collect' finds them by (or it creates them)",
+    shows="llm-workflows: interrupted (Ctrl-C); 1 classify intent batch may have been created: state.json keeps the token that 'batch collect' finds it by (or it creates it)",
 ):
     arrived, release = threading.Event(), threading.Event()
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from fakes import COLAB_SIM, colab_sim_missing
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from nbclient import NotebookClient
@@ -33,13 +34,12 @@ from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "llm_workflows.ipynb"
-COLAB_SIM = ROOT / ".." / "shared" / "colab-sim"
 URL = "https://github.com/Owner/llm-workflows"
 INSTALLED = "llm_workflows is installed.\n"
 # The stop of a notebook built with no repository URL: what to do, in plain words.
 NO_URL = (
-    "llm_workflows is missing: open this lesson from its GitHub page, or run %pip install "
-    "git+https://github.com/OWNER/REPO (OWNER/REPO as in its address)"
+    "llm_workflows is missing: run %pip install git+https://github.com/OWNER/REPO "
+    "(OWNER/REPO as in this page's address), then Run All again"
 )
 SKIPPED = "Skipped: llm_workflows is not installed.\n"
 # A `python -m pip` that only leaves a trace: put first on the path, it shows whether pip ran.
@@ -47,10 +47,7 @@ FAKE_PIP = (
     'import os, pathlib\npathlib.Path(os.environ["PIP_TRACE"]).touch()\nraise SystemExit(1)\n'
 )
 
-pytestmark = pytest.mark.skipif(
-    not (COLAB_SIM / "google" / "colab").is_dir(),
-    reason="the Colab simulation ../shared/colab-sim is not next to this repository",
-)
+pytestmark = pytest.mark.skipif(colab_sim_missing() is not None, reason=colab_sim_missing() or "")
 
 
 def install_cell(url: str = "", ref: str = "") -> str:

@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 import pytest
 
-from llm_workflows import faq, lesson, routing
+from llm_workflows import faq, lesson, routing, usage
 from llm_workflows.errors import ConfigurationError, WorkflowError
 from llm_workflows.runtime import clients, config, providers
 from llm_workflows.runtime.providers import GEMINI, LARGE, MODELS, OPENAI, SMALL
@@ -93,9 +93,22 @@ def test_prices_come_from_the_table_and_unknown_stays_unknown():
 
 
 def test_the_lessons_price_lines_are_still_the_recorded_models():
-    """The notebook prints OPENAI.prices as of PRICES_AS_OF: the replayed run's models."""
+    """A keyless run prices the recorded models, at their list prices' date."""
     assert dict(OPENAI.prices) == {"gpt-4.1-nano": (0.10, 0.40), "gpt-4.1-mini": (0.40, 1.60)}
     assert OPENAI.prices_as_of == "2025-04-14"
+
+
+def test_the_price_date_is_the_called_models_own():
+    """The lesson's wrap-up says the date of the prices its calls were priced at: a live
+    run's model has its own date, not the recorded models'."""
+    recorded = Call("answer", "gpt-4.1-nano-2025-04-14", 10, 10, seconds=0.1)
+    live = Call("answer", "gpt-6-luna", 10, 10, seconds=0.1)
+    unknown = Call("answer", "llama3.2", 10, 10, seconds=0.1)
+    assert usage.prices_as_of([recorded]) == "2025-04-14"
+    assert usage.prices_as_of([live, unknown]) == MODELS["gpt-6-luna"].price_as_of
+    assert MODELS["gpt-6-luna"].price_as_of != "2025-04-14"
+    assert usage.prices_as_of([recorded, live]) == MODELS["gpt-6-luna"].price_as_of
+    assert usage.prices_as_of([unknown]) is None and usage.prices_as_of([]) is None
 
 
 # --- what a live request carries ----------------------------------------------------------------
@@ -146,6 +159,17 @@ def test_models_offered_say_nothing_more_and_run(monkeypatch):
     ]
     assert routing.classify_intent(QUERY) == routing.BILLING_INQUIRY
     assert len(listings) == 1 and listings[0].path.endswith("/models")
+
+
+def test_replay_names_the_models_the_recordings_were_made_with(monkeypatch):
+    """The notebook's setup cell prints this line: a keyless run sends the recorded models,
+    which may be shut down, so the line must not read as the models a live run calls."""
+    monkeypatch.setenv("LLM_WORKFLOWS_MODE", "replay")
+    settings = clients.setup()
+    assert settings.models_line() == (
+        "Recorded with: gpt-4.1-nano for the FAQ chain, gpt-4.1-mini for routing and "
+        "orchestrator-worker."
+    )
 
 
 def test_a_missing_model_is_replaced_by_its_successor_in_one_line_and_runs(monkeypatch):

@@ -378,6 +378,12 @@ def test_lesson_message_replays_to_an_email_with_all_three_results():
     assert "A-12345" in email
 
 
+def test_each_workers_llm_calls_are_counted_by_task_type():
+    reply = run()
+    assert reply.worker_calls == {"BillingInquiry": 1, "ProductReturn": 0, "StatusUpdate": 0}
+    assert [c.step for c in reply.calls] == [ORCHESTRATOR, "billing worker", SYNTHESIZER]
+
+
 def test_a_worker_refuses_a_string_for_its_required_fields():
     async def handler(task, job):
         raise AssertionError("never called")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import fakes
 import pytest
 
 from llm_workflows import lesson
@@ -225,6 +226,14 @@ def test_the_replay_mode_line_is_unchanged():
 # --- Colab secrets (the simulation in ../shared/colab-sim) -------------------------------------
 
 
+def test_a_missing_colab_simulation_is_said_in_one_way(tmp_path):
+    assert fakes.colab_sim_missing(tmp_path) == (
+        f"the Colab simulation is not at {tmp_path} (it lives in the workplace's shared "
+        "folder, beside the repository); these tests need it"
+    )
+    assert fakes.colab_sim_missing(tmp_path) == fakes.colab_sim_missing(tmp_path / "x" / "..")
+
+
 def test_colab_secret_gemini_api_key_goes_live_with_gemini(colab_sim, monkeypatch):
     monkeypatch.setenv("FAKE_COLAB_SECRETS", json.dumps({"GEMINI_API_KEY": GEMINI_KEY}))
     settings = clients.setup()
@@ -329,6 +338,13 @@ def test_a_blank_number_counts_as_unset_and_a_negative_one_gets_an_example(monke
         message
         == "settings: LLM_WORKFLOWS_TIMEOUT must not be negative (got -1); set it to e.g. 60"
     )
+
+
+def test_every_bad_number_gets_the_same_example(monkeypatch):
+    for bad in ("abc", "-1", "inf"):
+        assert settings_error(monkeypatch, LLM_WORKFLOWS_TIMEOUT=bad).endswith(
+            "; set it to e.g. 60"
+        )
 
 
 def test_replay_for_gemini_names_the_gemini_key(monkeypatch):

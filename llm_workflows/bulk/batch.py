@@ -59,6 +59,7 @@ from .files import (
     Lock,
     encode_line,
     id_key,
+    refuse_missing_folder,
     scan_output,
     unsendable,
     write_atomically,
@@ -433,6 +434,7 @@ def submit_route(
 ) -> BatchRun:
     """Start a batch routing run: one classify request per query of the input (a file, or
     ``-`` for stdin: the queries are kept in the state file)."""
+    refuse_missing_folder(state, "state")
     with Lock(state, f"the batch state file {state}"):
         if Path(state).exists():
             earlier = BatchRun.load(state)
@@ -491,9 +493,10 @@ def where(state: str | Path = DEFAULT_STATE) -> str:
             "'batch status' shows it, 'batch collect --output RESULTS.jsonl' goes on"
         )
     if maybe:
+        them = "it" if maybe == 1 else "them"
         said.append(
-            f"{maybe} {run.step} batch(es) may have been created: {state} keeps the token "
-            "that 'batch collect' finds them by (or it creates them)"
+            f"{maybe} {run.step} batch{'es' * (maybe != 1)} may have been created: {state} "
+            f"keeps the token that 'batch collect' finds {them} by (or it creates {them})"
         )
     if not said:
         said.append(
@@ -569,6 +572,7 @@ def _claim(run: BatchRun, output: str | Path) -> Path:
             "collect writes to a file, not stdout (a run may take several collects)",
             "pass --output RESULTS.jsonl",
         )
+    refuse_missing_folder(output, "output")
     path = Path(output).resolve()
     if path.exists() and Path(run.input).exists() and path.samefile(run.input):
         raise WorkflowError(
@@ -653,9 +657,9 @@ def _found(run: BatchRun, batches: list, problems: list[str]) -> dict[str, tuple
                 found[key] = (text, error)
             if bad:
                 problems.append(
-                    f"batch {batch.id}'s {kind} file holds {len(bad)} line(s) that are not "
-                    f"results of this run (line {bad[0]} first); their queries are written "
-                    "as failed"
+                    f"batch {batch.id}'s {kind} file holds {len(bad)} "
+                    f"line{'s' * (len(bad) != 1)} that are not results of this run (line "
+                    f"{bad[0]} first); their queries are written as failed"
                 )
     return found
 

@@ -375,7 +375,7 @@ def _json_container(line: str) -> str | None:
     return {dict: "a JSON object", list: "a JSON array"}.get(type(data))
 
 
-CHUNK = 1 << 20  # bytes read at a time: memory stays flat whatever the input's size
+CHUNK = 1 << 16  # bytes read at a time (64 KiB): memory stays flat whatever the input's size
 
 
 def _read_at(fd: int, offset: int, size: int) -> bytes:
@@ -871,6 +871,19 @@ def _aside(path: Path) -> Path:
     )
 
 
+def refuse_missing_folder(path: str | Path, what: str) -> None:
+    """A file to be made in a folder that does not exist is refused: a typo in a path must
+    not make folders. ``what`` names the option (output, state) in the one-line error."""
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        problem = (
+            f"{folder} is not a folder"
+            if os.path.exists(folder)
+            else f"the folder {folder} does not exist"
+        )
+        raise WorkflowError(what, problem, "create it first, or check the path")
+
+
 class Output:
     """Where a bulk run's results go, one JSONL line each, flushed as it is written.
 
@@ -906,6 +919,7 @@ class Output:
                 "pass --output RESULTS.jsonl, or run the command with stdout open",
             )
         if self.kind == "file":
+            refuse_missing_folder(self.name, "output")
             real = Path(os.path.realpath(self.name))
             if self.path.exists() and not stat.S_ISREG(self.path.stat().st_mode):
                 if stat.S_ISDIR(self.path.stat().st_mode):
@@ -957,14 +971,6 @@ class Output:
 
     def lock(self) -> None:
         if self.resumable:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise WorkflowError(
-                    "output",
-                    f"cannot make the folder {self.path.parent} ({error.strerror or error})",
-                    "choose an --output in a folder that can be written",
-                ) from None
             self._lock.acquire()
 
     # -- resuming --
@@ -1022,10 +1028,10 @@ class Output:
             if scanned.foreign:
                 raise WorkflowError(
                     "output",
-                    f"{self.name} holds {scanned.foreign} result line(s) whose id and "
-                    f"{self.field} are not in {source.shown} (the first: line "
-                    f"{scanned.first_foreign}), so it is the output of another input or of "
-                    "an edited one",
+                    f"{self.name} holds {scanned.foreign} result "
+                    f"line{'s' * (scanned.foreign != 1)} whose id and {self.field} are not in "
+                    f"{source.shown} (the first: line {scanned.first_foreign}), so it is the "
+                    "output of another input or of an edited one",
                     restart,
                 )
             return

@@ -89,14 +89,16 @@ class Settings:
         return self.substitutes.get(chosen, chosen)
 
     def models_line(self) -> str:
-        """Which models live calls use, and how a reasoning model among them is called."""
+        """Which models the calls use, and how a reasoning model among them is called;
+        replayed, the models the recordings were made with."""
         small, large = self.model_for(SMALL), self.model_for(LARGE)
+        label = "Recorded with" if self.mode == "replay" else "Models"
         if small == large:
             kind = reasoning_text(small)
-            return f"Models: {small} for every step" + (f", {kind}." if kind else ".")
+            return f"{label}: {small} for every step" + (f", {kind}." if kind else ".")
         kinds = "; ".join(f"{m}: {k}" for m in (small, large) if (k := reasoning_text(m)))
         used = f"{small} for the FAQ chain, {large} for routing and orchestrator-worker"
-        return f"Models: {used}" + (f" ({kinds})." if kinds else ".")
+        return f"{label}: {used}" + (f" ({kinds})." if kinds else ".")
 
     def __repr__(self) -> str:
         """The settings, safe to print: the key is never shown, nor a URL's secrets."""
@@ -285,25 +287,19 @@ def _number(
     """A numeric setting: not negative, and with ``positive`` above 0 (and finite)."""
     if raw is None or not raw.strip():
         return default  # blank means unset, as for the other settings
+    example = f"set it to e.g. {default if default is not None else 10:g}"
     try:
         value = kind(raw)
     except ValueError:
-        example = default if default is not None else 10
-        raise ConfigurationError(
-            "settings", f"{name}={raw!r} is not a number", f"set it to e.g. {example}"
-        ) from None
+        raise ConfigurationError("settings", f"{name}={raw!r} is not a number", example) from None
     if value < 0:
-        raise ConfigurationError(
-            "settings",
-            f"{name} must not be negative (got {raw})",
-            f"set it to e.g. {default if default is not None else 10:g}",
-        )
+        raise ConfigurationError("settings", f"{name} must not be negative (got {raw})", example)
     if not math.isfinite(value) or (positive and value <= 0):
         need = "above 0 and finite" if positive else "finite"
         raise ConfigurationError(
             "settings",
             f"{name}={raw!r} is not a usable number (it must be {need})",
-            f"set it to e.g. {default if default is not None else 10:g}",
+            example,
         )
     return value
 

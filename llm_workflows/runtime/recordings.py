@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
@@ -82,13 +83,16 @@ def origin_line(source: str) -> str | None:
     return origin.line
 
 
-def explain(sources: Iterable[str]) -> list[str]:
-    """One sentence per provenance label among these: what the label means."""
-    return [
-        f"Replies marked {s!r} "
-        + (ORIGINS[s].meaning if s in ORIGINS else "have an unknown origin.")
-        for s in sorted(set(sources))
-    ]
+def explain(sources: Iterable[str], short: bool = False) -> list[str]:
+    """One sentence per provenance label among these: what the label means (``short``: the
+    meaning up to its first ``;`` or ``:``, for a table's footer)."""
+    sentences = []
+    for s in sorted(set(sources)):
+        meaning = ORIGINS[s].meaning if s in ORIGINS else "have an unknown origin."
+        if short:
+            meaning = re.split(r"[;:] ", meaning, maxsplit=1)[0].rstrip(".") + "."
+        sentences.append(f"Replies marked {s!r} {meaning}")
+    return sentences
 
 
 def same_text(a: str, b: str) -> bool:
