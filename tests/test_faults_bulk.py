@@ -20,6 +20,7 @@ import inspect
 import io
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -37,11 +38,13 @@ import pytest
 
 from llm_workflows import cli, llm
 from llm_workflows.bulk import batch, files, runs
+from llm_workflows.bulk.limiter import AdaptiveLimiter
 from llm_workflows.errors import WorkflowError
 from llm_workflows.routing import CLASSIFY, HANDLE, route
-from llm_workflows.runtime import wire
+from llm_workflows.runtime import clients, wire
 from llm_workflows.testing import Answer, FakeModel
 from llm_workflows.testing.batches import FakeBatchAPI
+from llm_workflows.testing.limits import FakeRateLimit
 from llm_workflows.testing.server import FakeServer
 
 KEY = "sk-bulk-faults-fake"
@@ -337,6 +340,133 @@ def test_rate_limit_headers_of_any_shape_are_unknown(tmp_path, capsys, value):
     assert paid_work([1, 2, 3, 4, 5], out, ledger) == NONE_LOST
 
 
+@row(
+    "headers",
+    "a bucket that holds one request (600 a minute at a tenth of a second's grain), requests "
+    "arriving 0 to 5 ms after they leave (loopback server, 20 queries)",
+)
+def test_a_bucket_of_one_request_is_kept_with_the_reserve(
+    tmp_path, capsys, monkeypatch, shows="route: 20 queries: 20 done, 0 failed"
+):
+    # The reserve is kept as time once the bucket is full: else each call leaves the instant
+    # the mirror refills the one request, and arrives a little early about half the time.
+    rng = random.Random(18)
+
+    def network(request, next):  # how long a request takes to arrive varies
+        time.sleep(rng.uniform(0, 0.005))
+        return next(request)
+
+    budget = FakeRateLimit(rpm=600, tpm=10_000_000, burst_seconds=0.1)
+    fake = FakeModel(default=router, latency=0.02)
+    fake.use(network)
+    fake.use(budget)
+    with FakeServer(fake) as server:
+        env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.url, "NO_PROXY": "127.0.0.1"}
+        for name, value in {**env, "LLM_WORKFLOWS_MODE": "live"}.items():
+            monkeypatch.setenv(name, value)
+        clients.reset()
+        source, out = queries(tmp_path / "q.txt", TWENTY), tmp_path / "r.jsonl"
+        status, _, err = run_cli(capsys, "route", "--input", str(source), "--output", str(out))
+    assert status == 0 and shows in err
+    # The first 4 calls leave before any header (discovery): 3 of them find the bucket empty.
+    assert budget.allowed == 40 and budget.refused <= 3 + 1, budget.refused
+
+
+def budget_run(tmp_path, budget, count: int, latency: float, limiter, *middleware):
+    """``count`` queries through ``runs.route_file`` with ``limiter``, on the in-process fake
+    behind ``middleware`` and then ``budget`` (a FakeRateLimit): the summary, and the paid
+    work counted by id (``paid_work``)."""
+    fake, ledger = model(latency=latency)
+    for wrap in (*middleware, budget):
+        fake.use(wrap)
+    texts = [f"Question number {n}, about my charge?" for n in range(1, count + 1)]
+    source, out = queries(tmp_path / "q.txt", texts), tmp_path / "r.jsonl"
+    summary = asyncio.run(runs.route_file(source, out, progress=False, limiter=limiter))
+    return summary, paid_work(list(range(1, count + 1)), out, ledger)
+
+
+@row(
+    "headers",
+    "a bucket of one second (600 a minute: 10) and replies that take 2 s, so twice the bucket "
+    "is in flight (24 queries)",
+)
+def test_more_calls_in_flight_than_the_bucket_holds_are_not_counted_twice(
+    tmp_path, capsys, shows="route: 24 queries: 24 done, 0 failed"
+):
+    # A response's ``remaining`` is 2 s old: the refill since and the calls sent since have
+    # come in turns, so the bucket was never full; taking them all off a full bucket put the
+    # mirror 10 requests below empty, and the run at about half the budget.
+    budget = FakeRateLimit(rpm=600, tpm=10_000_000, burst_seconds=1)
+    limiter, lowest = AdaptiveLimiter(max_concurrency=64), []
+    observe = limiter.observe
+
+    def watched(headers, seconds=None, sent=None):
+        observe(headers, seconds, sent)
+        if sent is not None:
+            lowest.append(limiter.requests.level)
+
+    limiter.observe = watched
+    summary, paid = budget_run(tmp_path, budget, 24, 2.0, limiter)
+    assert shows in summary.line() and budget.refused <= 3 + 1 and paid == NONE_LOST
+    assert min(lowest) > -3, min(lowest)  # a request or two below empty, not a bucketful
+
+
+@row(
+    "headers",
+    "the limit drops mid-run from 6,000 to 600 a minute, its bucket from 100 requests to 10 "
+    "(after 40 calls; 40 queries)",
+)
+def test_a_limit_that_drops_mid_run_brings_its_own_bucket_size(
+    tmp_path, capsys, shows="route: 40 queries: 40 done, 0 failed"
+):
+    # The size of the bucket is learnt from the most the server ever said remained; kept
+    # across the drop, a reserve of 10 % of the old bucket was all of the new one, and the
+    # run went at half the new budget.
+    budget = FakeRateLimit(rpm=6000, tpm=10_000_000, burst_seconds=1)
+
+    def drop(request, next):
+        with budget._lock:
+            if budget.allowed == 40 and budget.rpm == 6000:
+                budget._refill(budget.clock())
+                budget.rpm, budget.capacity = 600, (10.0, budget.capacity[1])
+                budget.level[0] = min(budget.level[0], 10.0)
+        return next(request)
+
+    limiter = AdaptiveLimiter(max_concurrency=64)
+    summary, paid = budget_run(tmp_path, budget, 40, 0.02, limiter, drop)
+    assert shows in summary.line() and budget.rpm == 600 and paid == NONE_LOST
+    assert limiter.requests.capacity <= 10 + 1, limiter.requests.capacity
+
+
+@row(
+    "waits",
+    "every reply says `x-ratelimit-limit-*: 1` and `remaining: 0` (1 request and 1 token a "
+    "minute; a call needs about 100 tokens), 3 queries, `--max-wait 30`",
+    paid="3 / 0 / 0",
+)
+def test_a_wait_for_the_budget_past_the_cap_stops_the_run_in_one_line(
+    tmp_path,
+    capsys,
+    shows="llm-workflows: error: route: the run stopped: rate limiter: the account's rate limit (1 requests and 1 tokens a minute) would hold the next call ",
+):
+    def tiny_budget(request, next):
+        answer = next(request)
+        for kind in ("requests", "tokens"):
+            answer.headers[f"x-ratelimit-limit-{kind}"] = "1"
+            answer.headers[f"x-ratelimit-remaining-{kind}"] = "0"
+        return answer
+
+    fake, ledger = model()
+    fake.use(tiny_budget)
+    source, out = queries(tmp_path / "q.txt", TWENTY[:3]), tmp_path / "r.jsonl"
+    start = time.monotonic()
+    status, _, err = bulk(capsys, source, out, "--concurrency", "1", "--max-wait", "30")
+    assert time.monotonic() - start < 10 and status == 1  # not a minute, nor hours, of waiting
+    assert err.splitlines()[-1].startswith(shows), err
+    assert "s, longer than the longest wait of a bulk run (--max-wait 30 s)" in err
+    assert paid_work([1, 2, 3], out, ledger) == "3 / 0 / 0" and ledger.sent == 1
+
+
 # 3. Long waits ----------------------------------------------------------------------------------
 
 
@@ -393,6 +523,19 @@ def test_a_wait_past_the_cap_ends_the_item_in_one_line(
     assert {r["id"]: r["error"] for r in results(out)} == {1: None, 2: shows, 3: shows}
     assert "llm-workflows: the server answered 429 (rate limited) and asked to wait 3,600 s" in err
     assert paid_work([1, 2, 3], out, ledger) == NONE_LOST and ledger.sent == 3
+
+
+@row("waits", "429 with `retry-after: 1e308` on the one query", paid="0 / 0 / 0")
+def test_an_absurd_wait_is_said_in_a_few_characters(
+    tmp_path,
+    capsys,
+    shows="classify intent: rate limited (429): the server asked to wait 1e+308 s (retry-after), longer than the longest wait of a bulk run (--max-wait 300 s); run it again later, or raise --max-wait",
+):
+    _, ledger = model(lambda request: rate_limited("1e308"))
+    source, out = queries(tmp_path / "q.txt", TWENTY[:1]), tmp_path / "r.jsonl"
+    status, _, err = bulk(capsys, source, out)
+    assert status == 1 and [r["error"] for r in results(out)] == [shows]
+    assert max(len(line) for line in err.splitlines()) < 400 and ledger.sent == 1
 
 
 def test_the_cap_is_an_option_and_must_be_a_positive_number(tmp_path, capsys):
@@ -455,6 +598,43 @@ def test_a_storm_of_short_429s_gives_up_after_more_pauses_than_a_call_retries(
     storm.end()
     assert bulk(capsys, source, out, "--retry-failed")[0] == 0
     assert paid_work(list(range(1, 21)), out, ledger) == NONE_LOST
+
+
+NO_WAIT = {
+    "zero": "0",
+    "negative": "-3",
+    "past-date": format_datetime(datetime.now(timezone.utc) - timedelta(minutes=5), usegmt=True),
+}
+for _id, _value in NO_WAIT.items():
+    ROWS.append(
+        Row(
+            f"test_a_429_that_asks_for_no_wait_is_backed_off_not_a_storm[{_id}]",
+            "waits",
+            f"429 with `retry-after: {_value if _id != 'past-date' else 'an HTTP date 5 min ago'}` "
+            "on every request "
+            "for its first 0.5 s (3 queries, one at a time)",
+            "route: 3 queries: 3 done, 0 failed",
+            NONE_LOST,
+        )
+    )
+
+
+@pytest.mark.parametrize("value", NO_WAIT.values(), ids=NO_WAIT)
+def test_a_429_that_asks_for_no_wait_is_backed_off_not_a_storm(tmp_path, capsys, value):
+    # The openai client takes a retry-after of 0 (or one passed) as none given and backs
+    # off; re-sending at once would spend the 429 retries in milliseconds and stop the run.
+    first: list[float] = []
+
+    def handle(request):
+        first[:] = first or [time.monotonic()]
+        return rate_limited(value) if time.monotonic() - first[0] < 0.5 else router(request)
+
+    _, ledger = model(handle)
+    source, out = queries(tmp_path / "q.txt", TWENTY[:3]), tmp_path / "r.jsonl"
+    status, _, err = bulk(capsys, source, out, "--concurrency", "1")
+    assert status == 0 and "route: 3 queries: 3 done, 0 failed" in err, err
+    assert ledger.sent <= 6 + 2  # the 6 calls, and a 429 or two while the server says so
+    assert paid_work([1, 2, 3], out, ledger) == NONE_LOST
 
 
 # 4. Batch state and collect ---------------------------------------------------------------------

@@ -5,28 +5,33 @@ and a 429 with ``retry-after`` or ``retry-after-ms``. The limiter reads them:
 
 1. It mirrors the server's two buckets (requests, tokens). Each refills at its limit per
    minute; each call takes 1 request and its estimated tokens. A response's ``remaining``
-   is as old as its call: the server counted it when the call arrived. So the mirror adopts
-   that ``remaining`` plus the refill since the call left, minus what the calls sent since
-   then took (all of the way down, halfway up).
-2. A call is sent only when both buckets keep a small reserve after it, fewer than
-   ``concurrency`` calls are in flight, and no 429 pause is on; otherwise it waits for the
-   refill. So the steady rate is the account's own limit, whatever it is. With less than a
-   second's refill left, calls leave one by one at most at twice the refill rate: after a
-   stall (a busy process, a slow event loop) the refill that piled up goes out spread, not
-   in a clump; a fuller bucket (the API's holds a minute) is used at full speed.
+   is as old as its call: the server counted it when the call arrived. So the mirror moves
+   by how far it was off then: that ``remaining`` less what the mirror held just after the
+   call took its share (its own refills and takes since came in turns, as the server's did;
+   all of the way down, halfway up).
+2. A call is sent only when both buckets keep a small reserve after it (kept as time
+   past full where it does not fit in the bucket), fewer than ``concurrency`` calls are in
+   flight, and no 429 pause is on; otherwise it waits for the refill. So the steady rate is
+   the account's own limit, whatever it is. With less than a second's refill left, calls
+   leave one by one at most at twice the refill rate: after a stall (a busy process, a slow
+   event loop) the refill that piled up goes out spread, not in a clump; a fuller bucket
+   (the API's holds a minute) is used at full speed.
 3. ``concurrency`` is what keeps that rate busy: rate x mean latency x 1.5 + 2 (Little's
    law with room), capped by the caller's maximum. Before the first headers it is 4
    (discovery); a server that sends none gets the maximum.
 4. A 429 pauses every call for its ``retry-after-ms``/``retry-after`` (else the reset time,
-   else 1 s, doubling), empties the mirror and doubles the reserve (up to 10 % of the
-   bucket); each success with room shrinks the reserve back by 1 % towards 1 % of it. The
-   bucket's size is the most the server ever said remained (at most a minute's limit).
+   else 1 s, doubling; a wait of 0 or a date passed is none given), empties the mirror and
+   doubles the reserve (up to 10 % of the bucket); each success with room shrinks the reserve
+   back by 1 % towards 1 % of it. The bucket's size is the most the server said remained
+   since its limit last changed (at most a minute's limit).
 5. No wait is silent or endless: a wait longer than a few seconds is said on stderr (how
    long, and why), once per pause; a call the server asks to wait longer than ``max_wait``
    (``--max-wait``, default 300 s) ends at once with one line, as do the calls after it
    until that time. A storm of 429s gives up: when ``storm`` calls in a row give up on
    429s, or more pauses in a row than ``max_429_retries`` pass with no call answered, every
-   call raises :class:`RateLimitStorm`, which stops a bulk run.
+   call raises :class:`RateLimitStorm`, which stops a bulk run; so does a wait for the
+   account's budget longer than ``max_wait`` (headers that say a budget too small for the
+   run's calls: 1 token a minute).
 """
 
 from __future__ import annotations
@@ -116,8 +121,10 @@ class Bucket:
     limit: float | None = None  # per minute; None until the server says
     level: float = 0.0
     at: float = 0.0  # clock time of ``level``
-    peak: float = 0.0  # the most the server ever said remained: what its bucket holds
+    peak: float = 0.0  # the most the server said remained (this limit): what its bucket holds
     taken: float = 0.0  # all that our calls ever took: the calls sent since one left
+    over: float = 0.0  # the refill past full since the bucket filled: how long it has been full
+    shifted: float = 0.0  # all that the server's numbers (and 429s) ever moved ``level`` by
 
     @property
     def rate(self) -> float:
@@ -130,12 +137,23 @@ class Bucket:
 
     def refill(self, now: float) -> None:
         if self.limit is not None:
-            self.level = min(self.capacity, self.level + self.rate * (now - self.at))
+            if self.level < self.capacity:  # a call took from it, or the server said less
+                self.over = 0.0
+            grown = self.level + self.over + self.rate * (now - self.at)
+            self.level = min(self.capacity, grown)
+            self.over = grown - self.level
         self.at = now
 
-    def take(self, amount: float) -> None:
+    def take(self, amount: float) -> tuple[float, float | None, float]:
+        """Take ``amount``; what a :class:`Sent` keeps of this bucket (see :meth:`sync`)."""
         self.level -= amount
         self.taken += amount
+        return self.taken, None if self.limit is None else self.level, self.shifted
+
+    def move(self, level: float) -> None:
+        """Set ``level`` from the server's numbers (or a 429), not by our own calls."""
+        self.shifted += level - self.level
+        self.level = level
 
     def gap(self, amount: float) -> float:
         """Seconds between two calls taking ``amount`` each: SMOOTHING times the refill rate
@@ -145,12 +163,13 @@ class Bucket:
         return amount / (SMOOTHING * self.rate)
 
     def wait_for(self, amount: float, reserve: float) -> float:
-        """Seconds until ``amount`` can be taken with ``reserve`` left (0: now)."""
+        """Seconds until ``amount`` can be taken with ``reserve`` left (0: now). Where the
+        reserve does not fit in the bucket (it holds one request, or a request bigger than
+        it: the server takes that when full), it is kept as time: the refill of the reserve
+        past the moment the bucket is full."""
         if self.limit is None:
             return 0.0
-        # A request bigger than the bucket must not wait forever: the server takes it when full.
-        amount = min(amount, self.capacity * (1 - reserve))
-        missing = amount + reserve * self.capacity - self.level
+        missing = min(amount, self.capacity) + reserve * self.capacity - self.level - self.over
         return 0.0 if missing <= 0 else missing / self.rate
 
     def sync(
@@ -158,33 +177,43 @@ class Bucket:
         limit: str | None,
         remaining: str | None,
         now: float,
-        sent: tuple[float, float] | None = None,
+        sent: tuple[float, float, float | None, float] | None = None,
     ) -> None:
         """Adopt the server's numbers from one response's headers (if both are sane).
-        ``sent``: what our calls had taken (``taken``) and the clock time when this
-        response's call left."""
+        ``sent``: the clock time when this response's call left, what our calls had taken
+        by then (``taken``), the mirror's level just after (None: no limit was known) and
+        its ``shifted``."""
         new_limit, server = header_number(limit), header_number(remaining, zero=True)
         if new_limit is None or server is None:
             return
         if self.limit is None:
             self.level = server
+        if new_limit != self.limit:  # a new limit may come with a new bucket: learn its size
+            self.peak = 0.0
         self.peak = max(self.peak, server + 1)  # + the request this response answers
         self.refill(now)
         self.limit = new_limit
         if sent is not None:  # ``remaining`` is as old as the call: bring it up to now
-            taken, then = sent
-            refilled = server + self.rate * max(0.0, now - then)
-            server = min(self.capacity, refilled) - (self.taken - taken)
-        self.level = server if server < self.level else (self.level + server) / 2
+            then, taken, level, shifted = sent
+            if level is None:  # the refill since, less what the calls sent since took
+                refilled = server + self.rate * max(0.0, now - then)
+                server = min(self.capacity, refilled) - (self.taken - taken)
+            else:  # the mirror was off by ``server - level`` when the call left: so is its
+                # own course since (its refills and takes in the order they came; a bucket
+                # smaller than the calls in flight is not emptied twice)
+                server = min(self.capacity, self.level - (self.shifted - shifted) + server - level)
+        self.move(server if server < self.level else (self.level + server) / 2)
 
 
 @dataclass(frozen=True)
 class Sent:
-    """When one call left and what our calls had taken by then (its own share included)."""
+    """When one call left and, for each bucket, what :meth:`Bucket.take` returned: what our
+    calls had taken by then (its own share included), the mirror's level just after (None:
+    no limit was known yet) and how far the server's numbers had moved it."""
 
     at: float
-    requests: float
-    tokens: float
+    requests: tuple[float, float | None, float]
+    tokens: tuple[float, float | None, float]
 
 
 @dataclass
@@ -286,15 +315,16 @@ class AdaptiveLimiter:
                 delay = self._delay(tokens)
                 if delay <= 0:
                     break
+                if delay > self.max_wait:  # no call could leave: the budget is too small
+                    raise self._budget_too_small(delay)
                 self._tell_admission(delay)
                 await asyncio.sleep(min(delay, 0.25))  # then look again: headers may have come
             self.in_flight += 1
-            self.requests.take(1)
-            self.tokens.take(tokens)
+            requests, tokens_taken = self.requests.take(1), self.tokens.take(tokens)
             now = self.clock()
             self.next_at = now + max(self.requests.gap(1), self.tokens.gap(tokens))
         self.stats.waited_seconds += now - start
-        return Sent(now, self.requests.taken, self.tokens.taken)
+        return Sent(now, requests, tokens_taken)
 
     def _release(self) -> None:
         self.in_flight -= 1
@@ -307,12 +337,11 @@ class AdaptiveLimiter:
         seen = headers.get("x-ratelimit-limit-requests") is not None
         self.headers_seen = bool(self.headers_seen) or seen
         for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens")):
-            taken = None if sent is None else getattr(sent, kind)
             bucket.sync(
                 headers.get(f"x-ratelimit-limit-{kind}"),
                 headers.get(f"x-ratelimit-remaining-{kind}"),
                 now,
-                None if sent is None else (taken, sent.at),
+                None if sent is None else (sent.at, *getattr(sent, kind)),
             )
         if seconds is not None:
             self.latency = seconds if self.latency == 0 else 0.9 * self.latency + 0.1 * seconds
@@ -327,7 +356,7 @@ class AdaptiveLimiter:
         self.paused_until = max(self.paused_until, now + min(wait, self.max_wait))
         for bucket in (self.requests, self.tokens):
             bucket.refill(now)
-            bucket.level = min(bucket.level, 0.0)
+            bucket.move(min(bucket.level, 0.0))
         self.reserve = min(MAX_RESERVE, self.reserve * 2)
         return wait
 
@@ -390,18 +419,21 @@ class AdaptiveLimiter:
     # --- long waits: said, capped, and a storm of 429s gives up -----------------------------
 
     def _asked_wait(self, headers, attempt: int) -> tuple[float, str]:
-        """How long a 429 asks every call to wait, and which header said so."""
+        """How long a 429 asks every call to wait, and which header said so. A wait of 0 (or
+        less, or a date already passed: the server's clock is behind ours) is none given, as
+        the openai client takes it: re-sent at once, the calls would spend their retries in
+        milliseconds and stop the run as a storm."""
         wait = retry_after(headers)
-        if wait is not None:
+        if wait:
             return wait, "retry-after-ms" if "retry-after-ms" in headers else "retry-after"
         dated = http_date_wait(headers.get("retry-after"))
-        if dated is not None:
+        if dated:
             return dated, "retry-after, an HTTP date"
         resets = [
             parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
             for kind in ("requests", "tokens")
         ]
-        known = [r for r in resets if r is not None]
+        known = [r for r in resets if r]
         if known:
             return min(known), "x-ratelimit-reset"
         return min(60.0, 2.0**attempt), "no wait was given: doubling the pause"
@@ -419,16 +451,30 @@ class AdaptiveLimiter:
             return  # the common case, every call near the budget: nothing to say
         if self.paused_until > self.clock():
             return  # a 429's pause is on
-        limits = [
-            f"{bucket.limit:,.0f} {kind}"
-            for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens"))
-            if bucket.limit is not None
-        ]
         self._tell(
             delay,
             f"{self.name} waits {seconds_text(delay)} before the next call, to stay within "
-            f"the account's rate limit ({' and '.join(limits) or 'unknown'} a minute)",
+            f"the account's rate limit ({self._limits()} a minute)",
         )
+
+    def _budget_too_small(self, delay: float) -> RateLimitStorm:
+        """The account's budget (what the headers say) would hold the next call longer than
+        ``max_wait``: the run stops, as every call after it would wait as long."""
+        self._storm = RateLimitStorm(
+            f"rate limiter: the account's rate limit ({self._limits()} a minute) would hold "
+            f"the next call {seconds_text(delay)}, longer than the longest wait of a bulk "
+            f"run (--max-wait {seconds_text(self.max_wait)})"
+        )
+        return self._storm
+
+    def _limits(self) -> str:
+        """``6,000 requests and 1,000,000 tokens``: the limits the headers gave."""
+        limits = [
+            f"{bucket.limit:,.10g} {kind}"
+            for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens"))
+            if bucket.limit is not None
+        ]
+        return " and ".join(limits) or "unknown"
 
     def _close(self, error: openai.RateLimitError, wait: float) -> None:
         """The server asked every call to wait longer than ``max_wait``: until then, calls

@@ -113,8 +113,8 @@ def http_date_wait(text: str | None) -> float | None:
 
 
 def seconds_text(seconds: float) -> str:
-    """``0.5 s``, ``12 s``, ``3,600 s``: a wait as a notice says it."""
-    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:,.0f} s"
+    """``0.5 s``, ``12 s``, ``3,600 s``; past a year, ``1e+308 s``: a wait as a notice says it."""
+    return f"{seconds:,.0f} s" if 10 <= seconds < 3e7 else f"{seconds:.2g} s"
 
 
 def _deadline(request) -> float | None:
