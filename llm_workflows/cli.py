@@ -755,6 +755,13 @@ def _interrupted_line(args: argparse.Namespace, bulk: bool, how: str) -> tuple[s
     )
 
 
+def _quiet_unfinished() -> None:
+    """An interrupted run leaves coroutines that the stopped event loop never resumed (inside
+    the HTTP library, mid-request); Python would warn about each one as it is collected, after
+    the one line that already said what happened."""
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command's ``run_*`` function, print its outcome; the exit status."""
     if sys.stderr is None:  # 2>&-: no line can be shown, but the exit status still tells
@@ -773,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    interrupted = 0
     with warnings.catch_warnings():
         warnings.simplefilter("always", RecordingsWarning)
         warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
@@ -782,13 +790,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: error: {redact(_one_line(error))}", file=sys.stderr)
             return 1
         except KeyboardInterrupt as interrupt:  # one line; keep what was finished (and paid for)
+            _quiet_unfinished()
             how = "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
             output, line = _interrupted_line(args, bulk, how)
             failed = _emit(output, sys.stdout) if output else None
             print(line, file=sys.stderr)
-            return failed or 130
+            interrupted = failed or 130
         finally:
             runtime.reset()
+    if interrupted:
+        _quiet_unfinished()  # for the rest of the process: its exit collects them too
+        return interrupted
     output = json.dumps(outcome.data, indent=2, ensure_ascii=False) if args.json else outcome.text
     if output:
         failed = _emit(output, sys.stderr if outcome.stderr else sys.stdout)
