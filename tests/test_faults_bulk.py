@@ -1046,14 +1046,14 @@ def served(handler: Callable = router, latency: float = 0.0) -> Iterator[tuple[d
     ledger = Ledger()
     fake.use(ledger)
     with FakeServer(fake) as server:
-        env = {
-            **os.environ,
-            "OPENAI_API_KEY": KEY,
-            "OPENAI_BASE_URL": server.url,
-            "LLM_WORKFLOWS_MODE": "live",
-            "NO_PROXY": "127.0.0.1",
-        }
-        yield env, ledger
+        yield live_env(server.url), ledger
+
+
+def live_env(url: str) -> dict[str, str]:
+    """The environment that sends a CLI subprocess, live with a fake key, to the server at
+    ``url`` (a loopback ``FakeServer``)."""
+    live = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": url, "LLM_WORKFLOWS_MODE": "live"}
+    return {**os.environ, **live, "NO_PROXY": "127.0.0.1"}
 
 
 @row(

@@ -26,7 +26,6 @@ import fakes
 import pytest
 from test_faults_bulk import (
     FAMILIES,
-    KEY,
     LAUNCH,
     NONE_LOST,
     ROWS,
@@ -38,6 +37,7 @@ from test_faults_bulk import (
     bulk,
     collect_until_done,
     enospc,
+    live_env,
     model,
     paid_work,
     queries,
@@ -215,14 +215,7 @@ def batch_server(handler: Callable = router) -> Iterator[tuple[FakeBatchAPI, dic
     fake = FakeModel(default=handler)
     api = FakeBatchAPI(fake)
     with FakeServer(fake) as server:
-        env = {
-            **os.environ,
-            "OPENAI_API_KEY": KEY,
-            "OPENAI_BASE_URL": server.url,
-            "LLM_WORKFLOWS_MODE": "live",
-            "NO_PROXY": "127.0.0.1",
-        }
-        yield api, env
+        yield api, live_env(server.url)
 
 
 def live_in_process(monkeypatch, env: dict) -> None:
