@@ -447,7 +447,7 @@ def test_a_limit_that_drops_mid_run_brings_its_own_bucket_size(
 def test_a_wait_for_the_budget_past_the_cap_stops_the_run_in_one_line(
     tmp_path,
     capsys,
-    shows="llm-workflows: error: route: the run stopped: rate limiter: the account's rate limit (1 requests and 1 tokens a minute) would hold the next call ",
+    shows="llm-workflows: error: route: the run stopped: rate limiter: the account's rate limit (1 request and 1 token a minute) would hold the next call ",
 ):
     def tiny_budget(request, next):
         answer = next(request)

@@ -470,8 +470,8 @@ class AdaptiveLimiter:
     def _limits(self) -> str:
         """``6,000 requests and 1,000,000 tokens``: the limits the headers gave."""
         limits = [
-            f"{bucket.limit:,.10g} {kind}"
-            for bucket, kind in ((self.requests, "requests"), (self.tokens, "tokens"))
+            f"{bucket.limit:,.10g} {kind}{'s' * (bucket.limit != 1)}"
+            for bucket, kind in ((self.requests, "request"), (self.tokens, "token"))
             if bucket.limit is not None
         ]
         return " and ".join(limits) or "unknown"
