@@ -69,14 +69,9 @@ async def _route_one(item: Item, calls: list[Call]) -> dict[str, Any]:
 
 
 def _route_failed(item: Item, error: str) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "query": item.text,
-        "intent": None,
-        "used_fallback": None,
-        "response": None,
-        "error": error,
-    }
+    """The line of a query that failed: its result's fields empty, the error named."""
+    empty = dict.fromkeys(("intent", "used_fallback", "response"))
+    return {"id": item.id, "query": item.text, **empty, "error": error}
 
 
 async def _orchestrate_one(
@@ -95,14 +90,9 @@ async def _orchestrate_one(
 
 
 def _orchestrate_failed(item: Item, error: str) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "message": item.text,
-        "tasks": [],
-        "problems": [],
-        "email": None,
-        "error": error,
-    }
+    """The line of a message that failed: no tasks, problems or email, the error named."""
+    empty = {"tasks": [], "problems": [], "email": None}
+    return {"id": item.id, "message": item.text, **empty, "error": error}
 
 
 ROUTE = Kind("route", "query", "query", _route_one, _route_failed, ROUTE_FIELDS)
