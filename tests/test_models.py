@@ -94,8 +94,13 @@ def test_prices_come_from_the_table_and_unknown_stays_unknown():
 
 def test_the_lessons_price_lines_are_still_the_recorded_models():
     """A keyless run prices the recorded models, at their list prices' date."""
-    assert dict(OPENAI.prices) == {"gpt-4.1-nano": (0.10, 0.40), "gpt-4.1-mini": (0.40, 1.60)}
-    assert OPENAI.prices_as_of == "2025-04-14"
+    recorded = list(OPENAI.recorded_models.values())
+    assert {m: providers.price_of(m) for m in recorded} == {
+        "gpt-4.1-nano": (0.10, 0.40),
+        "gpt-4.1-mini": (0.40, 1.60),
+    }
+    calls = [Call("answer", m, 10, 10, seconds=0.1) for m in recorded]
+    assert usage.prices_as_of(calls) == "2025-04-14"
 
 
 def test_the_price_date_is_the_called_models_own():

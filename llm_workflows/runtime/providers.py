@@ -232,18 +232,6 @@ class Provider:
     cost_note: str | None = None  # one line under a calls table with this provider's models
     note: str = field(default="", compare=False)  # why the entry is what it is
 
-    @property
-    def prices(self) -> Mapping[str, Price | None]:
-        """The price of each model a keyless run calls (the recorded models if any, else the
-        defaults), from ``MODELS``: what the lesson's cost figures are computed with."""
-        names = dict.fromkeys((self.recorded_models or self.models).values())
-        return MappingProxyType({name: price_of(name) for name in names})
-
-    @property
-    def prices_as_of(self) -> str:
-        """The latest date among those prices."""
-        return max(MODELS[name].price_as_of for name in self.prices if name in MODELS)
-
 
 OPENAI = Provider(
     name="openai",
